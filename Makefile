@@ -1,0 +1,36 @@
+# The README's two commands: `make serve` and `make test` do all set-up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CHECKPOINT ?= checkpoints/default
+HOST ?= 0.0.0.0
+PORT ?= 8000
+
+.PHONY: serve test lint train-default bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+# Train the default model only when no checkpoint exists yet.
+$(CHECKPOINT)/config.json: | $(STAMP)
+	$(BIN)/python -m model.train --preset default --output $(CHECKPOINT)
+
+train-default: $(CHECKPOINT)/config.json
+
+serve: $(STAMP) $(CHECKPOINT)/config.json
+	NEXTWORD_MODEL_DIR=$(CHECKPOINT) $(BIN)/uvicorn app.main:create_app --factory --host $(HOST) --port $(PORT)
+
+lint: $(STAMP)
+	$(BIN)/ruff check model app tests bench
+	$(BIN)/ruff format --check model app tests bench
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,1 @@
+"""nextword's offline half: tokenizers, vocabulary, corpora, the recurrent network, training."""

@@ -1,0 +1,80 @@
+"""Batches of whole lines for training and evaluation, cut into BPTT windows.
+
+Every line is its own sequence: the model reads <eos> first (the start state) and predicts each
+token and finally the closing <eos>, so a line's perplexity never depends on what else shares
+its batch, and the service, which scores one text at a time, sees exactly what training saw.
+
+Lines are grouped by length so that padding stays small; a batch of B lines is a (B, T) block
+read in windows of `bptt` steps, the recurrent state carried (and detached) from one window to
+the next:
+
+    line a:  <eos> 我  爱  北京  天安门 | <eos> ...    inputs  (B=3, T=5)
+    line b:  <eos> 今天 天气 好   .     |
+    line c:  <eos> 你好 <pad> <pad> <pad>
+             └── window 1 ──┘└ window 2 ┘      (bptt = 3)
+
+Targets are the inputs shifted by one, ending in <eos>; padding targets are IGNORE and cost
+nothing.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+
+IGNORE = -100  # target id of padding: skipped by the loss
+
+
+@dataclass
+class LineBatch:
+    """inputs and targets of shape (B, T); targets are IGNORE where a line has ended; `rows`
+    gives the index, in the caller's list, of each row's line."""
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    rows: list[int]
+
+    @property
+    def num_targets(self) -> int:
+        """How many real (non-padding) targets the batch holds."""
+        return int((self.targets != IGNORE).sum())
+
+    def windows(self, bptt: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(inputs, targets) windows of at most bptt steps, in reading order."""
+        for start in range(0, self.inputs.size(1), bptt):
+            yield self.inputs[:, start : start + bptt], self.targets[:, start : start + bptt]
+
+
+def line_batch(
+    lines: Sequence[Sequence[int]], eos_id: int, rows: Sequence[int] | None = None
+) -> LineBatch:
+    """One padded batch: row i reads <eos> + lines[i] and predicts lines[i] + <eos>."""
+    length = max(len(line) for line in lines) + 1
+    inputs = torch.full((len(lines), length), eos_id, dtype=torch.long)
+    targets = torch.full((len(lines), length), IGNORE, dtype=torch.long)
+    for row, line in enumerate(lines):
+        ids = torch.as_tensor(line, dtype=torch.long)
+        inputs[row, 1 : len(line) + 1] = ids
+        targets[row, : len(line)] = ids
+        targets[row, len(line)] = eos_id
+    return LineBatch(inputs, targets, list(rows) if rows is not None else list(range(len(lines))))
+
+
+def make_batches(
+    lines: Sequence[Sequence[int]], eos_id: int, batch_size: int, seed: int | None = None
+) -> list[LineBatch]:
+    """Length-grouped batches of lines. With a seed, lines of equal length are shuffled before
+    grouping and the batch order is shuffled too (a fresh seed per epoch); without one the order
+    is deterministic (evaluation)."""
+    order = list(range(len(lines)))
+    rng = random.Random(seed)
+    if seed is not None:
+        rng.shuffle(order)
+    order.sort(key=lambda i: len(lines[i]))  # stable: equal lengths keep the shuffled order
+    groups = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if seed is not None:
+        rng.shuffle(groups)
+    return [line_batch([lines[i] for i in group], eos_id, group) for group in groups]

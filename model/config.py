@@ -1,0 +1,133 @@
+"""Training configuration: one dataclass whose fields are the command-line flags (with their
+help), and named presets (`default` is what `make serve` trains)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any
+
+
+def _flag(default: Any, help: str, **extra: Any) -> Any:
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; `python -m model.train --help` lists it."""
+
+    # data
+    corpus: str = _flag(
+        "peoples-daily", "'peoples-daily', a directory with train/valid/test.txt, or a text file"
+    )
+    train_file: str | None = _flag(
+        None, "explicit training text (with --valid-file and --test-file)"
+    )
+    valid_file: str | None = _flag(None, "explicit validation text")
+    test_file: str | None = _flag(None, "explicit test text")
+    tokenizer: str = _flag("jieba", "jieba | whitespace | english")
+    lowercase: bool = _flag(False, "lowercase text before tokenizing")
+    no_nfkc: bool = _flag(False, "skip NFKC normalisation")
+    user_dict: str | None = _flag(None, "jieba user dictionary file (copied into the checkpoint)")
+    min_freq: int = _flag(2, "keep tokens seen at least this often in train")
+    max_vocab: int | None = _flag(None, "cap the vocabulary at this many entries")
+    max_train_lines: int | None = _flag(None, "use only the first N training lines (quick runs)")
+    # network
+    cell: str = _flag("lstm", "rnn_tanh | rnn_relu | lstm | gru")
+    embedding_size: int = _flag(256, "embedding width")
+    hidden_size: int = _flag(256, "recurrent hidden width")
+    num_layers: int = _flag(2, "stacked recurrent layers")
+    dropout_embedding: float = _flag(0.1, "dropout on embeddings")
+    dropout_hidden: float = _flag(0.2, "dropout between recurrent layers")
+    dropout_output: float = _flag(0.2, "dropout on the last layer's output")
+    tie_weights: bool = _flag(False, "tie input and output embeddings (full softmax only)")
+    output_layer: str = _flag("adaptive", "full | adaptive (softmax)")
+    cutoffs: list[int] = _flag(None, "adaptive softmax cluster cutoffs", nargs="+", type=int)
+    pretrained_embeddings: str | None = _flag(
+        None, "word2vec/GloVe text file to initialise embeddings"
+    )
+    freeze_embeddings: bool = _flag(False, "keep pretrained embeddings fixed")
+    # optimisation
+    optimizer: str = _flag("adamw", "sgd (lr annealed on a valid plateau) | adamw")
+    lr: float = _flag(2e-3, "learning rate")
+    weight_decay: float = _flag(0.0, "weight decay (AdamW's decoupled one)")
+    anneal_factor: float = _flag(0.25, "multiply lr by this when valid ppl stops improving")
+    clip: float = _flag(0.25, "gradient-norm clipping")
+    epochs: int = _flag(40, "maximum epochs")
+    patience: int = _flag(3, "stop after this many epochs without a better valid ppl")
+    batch_size: int = _flag(64, "lines per batch")
+    bptt: int = _flag(35, "truncated BPTT window (steps)")
+    max_minutes: float | None = _flag(None, "training time budget in minutes")
+    max_steps: int | None = _flag(None, "stop after this many optimizer steps")
+    eval_every_minutes: float | None = _flag(None, "also validate (and keep the best) this often")
+    snapshot_minutes: float = _flag(2.0, "write a resumable snapshot this often")
+    seed: int = _flag(1234, "random seed")
+    device: str = _flag("auto", "auto | cpu | cuda | cuda:N")
+    threads: int | None = _flag(None, "torch CPU threads (default: torch's choice)")
+    output: str = _flag("checkpoints/default", "checkpoint directory to write")
+    resume: bool = _flag(False, "continue the interrupted run in --output")
+    progress: bool = _flag(True, "show a progress bar")
+
+    def __post_init__(self) -> None:
+        if self.cutoffs is None:
+            self.cutoffs = [2000, 10000]
+
+    def to_dict(self) -> dict:
+        """Plain-JSON form, recorded in the checkpoint."""
+        return asdict(self)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # what `make serve` trains when there is no checkpoint: peoples-daily within 10 minutes
+    "default": dict(max_minutes=9.0),
+    # the reference PyTorch word_language_model recipe, for comparisons
+    "plain": dict(
+        embedding_size=200,
+        hidden_size=200,
+        output_layer="full",
+        optimizer="sgd",
+        lr=20.0,
+        batch_size=20,
+        bptt=35,
+        dropout_embedding=0.2,
+        dropout_hidden=0.2,
+        dropout_output=0.2,
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """An argparse parser whose flags are TrainConfig's fields (plus --preset)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m model.train", description="Train a recurrent word-level language model."
+    )
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="start from a named preset")
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata.get("help", "")
+        if f.type in ("bool", bool):
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=None, help=help_text
+            )
+            continue
+        kind = f.metadata.get("type") or _scalar_type(f.default, str(f.type))
+        kwargs: dict[str, Any] = {"type": kind, "default": None, "help": help_text}
+        if "nargs" in f.metadata:
+            kwargs["nargs"] = f.metadata["nargs"]
+        parser.add_argument(flag, **kwargs)
+    return parser
+
+
+def _scalar_type(default: Any, annotation: str) -> type:
+    for name, kind in (("int", int), ("float", float)):
+        if annotation.startswith(name):
+            return kind
+    return type(default) if default not in (None, MISSING) else str
+
+
+def parse_config(argv: list[str] | None = None) -> TrainConfig:
+    """TrainConfig from command-line flags: preset values first, explicit flags override."""
+    args = vars(build_parser().parse_args(argv))
+    values = dict(PRESETS.get(args.pop("preset") or "", {}))
+    values.update({k: v for k, v in args.items() if v is not None})
+    return TrainConfig(**values)

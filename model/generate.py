@@ -1,0 +1,59 @@
+"""Continue a prompt with a trained model:
+`python -m model.generate --checkpoint DIR --prompt 我爱 --max-new-tokens 20 --temperature 0.8
+--top-k 40 --top-p 0.95 --seed 1`."""
+
+from __future__ import annotations
+
+import argparse
+import random
+
+from model.checkpoint import load_checkpoint
+from model.inference import generate
+from model.sampling import SamplingParams
+from model.tokenizers import build_tokenizer
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point: prints the prompt followed by the generated text."""
+    parser = argparse.ArgumentParser(
+        prog="python -m model.generate", description="Continue a prompt."
+    )
+    parser.add_argument("--checkpoint", required=True, help="checkpoint directory")
+    parser.add_argument("--prompt", default="", help="text to continue (empty: start of a text)")
+    parser.add_argument("--max-new-tokens", type=int, default=30, help="most tokens to generate")
+    parser.add_argument(
+        "--temperature", type=float, default=1.0, help="0 = greedy; higher = more random"
+    )
+    parser.add_argument("--top-k", type=int, help="sample among the k most probable words")
+    parser.add_argument(
+        "--top-p", type=float, default=1.0, help="nucleus: smallest set with this mass"
+    )
+    parser.add_argument(
+        "--repetition-penalty", type=float, default=1.0, help=">1 discourages repeats"
+    )
+    parser.add_argument(
+        "--stop", action="append", default=[], help="stop after this string (repeatable)"
+    )
+    parser.add_argument("--seed", type=int, help="random seed (default: random, printed)")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda")
+    args = parser.parse_args(argv)
+    checkpoint = load_checkpoint(args.checkpoint, args.device)
+    params = SamplingParams(args.temperature, args.top_k, args.top_p, args.repetition_penalty)
+    seed = args.seed if args.seed is not None else random.randrange(2**63)
+    tokenizer = build_tokenizer(checkpoint.tokenizer_spec)
+    result = generate(
+        checkpoint.model,
+        tokenizer,
+        checkpoint.vocab,
+        args.prompt,
+        params,
+        args.max_new_tokens,
+        seed,
+        args.stop,
+    )
+    print(tokenizer.detokenize(tokenizer.tokenize(args.prompt) + result.tokens))
+    print(f"[finish_reason={result.finish_reason} seed={seed} tokens={len(result.tokens)}]")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,366 @@
+"""Train a recurrent language model: `python -m model.train --help`.
+
+Lines are read in length-grouped batches with truncated BPTT (see model/batching.py); valid
+perplexity after every epoch; the best-valid weights become the checkpoint; a resumable
+snapshot (last weights, optimizer, RNG, position) is written beside it every few minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from model.batching import make_batches
+from model.checkpoint import write_checkpoint_files, write_directory_atomically
+from model.config import TrainConfig, parse_config
+from model.corpora import Corpus, load_corpus
+from model.embeddings import load_pretrained
+from model.inference import perplexity_of, score_lines
+from model.resume import RESUME_STATE, RESUME_TENSORS, read_snapshot, write_snapshot
+from model.rnn import ModelConfig, RNNLanguageModel
+from model.tokenizers import TokenizerSpec, build_tokenizer
+from model.vocab import Vocab
+
+METRICS = "metrics.jsonl"
+log = logging.getLogger("nextword.train")
+
+
+@dataclass
+class Data:
+    """A run's corpus, vocabulary and the id lines of each split."""
+
+    spec: TokenizerSpec
+    corpus: Corpus
+    vocab: Vocab
+    ids: dict[str, list[list[int]]]
+
+
+def prepare_data(config: TrainConfig) -> Data:
+    """Tokenize (or read from the cache), build the vocabulary from train, map splits to ids."""
+    spec = TokenizerSpec(
+        name=config.tokenizer,
+        nfkc=not config.no_nfkc,
+        lowercase=config.lowercase,
+        user_dict=config.user_dict,
+    )
+    files = None
+    if config.train_file or config.valid_file or config.test_file:
+        files = {"train": config.train_file, "valid": config.valid_file, "test": config.test_file}
+        files = {k: v for k, v in files.items() if v}
+    corpus = load_corpus(config.corpus, build_tokenizer(spec), files)
+    if config.max_train_lines is not None:
+        corpus.splits["train"] = corpus.splits["train"][: config.max_train_lines]
+    vocab = Vocab.build(corpus.splits["train"], config.min_freq, config.max_vocab)
+    ids = {split: [vocab.encode(line) for line in lines] for split, lines in corpus.splits.items()}
+    return Data(spec, corpus, vocab, ids)
+
+
+def build_model(config: TrainConfig, vocab: Vocab) -> tuple[RNNLanguageModel, float | None]:
+    """The network a config describes, with pretrained embeddings loaded (and their coverage)."""
+    model = RNNLanguageModel(
+        ModelConfig(
+            vocab_size=len(vocab),
+            cell=config.cell,
+            embedding_size=config.embedding_size,
+            hidden_size=config.hidden_size,
+            num_layers=config.num_layers,
+            dropout_embedding=config.dropout_embedding,
+            dropout_hidden=config.dropout_hidden,
+            dropout_output=config.dropout_output,
+            tie_weights=config.tie_weights,
+            output_layer=config.output_layer,
+            cutoffs=list(config.cutoffs),
+        )
+    )
+    coverage = None
+    if config.pretrained_embeddings:
+        with torch.no_grad():
+            coverage = load_pretrained(config.pretrained_embeddings, vocab, model.embedding.weight)
+        model.embedding.weight.requires_grad_(not config.freeze_embeddings)
+    return model, coverage
+
+
+def build_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """SGD (the classic LM recipe, annealed on plateaus) or AdamW."""
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    raise ValueError(f"unknown optimizer {config.optimizer!r}; choose sgd or adamw")
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' is CUDA when available, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@dataclass
+class Progress:
+    """Where a run stands; saved in every snapshot so --resume continues exactly."""
+
+    epoch: int = 0
+    batch: int = 0  # next batch of the epoch
+    step: int = 0
+    tokens_seen: int = 0
+    elapsed_seconds: float = 0.0
+    lr: float = 0.0
+    best_valid_ppl: float = math.inf
+    epochs_without_gain: int = 0
+    finished: bool = False
+    history: list[dict] = field(default_factory=list)
+
+
+class Trainer:
+    """One training run: owns the model, optimizer, progress and the output directory."""
+
+    def __init__(self, config: TrainConfig, data: Data):
+        self.config = config
+        self.data = data
+        self.output = Path(config.output)
+        self.device = resolve_device(config.device)
+        torch.manual_seed(config.seed)
+        self.model, self.coverage = build_model(config, data.vocab)
+        self.model.to(self.device)
+        self.optimizer = build_optimizer(config, self.model)
+        self.progress = Progress(lr=config.lr)
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self._last_snapshot = time.monotonic()
+        self._last_eval = time.monotonic()
+
+    # -- persistence -------------------------------------------------------------------
+    def resume(self) -> None:
+        """Continue from the snapshot in the output directory."""
+        record = read_snapshot(self.output, self.model, self.optimizer)
+        self.progress = Progress(**record)
+        self.best_state = None  # the best weights stay in model.safetensors until improved
+
+    def metadata(self, test_ppl: float | None = None) -> dict:
+        """config.json's run record: corpus, training settings and statistics."""
+        data = self.data
+        return {
+            "corpus": {
+                "name": data.corpus.name,
+                "source": self.config.corpus,
+                "content_hash": data.corpus.content_hash,
+                "train_tokens": sum(len(x) + 1 for x in data.ids["train"]),
+            },
+            "training": {
+                "config": self.config.to_dict(),
+                "epochs_done": self.progress.epoch,
+                "steps": self.progress.step,
+                "tokens_seen": self.progress.tokens_seen,
+                "wall_seconds": round(self.progress.elapsed_seconds, 1),
+                "best_valid_ppl": self.progress.best_valid_ppl,
+                "test_ppl": test_ppl,
+                "pretrained_coverage": self.coverage,
+            },
+        }
+
+    def write(self, test_ppl: float | None = None) -> None:
+        """Atomically write checkpoint (best weights) + snapshot (last state) + metrics."""
+        best = self.best_state
+
+        def fill(directory: Path) -> None:
+            live = {k: v.clone() for k, v in self.model.state_dict().items()}
+            if best is not None:
+                self.model.load_state_dict(best)
+            write_checkpoint_files(
+                directory, self.model, self.data.vocab, self.data.spec, self.metadata(test_ppl)
+            )
+            self.model.load_state_dict(live)
+            write_snapshot(directory, self.model, self.optimizer, self.progress.__dict__)
+            lines = "".join(json.dumps(row) + "\n" for row in self.progress.history)
+            (directory / METRICS).unlink(missing_ok=True)
+            (directory / METRICS).write_text(lines, encoding="utf-8")
+
+        keep = () if best is not None else ("model.safetensors",)
+        if best is None and not (self.output / "model.safetensors").is_file():
+            best = {k: v.clone() for k, v in self.model.state_dict().items()}
+            self.best_state = best
+        write_directory_atomically(self.output, fill, keep=keep)
+        self.best_state = None  # written: later writes keep the file until it improves
+        self._last_snapshot = time.monotonic()
+
+    # -- evaluation ---------------------------------------------------------------------
+    def evaluate(self, split: str) -> float:
+        """Perplexity of a split (DATA.md's definition)."""
+        ppl, _ = perplexity_of(
+            score_lines(self.model, self.data.ids[split], self.data.vocab.eos_id)
+        )
+        return ppl
+
+    def validate(self, train_loss: float) -> None:
+        """Valid ppl; keep the best weights; anneal lr and count epochs without gain."""
+        valid_ppl = self.evaluate("valid")
+        p = self.progress
+        improved = valid_ppl < p.best_valid_ppl
+        if improved:
+            p.best_valid_ppl = valid_ppl
+            p.epochs_without_gain = 0
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        else:
+            p.epochs_without_gain += 1
+            p.lr *= self.config.anneal_factor
+            for group in self.optimizer.param_groups:
+                group["lr"] = p.lr
+        row = {
+            "epoch": p.epoch,
+            "step": p.step,
+            "tokens_seen": p.tokens_seen,
+            "wall_seconds": round(p.elapsed_seconds, 2),
+            "train_loss": round(train_loss, 4),
+            "train_ppl": round(math.exp(min(train_loss, 50)), 2),
+            "valid_ppl": round(valid_ppl, 2),
+            "lr": p.lr,
+            "tokens_per_second": round(p.tokens_seen / max(p.elapsed_seconds, 1e-9)),
+        }
+        p.history.append(row)
+        log.info("epoch %d: valid ppl %.2f%s", p.epoch, valid_ppl, " (best)" if improved else "")
+        self._last_eval = time.monotonic()
+
+    # -- the loop -----------------------------------------------------------------------
+    def out_of_budget(self) -> bool:
+        """True once the time or step budget is spent."""
+        c, p = self.config, self.progress
+        if c.max_steps is not None and p.step >= c.max_steps:
+            return True
+        return c.max_minutes is not None and p.elapsed_seconds >= c.max_minutes * 60
+
+    def train_batch(self, batch) -> tuple[float, int]:
+        """One batch of lines, window by window; returns (summed loss, targets)."""
+        state = None
+        total, count = 0.0, 0
+        for inputs, targets in batch.windows(self.config.bptt):
+            features, state = self.model(inputs.to(self.device), state)
+            state = state.detach()  # truncated BPTT: the next window does not backprop here
+            log_probs = self.model.target_log_probs(features, targets.to(self.device))
+            if log_probs.numel() == 0:
+                continue
+            loss = -log_probs.mean()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip)
+            self.optimizer.step()
+            self.progress.step += 1
+            total += float(loss) * log_probs.numel()
+            count += log_probs.numel()
+            if self.config.max_steps is not None and self.progress.step >= self.config.max_steps:
+                break
+        return total, count
+
+    def run_epoch(self) -> None:
+        """Train from the current position to the end of the epoch (or of the budget)."""
+        c, p = self.config, self.progress
+        batches = make_batches(
+            self.data.ids["train"],
+            self.data.vocab.eos_id,
+            c.batch_size,
+            seed=c.seed * 1000 + p.epoch,
+        )
+        total_targets = sum(b.num_targets for b in batches)
+        bar = tqdm(
+            total=total_targets,
+            unit="tok",
+            unit_scale=True,
+            disable=not c.progress,
+            desc=f"epoch {p.epoch + 1}",
+            dynamic_ncols=True,
+            file=sys.stderr,
+        )
+        bar.update(sum(b.num_targets for b in batches[: p.batch]))
+        self.model.train()
+        loss_sum, loss_count = 0.0, 0
+        started = time.monotonic() - p.elapsed_seconds
+        while p.batch < len(batches) and not self.out_of_budget():
+            total, count = self.train_batch(batches[p.batch])
+            p.batch += 1
+            p.tokens_seen += count
+            p.elapsed_seconds = time.monotonic() - started
+            loss_sum, loss_count = loss_sum + total, loss_count + count
+            bar.update(count)
+            mean = loss_sum / max(loss_count, 1)
+            bar.set_postfix(
+                loss=f"{mean:.3f}",
+                ppl=f"{math.exp(min(mean, 50)):.1f}",
+                lr=f"{p.lr:.3g}",
+                tok_s=f"{p.tokens_seen / max(p.elapsed_seconds, 1e-9):.0f}",
+            )
+            self._maybe_checkpoint_midway(mean)
+        bar.close()
+        if p.batch >= len(batches):
+            p.epoch, p.batch = p.epoch + 1, 0
+        self.validate(loss_sum / max(loss_count, 1))
+        self.model.train()
+
+    def _maybe_checkpoint_midway(self, train_loss: float) -> None:
+        """Validate and/or snapshot inside an epoch when their intervals have passed."""
+        c, now = self.config, time.monotonic()
+        if c.eval_every_minutes and now - self._last_eval >= c.eval_every_minutes * 60:
+            self.validate(train_loss)
+            self.model.train()
+        if now - self._last_snapshot >= c.snapshot_minutes * 60:
+            self.write()
+
+    def run(self) -> dict:
+        """Train until the epochs, the patience or the budget run out; then score test with
+        the best weights and write the final checkpoint. Returns the run's statistics."""
+        c, p = self.config, self.progress
+        while not p.finished and p.epoch < c.epochs and not self.out_of_budget():
+            self.run_epoch()
+            self.write()
+            if p.epochs_without_gain >= c.patience:
+                break
+        p.finished = True
+        from model.checkpoint import load_checkpoint  # the best weights, as the service sees them
+
+        best = load_checkpoint(self.output, self.device).model
+        self.model.load_state_dict(best.state_dict())
+        test_ppl = self.evaluate("test")
+        self.best_state = {k: v.clone() for k, v in self.model.state_dict().items()}
+        self.write(test_ppl)
+        return self.metadata(test_ppl)["training"]
+
+
+def train(config: TrainConfig) -> dict:
+    """Run (or resume) training as configured; returns the training statistics."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    data = prepare_data(config)
+    log.info(
+        "corpus %s: %d train tokens, vocabulary %d",
+        data.corpus.name,
+        sum(len(x) + 1 for x in data.ids["train"]),
+        len(data.vocab),
+    )
+    trainer = Trainer(config, data)
+    output = Path(config.output)
+    if config.resume:
+        trainer.resume()
+    elif (output / RESUME_TENSORS).exists() or (output / RESUME_STATE).exists():
+        raise SystemExit(
+            f"{output} already holds a run: pass --resume to continue it or choose another --output"
+        )
+    return trainer.run()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    config = parse_config(argv)
+    stats = train(config)
+    print(json.dumps(stats, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Shared fixtures: a small real corpus (the first lines of People's Daily) and a tiny real
+checkpoint trained on it in a few seconds; no mocks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from model.config import TrainConfig
+from model.corpora import _read_lines, _strip_pos, peoples_daily_path
+from model.train import train
+
+TINY_LINES = 600
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tokenized-corpus cache in a temporary directory, never the user's."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("NEXTWORD_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A UTF-8 text file with the first TINY_LINES raw lines of People's Daily."""
+    lines = [_strip_pos(x) for x in _read_lines(peoples_daily_path(), keep_blank=False)]
+    path = tmp_path_factory.mktemp("corpus") / "tiny.txt"
+    path.write_text("\n".join(lines[:TINY_LINES]) + "\n", encoding="utf-8")
+    return path
+
+
+def tiny_config(corpus: Path, output: Path, **overrides) -> TrainConfig:
+    """A training config that finishes in seconds on the tiny corpus."""
+    values = dict(
+        corpus=str(corpus),
+        output=str(output),
+        embedding_size=32,
+        hidden_size=32,
+        num_layers=1,
+        cutoffs=[200, 600],
+        epochs=2,
+        batch_size=16,
+        bptt=20,
+        progress=False,
+        seed=7,
+        threads=1,
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_corpus_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny LSTM checkpoint trained on the tiny corpus (a few seconds)."""
+    output = tmp_path_factory.mktemp("checkpoint") / "tiny"
+    train(tiny_config(tiny_corpus_file, output))
+    return output
