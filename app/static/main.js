@@ -1,0 +1,18 @@
+// Wires the three panels and the model card together.
+
+import { setMaxNewTokensCap, setUpGenerate } from "./generate.js";
+import { loadModelCard } from "./info.js";
+import { setUpPredict } from "./predict.js";
+import { setSurprisalScale, setUpScore } from "./score.js";
+
+setUpPredict();
+setUpGenerate();
+setUpScore();
+
+const info = await loadModelCard();
+if (info) {
+  const model = info.model ?? info;
+  const limits = info.limits ?? {};
+  setSurprisalScale(model.vocab_size);
+  setMaxNewTokensCap(limits.max_new_tokens);
+}

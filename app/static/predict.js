@@ -1,0 +1,93 @@
+// Next-word panel: debounced POST /predict-next, the tokenization and a bar chart of the top-k.
+
+import { postJSON } from "./api.js";
+import { appendToken, formatNumber } from "./text.js";
+
+const DEBOUNCE_MS = 250;
+const TOP_K = 10;
+const EOS = "<eos>";
+
+export function setUpPredict() {
+  const input = document.getElementById("predict-input");
+  const status = document.getElementById("predict-status");
+  let timer = null;
+  let inFlight = null;
+  let lastTokens = [];
+
+  async function predict() {
+    inFlight?.abort();
+    inFlight = new AbortController();
+    const { signal } = inFlight;
+    try {
+      const answer = await postJSON("/predict-next", { text: input.value, top_k: TOP_K }, signal);
+      lastTokens = answer.tokens.map((t) => t.token);
+      renderTokens(answer.tokens);
+      renderChart(answer.candidates, chooseCandidate);
+      status.textContent = "";
+    } catch (error) {
+      if (error.name !== "AbortError") status.textContent = `Error: ${error.message}`;
+    }
+  }
+
+  function schedule() {
+    clearTimeout(timer);
+    timer = setTimeout(predict, DEBOUNCE_MS);
+  }
+
+  function chooseCandidate(token) {
+    if (token === EOS) return;
+    input.value = appendToken(input.value, token, lastTokens.at(-1));
+    input.focus();
+    predict();
+  }
+
+  input.addEventListener("input", schedule);
+  predict();
+}
+
+function renderTokens(tokens) {
+  const row = document.getElementById("predict-tokens");
+  row.replaceChildren(...tokens.map(tokenChip));
+  if (tokens.length === 0) row.textContent = "(empty: predicting from the start of a text)";
+}
+
+function tokenChip({ token, oov }) {
+  const chip = document.createElement("span");
+  chip.className = oov ? "token oov" : "token";
+  chip.textContent = token;
+  if (oov) chip.title = "out of vocabulary: the model reads <unk>";
+  return chip;
+}
+
+function renderChart(candidates, onChoose) {
+  const chart = document.getElementById("predict-chart");
+  const highest = Math.max(...candidates.map((c) => c.prob), 1e-12);
+  chart.replaceChildren(...candidates.map((c) => barRow(c, highest, onChoose)));
+}
+
+function barRow({ token, prob, logprob }, highest, onChoose) {
+  const row = document.createElement("button");
+  row.type = "button";
+  row.className = "bar-row";
+  row.setAttribute("role", "listitem");
+  row.title = `p = ${formatNumber(prob, 4)}, log p = ${formatNumber(logprob, 4)}`;
+  row.addEventListener("click", () => onChoose(token));
+
+  const label = document.createElement("span");
+  label.className = token === EOS ? "bar-label eos" : "bar-label";
+  label.textContent = token === EOS ? "⏎ end" : token;
+
+  const track = document.createElement("span");
+  track.className = "bar-track";
+  const bar = document.createElement("span");
+  bar.className = "bar";
+  bar.style.width = `${(100 * prob) / highest}%`;
+  track.append(bar);
+
+  const value = document.createElement("span");
+  value.className = "bar-value";
+  value.textContent = `${(100 * prob).toFixed(1)}%`;
+
+  row.append(label, track, value);
+  return row;
+}
