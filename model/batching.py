@@ -63,18 +63,53 @@ def line_batch(
     return LineBatch(inputs, targets, list(rows) if rows is not None else list(range(len(lines))))
 
 
+def _group(
+    order: Sequence[int],
+    lengths: Sequence[int],
+    batch_size: int,
+    step_tokens: int | None,
+    bptt: int,
+) -> list[list[int]]:
+    """Consecutive runs of length-sorted line indices: at most batch_size lines, and with
+    step_tokens, at most as many lines as keep one window (rows × steps) near that budget."""
+    groups: list[list[int]] = []
+    current: list[int] = []
+    for index in order:
+        rows_allowed = batch_size
+        if step_tokens is not None:
+            rows_allowed = min(batch_size, max(1, step_tokens // min(lengths[index] + 1, bptt)))
+        if current and len(current) >= rows_allowed:
+            groups.append(current)
+            current = []
+        current.append(index)
+    if current:
+        groups.append(current)
+    return groups
+
+
 def make_batches(
-    lines: Sequence[Sequence[int]], eos_id: int, batch_size: int, seed: int | None = None
+    lines: Sequence[Sequence[int]],
+    eos_id: int,
+    batch_size: int,
+    seed: int | None = None,
+    step_tokens: int | None = None,
+    bptt: int = 35,
 ) -> list[LineBatch]:
-    """Length-grouped batches of lines. With a seed, lines of equal length are shuffled before
-    grouping and the batch order is shuffled too (a fresh seed per epoch); without one the order
-    is deterministic (evaluation)."""
+    """Length-grouped batches of lines.
+
+    With step_tokens, short lines come many to a batch and long ones few, so every optimizer
+    step sees about the same number of tokens (a fixed per-step cost, such as the optimizer's
+    pass over a 36k-word embedding, is then paid per ~step_tokens tokens, not per few hundred).
+    With a seed, lines of equal length are shuffled before grouping and the batch order is
+    shuffled too (a fresh seed per epoch); without one the order is deterministic (evaluation).
+    """
     order = list(range(len(lines)))
     rng = random.Random(seed)
     if seed is not None:
         rng.shuffle(order)
-    order.sort(key=lambda i: len(lines[i]))  # stable: equal lengths keep the shuffled order
-    groups = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    lengths = [len(line) for line in lines]
+    order.sort(key=lambda i: lengths[i])  # stable: equal lengths keep the shuffled order
+    groups = _group(order, lengths, batch_size, step_tokens, bptt)
     if seed is not None:
         rng.shuffle(groups)
     return [line_batch([lines[i] for i in group], eos_id, group) for group in groups]

@@ -56,5 +56,5 @@ def tiny_config(corpus: Path, output: Path, **overrides) -> TrainConfig:
 def tiny_checkpoint(tiny_corpus_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny LSTM checkpoint trained on the tiny corpus (a few seconds)."""
     output = tmp_path_factory.mktemp("checkpoint") / "tiny"
-    train(tiny_config(tiny_corpus_file, output))
+    train(make_tiny_config(tiny_corpus_file, output))
     return output

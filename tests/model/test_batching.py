@@ -1,0 +1,47 @@
+"""Line batching: shapes, targets shifted by one and closed by <eos>, padding ignored, windows."""
+
+import torch
+
+from model.batching import IGNORE, line_batch, make_batches
+
+EOS = 0
+
+
+def test_line_batch_reads_eos_first_and_predicts_eos_last():
+    batch = line_batch([[5, 6, 7], [8]], EOS)
+    assert batch.inputs.tolist() == [[EOS, 5, 6, 7], [EOS, 8, EOS, EOS]]
+    assert batch.targets.tolist() == [[5, 6, 7, EOS], [8, EOS, IGNORE, IGNORE]]
+    assert batch.num_targets == 6
+
+
+def test_windows_cover_the_batch_in_order():
+    batch = line_batch([list(range(1, 11))], EOS)
+    windows = list(batch.windows(4))
+    assert [w[0].size(1) for w in windows] == [4, 4, 3]
+    assert torch.cat([w[1] for w in windows], dim=1).equal(batch.targets)
+
+
+def test_every_line_lands_in_exactly_one_batch_with_its_index():
+    lines = [[1] * n for n in [3, 1, 7, 2, 2, 9, 4]]
+    batches = make_batches(lines, EOS, batch_size=3, seed=1)
+    rows = sorted(r for b in batches for r in b.rows)
+    assert rows == list(range(len(lines)))
+    for batch in batches:
+        for row, index in enumerate(batch.rows):
+            assert int((batch.targets[row] != IGNORE).sum()) == len(lines[index]) + 1
+
+
+def test_step_tokens_puts_many_short_lines_or_few_long_ones_in_a_batch():
+    lines = [[1] * 4 for _ in range(40)] + [[1] * 60 for _ in range(6)]
+    batches = make_batches(lines, EOS, batch_size=100, step_tokens=50, bptt=25)
+    sizes = sorted(b.inputs.size(0) for b in batches)
+    assert sizes[0] == 2 and sizes[-1] == 10  # 50 // min(61, 25) = 2 long rows; 50 // 5 = 10
+
+
+def test_seeded_batches_are_reproducible_and_seed_changes_order():
+    lines = [[i] * (i % 5 + 1) for i in range(50)]
+    a = make_batches(lines, EOS, 4, seed=3)
+    b = make_batches(lines, EOS, 4, seed=3)
+    c = make_batches(lines, EOS, 4, seed=4)
+    assert [x.rows for x in a] == [x.rows for x in b]
+    assert [x.rows for x in a] != [x.rows for x in c]

@@ -1,0 +1,90 @@
+"""The network: every cell learns, output layers agree with their own log_probs, tying works."""
+
+import pytest
+import torch
+
+from model.batching import line_batch
+from model.rnn import CELLS, ModelConfig, RNNLanguageModel
+
+VOCAB = 50
+
+
+def _toy_batch() -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    lines = [
+        (torch.arange(12) * 3 + int(torch.randint(0, 40, (1,), generator=generator))) % 48 + 2
+        for _ in range(16)
+    ]
+    return line_batch([line.tolist() for line in lines], eos_id=1)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("output_layer", ["full", "adaptive"])
+def test_each_cell_learns_a_regular_sequence(cell, output_layer):
+    torch.manual_seed(0)
+    model = RNNLanguageModel(
+        ModelConfig(
+            VOCAB,
+            cell=cell,
+            embedding_size=16,
+            hidden_size=24,
+            num_layers=2,
+            output_layer=output_layer,
+            cutoffs=[10, 30],
+        )
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-2)
+    batch = _toy_batch()
+    losses = []
+    for _ in range(50):
+        features, _ = model(batch.inputs)
+        loss = -model.target_log_probs(features, batch.targets).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.6 * losses[0]
+
+
+@pytest.mark.parametrize("output_layer", ["full", "adaptive"])
+def test_log_probs_are_a_distribution_matching_target_scores(output_layer):
+    torch.manual_seed(0)
+    model = RNNLanguageModel(
+        ModelConfig(
+            VOCAB, output_layer=output_layer, embedding_size=8, hidden_size=8, cutoffs=[10, 30]
+        )
+    ).eval()
+    batch = _toy_batch()
+    features, state = model(batch.inputs)
+    full = model.log_probs(features.reshape(-1, features.size(-1)))
+    assert torch.allclose(full.exp().sum(-1), torch.ones(full.size(0)), atol=1e-4)
+    picked = full.gather(1, batch.targets.reshape(-1, 1)).squeeze(1)
+    assert torch.allclose(picked, model.target_log_probs(features, batch.targets), atol=1e-5)
+    assert state.shape == (2, 2, 16, 8)
+
+
+def test_state_carries_across_calls_exactly():
+    torch.manual_seed(0)
+    model = RNNLanguageModel(
+        ModelConfig(VOCAB, cell="gru", embedding_size=8, hidden_size=8, output_layer="full")
+    ).eval()
+    tokens = torch.randint(0, VOCAB, (3, 10))
+    whole, _ = model(tokens)
+    first, state = model(tokens[:, :6])
+    second, _ = model(tokens[:, 6:], state)
+    assert torch.allclose(torch.cat([first, second], 1), whole, atol=1e-6)
+
+
+def test_tied_weights_share_the_embedding_with_a_projection():
+    model = RNNLanguageModel(
+        ModelConfig(VOCAB, embedding_size=8, hidden_size=16, output_layer="full", tie_weights=True)
+    )
+    assert model.decoder.weight is model.embedding.weight
+    assert model.projection is not None and model.projection.out_features == 8
+
+
+def test_bad_configs_are_refused_clearly():
+    with pytest.raises(ValueError, match="unknown cell"):
+        ModelConfig(VOCAB, cell="transformer")
+    with pytest.raises(ValueError, match="full softmax"):
+        ModelConfig(VOCAB, tie_weights=True, output_layer="adaptive")
