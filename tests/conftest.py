@@ -32,7 +32,7 @@ def tiny_corpus_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def tiny_config(corpus: Path, output: Path, **overrides) -> TrainConfig:
+def make_tiny_config(corpus: Path, output: Path, **overrides) -> TrainConfig:
     """A training config that finishes in seconds on the tiny corpus."""
     values = dict(
         corpus=str(corpus),
@@ -42,14 +42,22 @@ def tiny_config(corpus: Path, output: Path, **overrides) -> TrainConfig:
         num_layers=1,
         cutoffs=[200, 600],
         epochs=2,
-        batch_size=16,
+        batch_size=64,
+        step_tokens=512,
         bptt=20,
         progress=False,
         seed=7,
         threads=1,
+        precision="fp32",
     )
     values.update(overrides)
     return TrainConfig(**values)
+
+
+@pytest.fixture(scope="session")
+def tiny_config(tiny_corpus_file: Path):
+    """Factory: tiny_config(output, **overrides) -> TrainConfig on the tiny corpus."""
+    return lambda output, **overrides: make_tiny_config(tiny_corpus_file, output, **overrides)
 
 
 @pytest.fixture(scope="session")
