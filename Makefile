@@ -15,9 +15,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
-# Train the default model only when no checkpoint exists yet.
+# Train the default model only when no checkpoint exists yet, through the entry point the
+# compose trainer service runs.
 $(CHECKPOINT)/config.json: | $(STAMP)
-	$(BIN)/python -m model.train --preset default --output $(CHECKPOINT)
+	NEXTWORD_MODEL_DIR=$(CHECKPOINT) $(BIN)/python -m deploy.train_if_missing
 
 train-default: $(CHECKPOINT)/config.json
 

@@ -1,0 +1,50 @@
+"""Train the default model into $NEXTWORD_MODEL_DIR unless a finished checkpoint is there.
+
+The one skip-if-present rule, run as written by `make serve` on the host and by the compose
+`trainer` service in the image:
+- a checkpoint whose run finished, or one with no run state (copied in by hand): keep it;
+- a run that was interrupted (its resume.json says not finished): continue it with --resume;
+- no checkpoint: train one with `--preset default`.
+Arguments are passed on to `python -m model.train` (e.g. `--corpus my.txt`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from model.checkpoint import CONFIG
+from model.resume import RESUME_STATE
+from model.train import main as train_main
+
+DEFAULT_MODEL_DIR = "checkpoints/default"
+
+
+def training_arguments(model_dir: Path, extra: list[str]) -> list[str] | None:
+    """The model.train arguments still needed for `model_dir`, or None when it is complete."""
+    state = model_dir / RESUME_STATE
+    if state.is_file():
+        progress = json.loads(state.read_text(encoding="utf-8"))["progress"]
+        if progress.get("finished"):
+            return None
+        return ["--preset", "default", "--output", str(model_dir), "--resume", *extra]
+    if (model_dir / CONFIG).is_file():
+        return None
+    return ["--preset", "default", "--output", str(model_dir), *extra]
+
+
+def main(argv: list[str]) -> None:
+    """Train, resume or skip, as training_arguments decides; says which on stdout."""
+    model_dir = Path(os.environ.get("NEXTWORD_MODEL_DIR") or DEFAULT_MODEL_DIR)
+    arguments = training_arguments(model_dir, argv)
+    if arguments is None:
+        print(f"checkpoint {model_dir} is complete: not training", flush=True)
+        return
+    print(f"training: python -m model.train {' '.join(arguments)}", flush=True)
+    train_main(arguments)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
