@@ -1,0 +1,59 @@
+"""The model card /info shows: what was trained on what, how well it did, and how it is
+served. Built from the checkpoint's config.json; no file paths leave the server."""
+
+from __future__ import annotations
+
+import platform
+from importlib.metadata import PackageNotFoundError, version
+
+from app.engine import Engine
+from app.schemas import InfoResponse
+from app.settings import Settings
+
+_TRAINING_FIGURES = (
+    "epochs_done",
+    "steps",
+    "tokens_seen",
+    "wall_seconds",
+    "best_valid_ppl",
+    "test_ppl",
+)
+
+
+def _package_version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def model_card(engine: Engine, settings: Settings) -> InfoResponse:
+    """The /info answer for a running engine."""
+    checkpoint = engine.checkpoint
+    metadata = checkpoint.metadata
+    spec = checkpoint.tokenizer_spec
+    corpus = metadata.get("corpus", {})
+    training = metadata.get("training", {})
+    recorded = {f"checkpoint_{k}": str(v) for k, v in metadata.get("versions", {}).items()}
+    return InfoResponse(
+        model=metadata["model"],
+        tokenizer={
+            "name": spec.name, "nfkc": spec.nfkc, "lowercase": spec.lowercase, "hmm": spec.hmm,
+            "user_dict": spec.user_dict is not None,
+        },
+        corpus={k: corpus.get(k) for k in ("name", "content_hash", "train_tokens")},
+        training={k: training.get(k) for k in _TRAINING_FIGURES},
+        checkpoint={"format": metadata["format"], "weights_sha256": checkpoint.weights_sha256},
+        versions={
+            "nextword": _package_version("nextword"),
+            "python": platform.python_version(),
+            "torch": _package_version("torch"),
+            "fastapi": _package_version("fastapi"),
+            **recorded,
+        },
+        serving={
+            "device": settings.device, "quantize": settings.quantize, "threads": settings.threads,
+            "prefill_chunk": settings.prefill_chunk,
+        },
+        limits=settings.limits(),
+    )  # fmt: skip

@@ -1,0 +1,490 @@
+"""The inference engine: owns the model, the recurrent state of every active sequence, and the
+batching. No HTTP here; the routes call the async methods at the bottom.
+
+Continuous batching over recurrent state. A sequence's state has a fixed size, so all active
+sequences live as rows of one state tensor (S, L, B, H) and a worker thread runs, step after
+step, one batched forward for all of them:
+
+    step:  drop rows that finished or whose client left  →  admit waiting rows (zero state)
+           →  each row reads its next tokens (a prompt chunk, or the token it just sampled)
+           →  one forward  →  scores / next-token distributions  →  sample every generating
+           row at once with its own parameters and seeded generator  →  results to the loop
+
+Nothing is ever read twice: a generated token costs one step of the recurrent layer and one
+output layer pass, however long the text before it. Torch work runs only on that thread,
+never on the event loop; results travel back with one call_soon_threadsafe per step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import torch
+
+from app import metrics
+from app.errors import InvalidRequest, NotReady, Overloaded, ServiceError, TooLarge
+from app.forward import forward_rows
+from app.quantize import quantize_int8
+from app.sequences import (
+    Channel,
+    FinishEvent,
+    GenerateRow,
+    GenerationOptions,
+    PredictRow,
+    Row,
+    ScoreRow,
+    TokenEvent,
+)
+from app.settings import Settings
+from model.batching import IGNORE
+from model.checkpoint import Checkpoint, load_checkpoint
+from model.inference import EncodedText, encode_text, perplexity_of
+from model.sampling import choose_next
+from model.tokenizers import build_tokenizer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A possible next token; end_of_text marks <eos>."""
+
+    token: str
+    logprob: float
+    end_of_text: bool
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A text as the model read it and its most probable next tokens, best first."""
+
+    text: EncodedText
+    candidates: list[Candidate]
+
+
+@dataclass(frozen=True)
+class TextScore:
+    """How well the model predicts a text: one log-probability per target (its tokens, then the
+    closing <eos>), pooled as in model.evaluate."""
+
+    text: EncodedText
+    logprobs: list[float]
+    perplexity: float
+    mean_nll: float
+
+
+class Generation:
+    """The events of one generation as they come: TokenEvents, then one FinishEvent. cancel()
+    (or a cancelled await) takes the sequence out of the batch at the next step."""
+
+    def __init__(self, channel: Channel):
+        self._channel = channel
+        self._done = False
+
+    def __aiter__(self) -> Generation:
+        return self
+
+    async def __anext__(self) -> TokenEvent | FinishEvent:
+        if self._done:
+            raise StopAsyncIteration
+        try:
+            event = await self._channel.get()
+        except BaseException:
+            self.cancel()
+            raise
+        assert isinstance(event, TokenEvent | FinishEvent)
+        self._done = isinstance(event, FinishEvent)
+        return event
+
+    def cancel(self) -> None:
+        """Leave the batch (no-op once finished)."""
+        self._done = True
+        self._channel.cancelled = True
+
+
+class Engine:
+    """Batches every request's sequences through one model on one worker thread."""
+
+    def __init__(self, checkpoint: Checkpoint, settings: Settings):
+        self.checkpoint = checkpoint
+        self.model = checkpoint.model
+        self.vocab = checkpoint.vocab
+        self.tokenizer = build_tokenizer(checkpoint.tokenizer_spec)
+        self.settings = settings
+        self._wake = threading.Condition()
+        self._waiting: deque[deque[Row]] = deque()  # one inner deque per request
+        self._rows: list[Row] = []  # the batch; row i is column i of the state
+        self._state = self.model.init_state(0)  # (S, L, B, H)
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    # -- life cycle ------------------------------------------------------------------------
+    @classmethod
+    def load(cls, settings: Settings) -> Engine:
+        """Load the checkpoint the settings name (quantised if asked) and check that one
+        forward works. Blocking; raises CheckpointError with the reason."""
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
+        checkpoint = load_checkpoint(settings.model_dir, settings.device)
+        if settings.quantize == "int8":
+            checkpoint.model = quantize_int8(checkpoint.model)
+        engine = cls(checkpoint, settings)
+        engine._warm_up()
+        return engine
+
+    @torch.inference_mode()
+    def _warm_up(self) -> None:
+        """One single-token forward and output layer: proves the model runs."""
+        features, _ = forward_rows(self.model, [[self.vocab.eos_id]], self.model.init_state(1))
+        probabilities = self.model.log_probs(features[:, -1]).exp().sum()
+        if not abs(float(probabilities) - 1.0) < 1e-3:
+            raise RuntimeError(f"the model's next-token probabilities sum to {probabilities}")
+
+    def start(self) -> None:
+        """Start the worker thread."""
+        self._thread = threading.Thread(target=self._run, name="nextword-engine", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the worker; sequences still waiting or running get a NotReady error."""
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        """Whether the worker accepts and runs sequences."""
+        return self._thread is not None and self._thread.is_alive() and not self._stopping
+
+    # -- the API the routes call --------------------------------------------------------------
+    async def predict_next(self, text: str, top_k: int) -> Prediction:
+        """The top_k most probable next tokens after text (<unk> is never offered)."""
+        (encoded,) = await self._encode([text])
+        channel = self._channel()
+        self._submit([PredictRow(encoded.ids, self.vocab.eos_id, top_k, channel)])
+        try:
+            candidates = await channel.get()
+        finally:
+            channel.cancelled = True
+        assert isinstance(candidates, list)
+        return Prediction(encoded, candidates)
+
+    async def score(self, texts: Sequence[str]) -> list[TextScore]:
+        """Per-target log-probabilities and perplexity of each text, each read from the start
+        state: the figures of model.evaluate, whatever else shares the batch."""
+        if len(texts) > self.settings.max_texts:
+            raise TooLarge(
+                f"texts holds {len(texts)} texts; the limit is {self.settings.max_texts} "
+                "(NEXTWORD_MAX_TEXTS)"
+            )
+        encoded = await self._encode(texts)
+        channel = self._channel()
+        eos = self.vocab.eos_id
+        self._submit([ScoreRow(e.ids, eos, i, channel) for i, e in enumerate(encoded)])
+        logprobs: list[torch.Tensor] = [torch.empty(0)] * len(encoded)
+        try:
+            for _ in encoded:
+                result = await channel.get()
+                assert isinstance(result, tuple)
+                logprobs[result[0]] = result[1]
+        finally:
+            channel.cancelled = True
+        metrics.SCORED_TOKENS.inc(sum(s.numel() for s in logprobs))
+        return [_text_score(e, s) for e, s in zip(encoded, logprobs, strict=True)]
+
+    async def generate(self, prompt: str, options: GenerationOptions) -> Generation:
+        """Start continuing prompt; raises at once (too large, overloaded, not ready) before
+        any token, so that the caller can still answer with a plain error."""
+        if options.max_new_tokens > self.settings.max_new_tokens:
+            raise InvalidRequest(
+                f"max_new_tokens: must be at most {self.settings.max_new_tokens} "
+                "(NEXTWORD_MAX_NEW_TOKENS)"
+            )
+        (encoded,) = await self._encode([prompt])
+        channel = self._channel()
+        eos = self.vocab.eos_id
+        if options.seed is None:  # a random one, returned with the text so it can be replayed
+            options = replace(options, seed=random.randrange(2**63))
+        row = GenerateRow(encoded.ids, encoded.tokens, options, eos, self.tokenizer, channel)
+        self._submit([row])
+        metrics.PROMPT_TOKENS.inc(len(encoded.ids))
+        return Generation(channel)
+
+    # -- submission (event loop side) ---------------------------------------------------------
+    async def _encode(self, texts: Sequence[str]) -> list[EncodedText]:
+        """Tokenize texts off the event loop, enforcing the character and token limits."""
+        limit = self.settings.max_text_chars
+        for text in texts:
+            if len(text) > limit:
+                raise TooLarge(
+                    f"a text is {len(text)} characters long; the limit is {limit} "
+                    "(NEXTWORD_MAX_TEXT_CHARS)"
+                )
+        encoded = await asyncio.to_thread(
+            lambda: [encode_text(self.tokenizer, self.vocab, t) for t in texts]
+        )
+        limit = self.settings.max_text_tokens
+        for item in encoded:
+            if len(item.ids) > limit:
+                raise TooLarge(
+                    f"a text has {len(item.ids)} tokens; the limit is {limit} "
+                    "(NEXTWORD_MAX_TEXT_TOKENS)"
+                )
+        return encoded
+
+    def _channel(self) -> Channel:
+        if not self.running:
+            raise NotReady("the engine is not running (starting or shutting down)")
+        return Channel(asyncio.get_running_loop())
+
+    def _submit(self, rows: list[Row]) -> None:
+        """Queue a request's rows; Overloaded when no slot is free and the queue is full."""
+        with self._wake:
+            if self._stopping:
+                raise NotReady("the engine is shutting down")
+            if self._is_full(len(rows)):
+                raise Overloaded(
+                    f"all {self.settings.max_batch_size} batch slots are busy and "
+                    f"{len(self._waiting)} requests are waiting; retry shortly",
+                    headers={"Retry-After": str(self.settings.retry_after_seconds)},
+                )
+            self._waiting.append(deque(rows))
+            metrics.QUEUE_SIZE.set(len(self._waiting))
+            self._wake.notify()
+
+    def _is_full(self, new_rows: int) -> bool:
+        """Whether a request of new_rows rows must be refused (lock held)."""
+        waiting_rows = sum(len(group) for group in self._waiting)
+        free = self.settings.max_batch_size - len(self._rows) - waiting_rows
+        if free >= new_rows or len(self._waiting) < self.settings.max_waiting:
+            return False
+        # requests whose clients left still hold places until the worker looks: free them
+        self._waiting = deque(g for g in self._waiting if not g[0].channel.cancelled)
+        return len(self._waiting) >= self.settings.max_waiting
+
+    # -- the worker thread ------------------------------------------------------------------
+    def _run(self) -> None:
+        """Step until stopped; then fail whatever is left."""
+        while self._next_batch():
+            try:
+                self._step()
+            except Exception:
+                log.exception(
+                    "engine step failed; dropping the %d sequences in it", len(self._rows)
+                )
+                error = ServiceError("internal error while running the model (see server log)")
+                self._finish_all(error, "error")
+        self._finish_all(NotReady("the server is shutting down"), "cancelled")
+
+    def _next_batch(self) -> bool:
+        """Drop rows that left, admit waiting ones, sleep while there is nothing to do.
+        False once stopping."""
+        self._drop_gone()
+        with self._wake:
+            while True:
+                if self._stopping:
+                    return False
+                admitted = self._admit()
+                if admitted or self._rows:
+                    break
+                self._wake.wait()
+            metrics.QUEUE_SIZE.set(len(self._waiting))
+        if admitted:
+            self._state = torch.cat([self._state, self.model.init_state(len(admitted))], dim=2)
+            self._rows.extend(admitted)
+        metrics.BATCH_SIZE.set(len(self._rows))
+        return True
+
+    def _admit(self) -> list[Row]:
+        """Waiting rows that fit in the batch, oldest request first (lock held)."""
+        free = self.settings.max_batch_size - len(self._rows)
+        admitted: list[Row] = []
+        now = time.monotonic()
+        while self._waiting and free > len(admitted):
+            group = self._waiting[0]
+            row = group.popleft()
+            if not group:
+                self._waiting.popleft()
+            if not row.channel.cancelled:
+                admitted.append(row)
+                metrics.QUEUE_TIME.observe(now - row.channel.submitted)
+        return admitted
+
+    def _drop_gone(self) -> None:
+        """Take finished and abandoned rows (and their state columns) out of the batch."""
+        keep = [i for i, row in enumerate(self._rows) if not row.gone]
+        if len(keep) == len(self._rows):
+            return
+        for row in self._rows:
+            if not row.finished and row.channel.cancelled and isinstance(row, GenerateRow):
+                metrics.SEQUENCES_FINISHED.labels("cancelled").inc()
+        self._rows = [self._rows[i] for i in keep]
+        self._state = self._state[:, :, keep]
+
+    def _finish_all(self, error: ServiceError, reason: str) -> None:
+        """End every running and waiting sequence with error."""
+        with self._wake:
+            rows = self._rows + [row for group in self._waiting for row in group]
+            self._waiting.clear()
+        outbox = {row.channel: error for row in rows if not row.gone}
+        metrics.SEQUENCES_FINISHED.labels(reason).inc(
+            sum(isinstance(row, GenerateRow) and not row.gone for row in rows)
+        )
+        _send(list(outbox.items()))
+        self._rows = []
+        self._state = self.model.init_state(0)
+        metrics.QUEUE_SIZE.set(0)
+        metrics.BATCH_SIZE.set(0)
+
+    @torch.inference_mode()
+    def _step(self) -> None:
+        """One batched forward over every row, then what each row wants from it."""
+        started = time.monotonic()
+        rows = self._rows
+        starts = [row.position for row in rows]
+        chunks = [row.next_chunk(self.settings.prefill_chunk) for row in rows]
+        features, self._state = forward_rows(self.model, chunks, self._state)  # (B, T, D)
+        outbox: list[tuple[Channel, object]] = []
+        scoring = [i for i, row in enumerate(rows) if isinstance(row, ScoreRow)]
+        if scoring:
+            self._score_rows(rows, scoring, starts, chunks, features, outbox)
+        wanting = [
+            i for i, row in enumerate(rows) if row.caught_up and not isinstance(row, ScoreRow)
+        ]
+        if wanting:
+            last = torch.tensor([len(chunks[i]) - 1 for i in wanting])
+            log_probs = self.model.log_probs(features[wanting, last]).float().cpu()  # (N, V)
+            predicting = [j for j, i in enumerate(wanting) if isinstance(rows[i], PredictRow)]
+            generating = [j for j, i in enumerate(wanting) if isinstance(rows[i], GenerateRow)]
+            if predicting:
+                self._predict_rows(
+                    [rows[wanting[j]] for j in predicting], log_probs[predicting], outbox
+                )
+            if generating:
+                self._sample_rows(
+                    [rows[wanting[j]] for j in generating], log_probs[generating], outbox
+                )
+        _send(outbox)
+        metrics.STEP_BATCH_SIZE.observe(len(rows))
+        metrics.STEP_DURATION.observe(time.monotonic() - started)
+
+    def _score_rows(
+        self,
+        rows: list[Row],
+        scoring: list[int],
+        starts: list[int],
+        chunks: list[list[int]],
+        features: torch.Tensor,
+        outbox: list[tuple[Channel, object]],
+    ) -> None:
+        """Log-probabilities of the targets the scoring rows just read, in one output-layer
+        call; a row whose text is read sends (index, scores) to its request."""
+        targets = torch.full((len(scoring), features.size(1)), IGNORE, dtype=torch.long)
+        for j, i in enumerate(scoring):
+            row = rows[i]
+            assert isinstance(row, ScoreRow)
+            chunk_targets = row.targets[starts[i] : starts[i] + len(chunks[i])]
+            targets[j, : len(chunk_targets)] = torch.as_tensor(chunk_targets)
+        device = features.device
+        values = self.model.target_log_probs(features[scoring], targets.to(device))
+        pieces = values.float().cpu().split([len(chunks[i]) for i in scoring])
+        for i, piece in zip(scoring, pieces, strict=True):
+            row = rows[i]
+            assert isinstance(row, ScoreRow)
+            scores = row.add_scores(piece)
+            if scores is not None:
+                outbox.append((row.channel, (row.index, scores)))
+
+    def _predict_rows(
+        self, rows: list[Row], log_probs: torch.Tensor, outbox: list[tuple[Channel, object]]
+    ) -> None:
+        """The top-k candidates of each predicting row (<unk> excluded); the row is done."""
+        log_probs = log_probs.clone()
+        log_probs[:, self.vocab.unk_id] = float("-inf")
+        widest = min(
+            max(row.top_k for row in rows if isinstance(row, PredictRow)), len(self.vocab) - 1
+        )
+        values, ids = log_probs.topk(widest, dim=-1)  # (N, k)
+        for row, row_values, row_ids in zip(rows, values.tolist(), ids.tolist(), strict=True):
+            assert isinstance(row, PredictRow)
+            candidates = [
+                Candidate(self.vocab.itos[i], v, i == self.vocab.eos_id)
+                for v, i in zip(row_values[: row.top_k], row_ids[: row.top_k], strict=True)
+            ]
+            row.finished = True
+            outbox.append((row.channel, candidates))
+
+    def _sample_rows(
+        self, rows: list[Row], log_probs: torch.Tensor, outbox: list[tuple[Channel, object]]
+    ) -> None:
+        """Next token of every generating row at once, each with its own parameters and
+        generator; the events go to each row's request."""
+        generating = [row for row in rows if isinstance(row, GenerateRow)]
+        ignoring_eos = [j for j, row in enumerate(generating) if row.options.ignore_eos]
+        if ignoring_eos:
+            log_probs[ignoring_eos, self.vocab.eos_id] = float("-inf")
+        chosen, chosen_logprobs = choose_next(
+            log_probs,
+            [row.options.params for row in generating],
+            [row.generator for row in generating],
+            [row.history for row in generating],
+            [self.vocab.unk_id],
+        )
+        now = time.monotonic()
+        produced = 0
+        for row, token_id, logprob in zip(
+            generating, chosen.tolist(), chosen_logprobs.tolist(), strict=True
+        ):
+            events = row.accept(token_id, self.vocab.itos[token_id], logprob)
+            outbox.extend((row.channel, event) for event in events)
+            produced += isinstance(events[0], TokenEvent)
+            _observe_token_time(row, now)
+            if row.finished:
+                finish = events[-1]
+                assert isinstance(finish, FinishEvent)
+                metrics.SEQUENCES_FINISHED.labels(finish.finish_reason).inc()
+        metrics.GENERATED_TOKENS.inc(produced)
+
+
+def _observe_token_time(row: GenerateRow, now: float) -> None:
+    """Time to first token for a row's first token, time per output token after it."""
+    if row.last_token_at is None:
+        metrics.TIME_TO_FIRST_TOKEN.observe(now - row.channel.submitted)
+    else:
+        metrics.TIME_PER_OUTPUT_TOKEN.observe(now - row.last_token_at)
+    row.last_token_at = now
+
+
+def _send(outbox: Sequence[tuple[Channel, object]]) -> None:
+    """Hand results to the event loops awaiting them: one wake-up per loop per step."""
+    by_loop: defaultdict[asyncio.AbstractEventLoop, list[tuple[Channel, object]]] = defaultdict(
+        list
+    )
+    for channel, item in outbox:
+        by_loop[channel.loop].append((channel, item))
+    for loop, items in by_loop.items():
+        # a closed loop raises RuntimeError: nobody waits for these results any more
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_put_all, items)
+
+
+def _put_all(items: list[tuple[Channel, object]]) -> None:
+    for channel, item in items:
+        channel.queue.put_nowait(item)
+
+
+def _text_score(text: EncodedText, logprobs: torch.Tensor) -> TextScore:
+    """The figures of one scored text, pooled exactly as model.evaluate pools a split."""
+    perplexity, count = perplexity_of([logprobs])
+    mean_nll = -float(logprobs.double().sum()) / count
+    return TextScore(text, logprobs.tolist(), perplexity, mean_nll)

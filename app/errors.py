@@ -1,0 +1,67 @@
+"""Errors the service answers with: each carries its HTTP status and a short error_type, so one
+handler turns any of them into the one error body `{"error": ..., "error_type": ...}`.
+
+No FastAPI here: the engine raises these too.
+"""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """A failure with a message meant for the client (never a stack trace or a path)."""
+
+    status_code = 500
+    error_type = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        headers: dict[str, str] | None = None,
+        *,
+        status_code: int | None = None,
+        error_type: str | None = None,
+    ):
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+        self.status_code = status_code or self.status_code
+        self.error_type = error_type or self.error_type
+
+    def body(self) -> dict[str, str]:
+        """The JSON error body."""
+        return {"error": self.message, "error_type": self.error_type}
+
+
+class InvalidRequest(ServiceError):
+    """A field breaks a rule that depends on the configuration (the schema checks the rest)."""
+
+    status_code = 422
+    error_type = "validation_error"
+
+
+class TooLarge(ServiceError):
+    """A text or request over a configured size limit."""
+
+    status_code = 413
+    error_type = "too_large"
+
+
+class Overloaded(ServiceError):
+    """Every batch slot is busy and the waiting queue is full: retry later."""
+
+    status_code = 429
+    error_type = "overloaded"
+
+
+class NotReady(ServiceError):
+    """The model is not loaded (yet, or at all) or the engine is shutting down."""
+
+    status_code = 503
+    error_type = "not_ready"
+
+
+class ClientDisconnected(ServiceError):
+    """The client went away before its answer was ready; its work was dropped."""
+
+    status_code = 499  # nginx's "client closed request": only ever seen in metrics and logs
+    error_type = "client_disconnected"

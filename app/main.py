@@ -1,0 +1,99 @@
+"""The application factory: `uvicorn app.main:create_app --factory`.
+
+The model loads in the lifespan, never at import. If it cannot be loaded the service still
+starts: /health answers, /ready says 503 with the reason (the log names the file and the
+problem), and the model routes answer 503 — an orchestrator sees why instead of a crash loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
+
+from app import metrics
+from app.engine import Engine
+from app.handlers import install_error_handlers
+from app.middleware import MetricsMiddleware
+from app.routes import generate, health, predict, score
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+DESCRIPTION = """A word-level recurrent language model: next-word prediction, generation with
+temperature / top-k / top-p sampling (streamed as server-sent events on request) and
+perplexity. Concurrent requests share one batched step of the model. Every error answers
+`{"error": ..., "error_type": ...}`."""
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Load the model and start the engine; stop it when the server stops."""
+    settings: Settings = app.state.settings
+    engine: Engine | None = None
+    try:
+        engine = await asyncio.to_thread(Engine.load, settings)
+    except Exception:
+        log.exception("the model could not be loaded from %s", settings.model_dir)
+        app.state.not_ready_reason = "the model could not be loaded; the server log says why"
+    else:
+        engine.start()
+        app.state.engine = engine
+        _record_model_info(engine, settings)
+        log.info("model loaded from %s; serving", settings.model_dir)
+    try:
+        yield
+    finally:
+        app.state.not_ready_reason = "the server is shutting down"
+        if engine is not None:
+            engine.stop()
+        metrics.mark_worker_stopped()
+
+
+def _record_model_info(engine: Engine, settings: Settings) -> None:
+    config = engine.model.config if settings.quantize == "none" else engine.checkpoint.model.config
+    metrics.MODEL_INFO.labels(
+        cell=config.cell,
+        hidden_size=str(config.hidden_size),
+        num_layers=str(config.num_layers),
+        vocab_size=str(config.vocab_size),
+        quantize=settings.quantize,
+        weights_sha256=engine.checkpoint.weights_sha256[:16],
+    ).set(1)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The FastAPI application for settings (default: read from NEXTWORD_* variables)."""
+    settings = settings or Settings()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    app = FastAPI(
+        title="nextword",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        max_body_size=settings.max_body_bytes,
+    )
+    app.state.settings = settings
+    app.state.engine = None
+    app.state.not_ready_reason = "the model is loading"
+    install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type"],
+        )
+    app.add_middleware(MetricsMiddleware)
+    for module in (predict, generate, score, health):
+        app.include_router(module.router)
+    if STATIC_DIR.is_dir():  # the playground; mounted last so that API routes come first
+        app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")
+    return app

@@ -1,0 +1,67 @@
+"""What the routes share: the engine and settings as dependencies, the error responses every
+model route documents, and waiting for work that stops when the client goes away."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Request
+
+from app.engine import Engine
+from app.errors import ClientDisconnected, NotReady
+from app.schemas import ErrorResponse
+from app.settings import Settings
+
+T = TypeVar("T")
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": description}
+    for code, description in (
+        (413, "a text or the request is over a configured limit"),
+        (422, "a field breaks a rule: the message names the field and the rule"),
+        (429, "overloaded: every batch slot busy and the queue full; see Retry-After"),
+        (503, "the model is not loaded"),
+    )
+}
+
+
+def get_settings(request: Request) -> Settings:
+    """The app's settings."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_engine(request: Request) -> Engine:
+    """The running engine, or a 503 saying why there is none."""
+    engine: Engine | None = request.app.state.engine
+    if engine is None or not engine.running:
+        raise NotReady(f"the model is not ready: {request.app.state.not_ready_reason}")
+    return engine
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+
+
+async def _disconnected(request: Request) -> None:
+    """Return once the client has closed the connection (the body was already read)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """The result of work, or ClientDisconnected (work cancelled, which takes its sequences
+    out of the batch) if the client leaves first."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+    if task.cancelled():
+        raise ClientDisconnected("the client closed the connection")
+    return task.result()

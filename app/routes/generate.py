@@ -1,0 +1,113 @@
+"""POST /generate: continue a prompt, as one JSON answer or as server-sent events."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.sse import EventSourceResponse
+from pydantic import BaseModel
+
+from app import metrics
+from app.engine import Generation
+from app.errors import ServiceError
+from app.routes.deps import ERROR_RESPONSES, EngineDep, unless_disconnected
+from app.schemas import (
+    ErrorResponse,
+    GeneratedToken,
+    GenerateRequest,
+    GenerateResponse,
+    StreamTokenEvent,
+    Usage,
+)
+from app.sequences import FinishEvent, GenerationOptions, TokenEvent
+from model.sampling import SamplingParams
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["model"])
+
+STREAM_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "JSON, or with stream: true, server-sent events: one StreamTokenEvent "
+        "per token, then a GenerateResponse, then `data: [DONE]` (an ErrorResponse on failure)",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+}
+
+
+@router.post(
+    "/generate",
+    response_model=GenerateResponse,
+    response_model_exclude_none=True,
+    responses={**STREAM_DOC, **ERROR_RESPONSES},
+)
+async def generate(
+    body: GenerateRequest, engine: EngineDep, request: Request
+) -> Response | GenerateResponse:
+    """Continue the prompt with temperature, top-k, top-p and repetition penalty; the same
+    seed and parameters give the same text, alone or amid other requests. <unk> is never
+    generated."""
+    params = SamplingParams(body.temperature, body.top_k, body.top_p, body.repetition_penalty)
+    options = GenerationOptions(
+        params, body.max_new_tokens, body.seed, tuple(body.stop), body.ignore_eos
+    )
+    generation = await engine.generate(body.prompt, options)
+    if body.stream:
+        return EventSourceResponse(
+            _events(generation), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        )
+    return await unless_disconnected(request, _collect(generation, body.details))
+
+
+async def _collect(generation: Generation, details: bool) -> GenerateResponse:
+    """The whole generation as one answer."""
+    tokens: list[GeneratedToken] = []
+    async for event in generation:
+        if isinstance(event, TokenEvent):
+            tokens.append(_token(event))
+        else:
+            return _final(event, tokens if details else None)
+    raise AssertionError("a generation ends with a FinishEvent")
+
+
+async def _events(generation: Generation) -> AsyncIterator[str]:
+    """Server-sent events of a generation; an error mid-stream becomes an error event. A
+    client that leaves cancels this iterator, and so the sequence."""
+    try:
+        async for event in generation:
+            if isinstance(event, TokenEvent):
+                yield _sse(StreamTokenEvent(token=_token(event)))
+            else:
+                yield _sse(_final(event, None))
+    except ServiceError as error:
+        metrics.ERRORS.labels(error.error_type).inc()
+        yield _sse(ErrorResponse(**error.body()))
+    except Exception:
+        log.exception("generation failed mid-stream")
+        failure = ServiceError("internal error while generating (see server log)")
+        metrics.ERRORS.labels(failure.error_type).inc()
+        yield _sse(ErrorResponse(**failure.body()))
+    finally:
+        generation.cancel()
+    yield "data: [DONE]\n\n"
+
+
+def _token(event: TokenEvent) -> GeneratedToken:
+    return GeneratedToken(id=event.id, token=event.token, text=event.text, logprob=event.logprob)
+
+
+def _final(event: FinishEvent, details: list[GeneratedToken] | None) -> GenerateResponse:
+    usage = Usage(prompt_tokens=event.prompt_tokens, generated_tokens=event.generated_tokens)
+    return GenerateResponse(
+        generated_text=event.generated_text,
+        finish_reason=event.finish_reason,  # type: ignore[arg-type]
+        seed=event.seed,
+        usage=usage,
+        details=details,
+    )
+
+
+def _sse(model: BaseModel) -> str:
+    return f"data: {model.model_dump_json(exclude_none=True)}\n\n"

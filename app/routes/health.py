@@ -1,0 +1,48 @@
+"""Liveness, readiness, the model card and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from app import metrics
+from app.card import model_card
+from app.routes.deps import ERROR_RESPONSES, EngineDep, SettingsDep
+from app.schemas import HealthResponse, InfoResponse, ReadyResponse
+
+router = APIRouter(tags=["service"])
+
+
+@router.get("/health")
+async def health() -> HealthResponse:
+    """Liveness: the process answers (the model may still be missing; see /ready)."""
+    return HealthResponse()
+
+
+@router.get(
+    "/ready",
+    response_model=ReadyResponse,
+    responses={503: {"model": ReadyResponse, "description": "not ready"}},
+)
+async def ready(request: Request) -> ReadyResponse | JSONResponse:
+    """Readiness: 200 once the model is loaded and a one-token forward worked, else 503 with
+    the reason."""
+    engine = request.app.state.engine
+    if engine is not None and engine.running:
+        return ReadyResponse(ready=True)
+    reason = request.app.state.not_ready_reason
+    return JSONResponse(ReadyResponse(ready=False, reason=reason).model_dump(), status_code=503)
+
+
+@router.get("/info", responses={503: ERROR_RESPONSES[503]})
+async def info(engine: EngineDep, settings: SettingsDep) -> InfoResponse:
+    """The model card: network, vocabulary, tokenizer, corpus, training and test perplexity,
+    checkpoint hash, versions and the configured limits."""
+    return model_card(engine, settings)
+
+
+@router.get("/metrics", include_in_schema=False)
+def prometheus_metrics(request: Request) -> Response:
+    """Prometheus exposition (every worker's figures in multiprocess mode)."""
+    body, content_type = metrics.exposition(request.headers.get("accept"))
+    return Response(body, media_type=content_type)

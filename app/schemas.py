@@ -1,0 +1,270 @@
+"""Request and response bodies, with their limits and OpenAPI examples.
+
+Fixed limits live here (`Field(ge=..., le=...)`), so bad input is refused before any work.
+Limits an operator configures (text length, tokens, texts per request, the max_new_tokens cap)
+are checked by the engine against Settings, with the same error body.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+MAX_STOP_STRINGS = 8
+MAX_STOP_CHARS = 64
+
+
+def _well_formed(text: str) -> str:
+    """Refuse lone surrogates: they are not characters and cannot be written back as UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(
+            "text holds a lone surrogate (\\ud800-\\udfff), not valid Unicode"
+        ) from None
+    return text
+
+
+Text = Annotated[str, AfterValidator(_well_formed)]
+FinishReason = Literal["length", "eos_token", "stop_sequence", "time_limit"]  # model.sampling's
+StopString = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_STOP_CHARS), AfterValidator(_well_formed)
+]
+
+
+class _Request(BaseModel):
+    """Unknown fields are an error, so that a misspelt parameter is not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- errors -------------------------------------------------------------------------------------
+class ErrorResponse(BaseModel):
+    """The one error body of every endpoint."""
+
+    error: str = Field(description="what was wrong and, where it helps, how to fix it")
+    error_type: str = Field(
+        description="validation_error, invalid_json, too_large, overloaded, not_ready, "
+        "not_found, method_not_allowed, internal_error"
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"error": "top_k: Input should be greater than or equal to 1",
+                 "error_type": "validation_error"}
+            ]
+        }
+    )  # fmt: skip
+
+
+# -- /predict-next ------------------------------------------------------------------------------
+class PredictRequest(_Request):
+    """A text whose next word to predict."""
+
+    text: Text = Field(default="", description="the text so far; empty: the start of a text")
+    top_k: int = Field(default=10, ge=1, le=100, description="how many candidates to return")
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"text": "我爱自然语言", "top_k": 10}]}
+    )
+
+
+class InputToken(BaseModel):
+    """A token of the input as the model read it."""
+
+    token: str
+    oov: bool = Field(description="out of vocabulary: the model read it as <unk>")
+
+
+class NextToken(BaseModel):
+    """A candidate next token."""
+
+    token: str = Field(description="the word, or <eos> for the end of the text")
+    prob: float
+    logprob: float
+    end_of_text: bool = Field(description="true for <eos>: the text ends here")
+
+
+class PredictResponse(BaseModel):
+    """The input's tokens and the most probable next tokens, best first."""
+
+    tokens: list[InputToken]
+    candidates: list[NextToken]
+
+
+# -- /generate ----------------------------------------------------------------------------------
+class GenerateRequest(_Request):
+    """A prompt to continue, and how to sample (names follow text-generation-inference)."""
+
+    prompt: Text = Field(default="", description="text to continue; empty: the start of a text")
+    max_new_tokens: int = Field(
+        default=30, ge=1, description="most tokens to generate (the server caps it: see /info)"
+    )
+    temperature: float = Field(
+        default=1.0,
+        ge=0,
+        le=100,
+        allow_inf_nan=False,
+        description="0 = greedy; higher = more random",
+    )
+    top_k: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="sample among the k most probable; null = off"
+    )
+    top_p: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        allow_inf_nan=False,
+        description="nucleus: the smallest set with this mass",
+    )
+    repetition_penalty: float = Field(
+        default=1.0,
+        gt=0,
+        le=100,
+        allow_inf_nan=False,
+        description="> 1 makes repeated tokens less likely",
+    )
+    seed: int | None = Field(
+        default=None, ge=0, le=2**64 - 1, description="null = random; the seed used is returned"
+    )
+    stop: list[StopString] = Field(
+        default_factory=list,
+        max_length=MAX_STOP_STRINGS,
+        description="end the text once it contains one of these (kept in the text)",
+    )
+    details: bool = Field(
+        default=False, description="return every generated token with its logprob"
+    )
+    stream: bool = Field(default=False, description="answer with server-sent events, one per token")
+    ignore_eos: bool = Field(
+        default=False, description="never end at <eos>: always max_new_tokens (or a stop string)"
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"prompt": "我爱", "max_new_tokens": 20, "temperature": 0.8, "top_k": 40,
+                 "top_p": 0.95, "seed": 1, "stop": ["。"]}
+            ]
+        }
+    )  # fmt: skip
+
+
+class Usage(BaseModel):
+    """Token counts of a generation (<eos> is not counted as generated)."""
+
+    prompt_tokens: int
+    generated_tokens: int
+
+
+class GeneratedToken(BaseModel):
+    """One generated token."""
+
+    id: int
+    token: str = Field(description="the vocabulary entry")
+    text: str = Field(description="the text it adds, with the space before it if any")
+    logprob: float
+
+
+class GenerateResponse(BaseModel):
+    """The continuation of the prompt. generated_text starts with a space where the language
+    puts one after the prompt, so prompt + generated_text reads right."""
+
+    generated_text: str
+    finish_reason: FinishReason
+    seed: int
+    usage: Usage
+    details: list[GeneratedToken] | None = None
+
+
+class StreamTokenEvent(BaseModel):
+    """A server-sent event of a streamed generation, one per token; the last event is a
+    GenerateResponse (without details), then `data: [DONE]`, or an ErrorResponse on failure."""
+
+    token: GeneratedToken
+
+
+# -- /perplexity --------------------------------------------------------------------------------
+class PerplexityRequest(_Request):
+    """One text or several, to score."""
+
+    text: Text | None = Field(default=None, description="one text (or use texts)")
+    texts: list[Text] | None = Field(default=None, min_length=1, description="several texts")
+    details: bool = Field(default=False, description="return each token's logprob and OOV flag")
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"text": "我爱北京天安门。"}, {"texts": ["我爱北京。", "今天天气很好。"]}]
+        }
+    )
+
+    @model_validator(mode="after")
+    def _one_of(self) -> PerplexityRequest:
+        if (self.text is None) == (self.texts is None):
+            raise ValueError("give exactly one of text and texts")
+        return self
+
+    def all_texts(self) -> list[str]:
+        """The texts to score, in order."""
+        return [self.text] if self.text is not None else list(self.texts or [])
+
+
+class ScoredToken(BaseModel):
+    """A target token and its log-probability; the last one of a text is <eos>."""
+
+    token: str
+    logprob: float
+    oov: bool
+
+
+class TextPerplexity(BaseModel):
+    """How well the model predicts one text: the closing <eos> counts as a target."""
+
+    perplexity: float
+    num_tokens: int = Field(description="targets scored: the text's tokens plus <eos>")
+    mean_nll: float = Field(description="mean negative log-likelihood per target, in nats")
+    oov_count: int
+    tokens: list[ScoredToken] | None = None
+
+
+class PerplexityResponse(BaseModel):
+    """One result per text, in the order given."""
+
+    results: list[TextPerplexity]
+
+
+# -- health, readiness, model card ------------------------------------------------------------
+class HealthResponse(BaseModel):
+    """The process answers."""
+
+    status: Literal["ok"] = "ok"
+
+
+class ReadyResponse(BaseModel):
+    """Whether the model is loaded and runs; reason when it is not."""
+
+    ready: bool
+    reason: str | None = None
+
+
+class InfoResponse(BaseModel):
+    """The model card: network, vocabulary, tokenizer, corpus, training figures, checkpoint,
+    versions, how the model is served and the configured limits."""
+
+    model: dict[str, str | int | float | bool | list[int]]
+    tokenizer: dict[str, str | bool]
+    corpus: dict[str, str | int | None]
+    training: dict[str, int | float | None]
+    checkpoint: dict[str, str]
+    versions: dict[str, str]
+    serving: dict[str, str | int | None]
+    limits: dict[str, int]

@@ -1,0 +1,195 @@
+"""The sequences the engine batches, one row of the recurrent state each, and the channel that
+carries their results back to the request waiting on the event loop.
+
+Every row reads `<eos>` and then its text, as score_lines does, so it starts from the same state
+as training and evaluation. What it wants from a step differs by kind:
+
+- ScoreRow: the log-probability of each target (the next token; `<eos>` after the last).
+- PredictRow: the next-token distribution once its text is read.
+- GenerateRow: a sampled token after its prompt and after each token it generated, which it
+  then reads itself; it stops on a finish reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from model.sampling import SamplingParams, StoppingCriteria, make_generator
+from model.tokenizers import Tokenizer
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    """One generated token: id, vocabulary entry, the text it adds (with any space before it)
+    and its log-probability under the model."""
+
+    id: int
+    token: str
+    text: str
+    logprob: float
+
+
+@dataclass(frozen=True)
+class FinishEvent:
+    """The end of a generation."""
+
+    generated_text: str
+    finish_reason: str
+    seed: int
+    prompt_tokens: int
+    generated_tokens: int
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    """How one generation samples and when it stops."""
+
+    params: SamplingParams
+    max_new_tokens: int
+    seed: int | None = None  # None: the engine draws one (and reports it)
+    stop: Sequence[str] = ()
+    ignore_eos: bool = False  # never produce <eos>: the text ends on a length or a stop string
+
+
+class Channel:
+    """One request's results, from the worker thread to the event loop awaiting them."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.queue: asyncio.Queue[object] = asyncio.Queue()
+        self.cancelled = False  # set on the event loop when nobody waits any more
+        self.submitted = time.monotonic()
+
+    async def get(self) -> object:
+        """The next result; an exception the worker sent is raised here."""
+        item = await self.queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+
+class Row:
+    """A sequence in the batch: the tokens it reads, in order, and where its results go."""
+
+    def __init__(self, tokens: list[int], channel: Channel):
+        self.tokens = tokens
+        self.position = 0  # tokens read so far
+        self.channel = channel
+        self.finished = False
+
+    def next_chunk(self, limit: int) -> list[int]:
+        """The next tokens to read (at most limit), counted as read."""
+        chunk = self.tokens[self.position : self.position + limit]
+        self.position += len(chunk)
+        return chunk
+
+    @property
+    def caught_up(self) -> bool:
+        """Whether every token given so far has been read."""
+        return self.position == len(self.tokens)
+
+    @property
+    def gone(self) -> bool:
+        """Whether the row can leave the batch: finished, or its client left."""
+        return self.finished or self.channel.cancelled
+
+
+class ScoreRow(Row):
+    """Scores one text of a /perplexity request (index: its place in the request)."""
+
+    def __init__(self, ids: list[int], eos_id: int, index: int, channel: Channel):
+        super().__init__([eos_id, *ids], channel)
+        self.targets = [*ids, eos_id]  # targets[i] follows tokens[i]
+        self.index = index
+        self.scores: list[torch.Tensor] = []
+
+    def add_scores(self, scores: torch.Tensor) -> torch.Tensor | None:
+        """Record the log-probabilities of the last chunk's targets; all of them (T,) once the
+        text is read, else None."""
+        self.scores.append(scores)
+        if not self.caught_up:
+            return None
+        self.finished = True
+        return torch.cat(self.scores)
+
+
+class PredictRow(Row):
+    """Reads one text and reports the most probable next tokens."""
+
+    def __init__(self, ids: list[int], eos_id: int, top_k: int, channel: Channel):
+        super().__init__([eos_id, *ids], channel)
+        self.top_k = top_k
+
+
+class GenerateRow(Row):
+    """Continues a prompt, one sampled token per step, carrying its state: a token costs the
+    same however many came before it. Decisions mirror model.inference.generate."""
+
+    def __init__(
+        self,
+        prompt_ids: list[int],
+        prompt_tokens: list[str],
+        options: GenerationOptions,
+        eos_id: int,
+        tokenizer: Tokenizer,
+        channel: Channel,
+    ):
+        super().__init__([eos_id, *prompt_ids], channel)
+        assert options.seed is not None, "the engine resolves the seed before queueing"
+        self.options = options
+        self.seed = options.seed
+        self.eos_id = eos_id
+        self.tokenizer = tokenizer
+        self.generator = make_generator(options.seed)
+        self.criteria = StoppingCriteria(options.max_new_tokens, eos_id, options.stop)
+        self.history = list(prompt_ids)  # what the repetition penalty looks at
+        self.prompt_tokens = len(prompt_ids)
+        self.previous = prompt_tokens[-1] if prompt_tokens else None
+        self.pieces: list[str] = []
+        self.stop_tail = ""  # the last characters a stop string could still begin in
+        self.stop_keep = max((len(s) for s in options.stop), default=1) - 1
+        self.last_token_at: float | None = None
+
+    def _piece(self, token: str) -> str:
+        """The text a token adds after the previous one (a space before it or not)."""
+        if self.previous is None:
+            return self.tokenizer.detokenize([token])
+        joined = self.tokenizer.detokenize([self.previous, token])
+        return joined[len(self.tokenizer.detokenize([self.previous])) :]
+
+    def accept(self, token_id: int, token: str, logprob: float) -> list[object]:
+        """Take the sampled token: the events it produces (a TokenEvent unless it is <eos>,
+        then a FinishEvent if generation ends with it). Otherwise the row reads it next."""
+        events: list[object] = []
+        if token_id == self.eos_id:
+            reason = self.criteria.check(token_id, "")
+        else:
+            piece = self._piece(token)
+            # a stop string not seen before must end in this piece: the tail holds its start
+            window = self.stop_tail + piece
+            reason = self.criteria.check(token_id, window)
+            self.stop_tail = window[-self.stop_keep :] if self.stop_keep else ""
+            self.pieces.append(piece)
+            self.previous = token
+            self.history.append(token_id)
+            events.append(TokenEvent(token_id, token, piece, logprob))
+        if reason is None:
+            self.tokens.append(token_id)
+        else:
+            self.finished = True
+            events.append(self._finish(reason))
+        return events
+
+    def _finish(self, reason: str) -> FinishEvent:
+        return FinishEvent(
+            "".join(self.pieces),
+            reason,
+            self.seed,
+            self.prompt_tokens,
+            len(self.pieces),
+        )
