@@ -3,7 +3,7 @@
 The one skip-if-present rule, run as written by `make serve` on the host and by the compose
 `trainer` service in the image:
 - a checkpoint whose run finished, or one with no run state (copied in by hand): keep it;
-- a run that was interrupted (its resume.json says not finished): continue it with --resume;
+- a run that was interrupted (run state, but no test perplexity yet): continue it with --resume;
 - no checkpoint: train one with `--preset default`.
 Arguments are passed on to `python -m model.train` (e.g. `--corpus my.txt`).
 """
@@ -24,15 +24,15 @@ DEFAULT_MODEL_DIR = "checkpoints/default"
 
 def training_arguments(model_dir: Path, extra: list[str]) -> list[str] | None:
     """The model.train arguments still needed for `model_dir`, or None when it is complete."""
-    state = model_dir / RESUME_STATE
-    if state.is_file():
-        progress = json.loads(state.read_text(encoding="utf-8"))["progress"]
-        if progress.get("finished"):
-            return None
-        return ["--preset", "default", "--output", str(model_dir), "--resume", *extra]
-    if (model_dir / CONFIG).is_file():
+    arguments = ["--preset", "default", "--output", str(model_dir)]
+    config = model_dir / CONFIG
+    if not config.is_file():
+        return [*arguments, *extra]
+    training = json.loads(config.read_text(encoding="utf-8")).get("training", {})
+    finished = training.get("test_ppl") is not None  # only a run's last write scores test
+    if finished or not (model_dir / RESUME_STATE).is_file():
         return None
-    return ["--preset", "default", "--output", str(model_dir), *extra]
+    return [*arguments, "--resume", *extra]
 
 
 def main(argv: list[str]) -> None:

@@ -1,13 +1,17 @@
-"""Fixtures for the deployment tests: the compose file as docker-compose resolves it."""
+"""Fixtures for the deployment tests: the compose file as docker-compose resolves it, and a
+live API with two workers started as the image starts it."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.deploy.live import serve
 from tests.deploy.support import ROOT
 from tests.system_tools import require_tool
 
@@ -37,3 +41,13 @@ def compose_config() -> dict:
     )
     assert result.returncode == 0, result.stderr
     return yaml.safe_load(result.stdout)
+
+
+@pytest.fixture(scope="session")
+def two_worker_api(
+    tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Path]]:
+    """(base URL, multiprocess directory) of deploy/serve.sh running 2 workers on loopback."""
+    workdir = tmp_path_factory.mktemp("api")
+    with serve(tiny_checkpoint, workdir, workers=2) as url:
+        yield url, workdir / "metrics"

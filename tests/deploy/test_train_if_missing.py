@@ -60,10 +60,14 @@ def test_missing_checkpoint_is_trained(tiny_corpus_file: Path, tmp_path: Path) -
     assert (model_dir / "model.safetensors").is_file()
 
 
-def test_interrupted_run_is_resumed_and_hand_made_checkpoint_kept(tmp_path: Path) -> None:
-    (tmp_path / "config.json").write_text("{}")
-    assert training_arguments(tmp_path, []) is None  # no run state: copied in by hand
-    (tmp_path / "resume.json").write_text(json.dumps({"progress": {"finished": False}}))
+def test_interrupted_run_is_resumed_with_the_same_arguments(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"training": {"test_ppl": None}}))
+    (tmp_path / "resume.json").write_text("{}")
     assert training_arguments(tmp_path, ["--corpus", "x.txt"]) == [
         "--preset", "default", "--output", str(tmp_path), "--resume", "--corpus", "x.txt",
     ]  # fmt: skip
+
+
+def test_checkpoint_without_run_state_is_kept(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{}")  # copied in by hand
+    assert training_arguments(tmp_path, []) is None

@@ -1,0 +1,101 @@
+"""A real API started on loopback exactly as the image starts it (deploy/serve.sh), for tests
+that need a live /metrics; always stopped, with its workers, when the block ends."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from tests.deploy.support import ROOT
+
+START_TIMEOUT_SECONDS = 60
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_until_ready(process: subprocess.Popen, url: str, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"deploy/serve.sh exited {process.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url}/ready not 200 within {START_TIMEOUT_SECONDS}s:\n{log.read_text()}")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """SIGTERM to the server's process group (uvicorn and its workers), SIGKILL if it lingers."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)
+
+
+@contextmanager
+def serve(model_dir: Path, workdir: Path, workers: int) -> Iterator[str]:
+    """Run deploy/serve.sh with `workers` uvicorn workers and this interpreter as `python`;
+    yields the base URL once /ready answers 200. With several workers the multiprocess
+    directory is `workdir`/metrics. Server output goes to `workdir`/server.log."""
+    port = free_port()
+    env = dict(
+        os.environ,
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        NEXTWORD_MODEL_DIR=str(model_dir),
+        NEXTWORD_HOST="127.0.0.1",
+        NEXTWORD_PORT=str(port),
+        NEXTWORD_WORKERS=str(workers),
+        NEXTWORD_THREADS="1",
+        PROMETHEUS_MULTIPROC_DIR=str(workdir / "metrics"),
+    )
+    if workers == 1:
+        del env["PROMETHEUS_MULTIPROC_DIR"]
+    log = workdir / "server.log"
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            [str(ROOT / "deploy/serve.sh")],
+            cwd=ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so that _stop reaches the workers
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_ready(process, url, log)
+        yield url
+    finally:
+        _stop(process)
+
+
+def exercise_every_route(url: str) -> None:
+    """One call to each model route and one refused request, so that every labelled metric
+    has a sample to export."""
+    calls = [
+        ("/predict-next", {"text": "我爱自然语言", "top_k": 3}, 200),
+        ("/generate", {"prompt": "我", "max_new_tokens": 3, "seed": 1}, 200),
+        ("/perplexity", {"text": "我爱北京"}, 200),
+        ("/generate", {"prompt": "我", "max_new_tokens": 0}, 422),
+    ]
+    for route, body, status in calls:
+        assert httpx.post(url + route, json=body, timeout=30).status_code == status, route
