@@ -1,7 +1,7 @@
 // Generate panel: sampling controls and a token-by-token view of POST /generate's SSE stream.
 
 import { ApiError, postEventStream } from "./api.js";
-import { formatNumber, needsSpace } from "./text.js";
+import { formatNumber } from "./text.js";
 
 const SLIDERS = [
   { id: "temperature", format: (v) => (v === 0 ? "0 (greedy)" : v.toFixed(2)) },
@@ -59,6 +59,7 @@ function readRequest() {
     top_p: number("top-p"),
     repetition_penalty: number("repetition-penalty"),
     seed: seedText === "" ? null : Number(seedText),
+    ignore_eos: document.getElementById("ignore-eos").checked,
     stream: true,
   };
 }
@@ -87,7 +88,6 @@ class StreamView {
   constructor(prompt) {
     this.output = document.getElementById("generate-output");
     this.statusLine = document.getElementById("generate-status");
-    this.previous = prompt.trimEnd().split(/\s+/).at(-1) || "";
     this.count = 0;
     const promptSpan = document.createElement("span");
     promptSpan.className = "prompt";
@@ -95,15 +95,15 @@ class StreamView {
     this.output.replaceChildren(promptSpan);
   }
 
-  addToken({ token, logprob }) {
+  // `text` is what the token adds to the text, with the space before it if any.
+  addToken({ id, text, logprob }) {
     this.count += 1;
-    if (token === "<eos>") return;
     const span = document.createElement("span");
     span.className = "gen-token";
-    span.textContent = needsSpace(this.previous, token) ? ` ${token}` : token;
-    span.title = `log p = ${formatNumber(logprob, 4)}`;
+    span.textContent = text;
+    span.title = `id ${id}, log p = ${formatNumber(logprob, 4)}`;
     this.output.append(span);
-    this.previous = token;
+    this.output.scrollTop = this.output.scrollHeight;
   }
 
   finish(final, seconds) {

@@ -16,12 +16,13 @@ export async function loadModelCard() {
   }
 }
 
-function summarize(info) {
-  const model = info.model ?? info;
+function summarize({ model = {}, corpus = {}, training = {} }) {
   const parts = [
     model.cell?.toUpperCase(),
     model.num_layers && model.hidden_size ? `${model.num_layers}×${model.hidden_size}` : null,
     model.vocab_size ? `vocab ${formatNumber(model.vocab_size)}` : null,
+    corpus.name,
+    training.test_ppl ? `test ppl ${formatNumber(training.test_ppl, 4)}` : null,
   ].filter(Boolean);
   return parts.length ? `model: ${parts.join(" · ")}` : "model";
 }
@@ -33,7 +34,8 @@ function renderFields(info) {
     const term = document.createElement("dt");
     term.textContent = key;
     const description = document.createElement("dd");
-    description.textContent = value;
+    description.textContent = shortened(value);
+    description.title = value;
     list.append(term, description);
   }
 }
@@ -46,6 +48,11 @@ function flatten(value, prefix = "") {
   return Object.entries(value).flatMap(([key, inner]) =>
     flatten(inner, prefix ? `${prefix}.${key}` : key),
   );
+}
+
+// Hashes are long; their first 16 digits identify them well enough on screen.
+function shortened(value) {
+  return /^[0-9a-f]{32,}$/.test(value) ? `${value.slice(0, 16)}…` : value;
 }
 
 function printable(value) {

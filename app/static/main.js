@@ -11,8 +11,6 @@ setUpScore();
 
 const info = await loadModelCard();
 if (info) {
-  const model = info.model ?? info;
-  const limits = info.limits ?? {};
-  setSurprisalScale(model.vocab_size);
-  setMaxNewTokensCap(limits.max_new_tokens);
+  setSurprisalScale(info.model.vocab_size);
+  setMaxNewTokensCap(info.limits.max_new_tokens);
 }

@@ -5,7 +5,6 @@ import { appendToken, formatNumber } from "./text.js";
 
 const DEBOUNCE_MS = 250;
 const TOP_K = 10;
-const EOS = "<eos>";
 
 export function setUpPredict() {
   const input = document.getElementById("predict-input");
@@ -34,8 +33,8 @@ export function setUpPredict() {
     timer = setTimeout(predict, DEBOUNCE_MS);
   }
 
-  function chooseCandidate(token) {
-    if (token === EOS) return;
+  function chooseCandidate({ token, end_of_text }) {
+    if (end_of_text) return;
     input.value = appendToken(input.value, token, lastTokens.at(-1));
     input.focus();
     predict();
@@ -65,17 +64,20 @@ function renderChart(candidates, onChoose) {
   chart.replaceChildren(...candidates.map((c) => barRow(c, highest, onChoose)));
 }
 
-function barRow({ token, prob, logprob }, highest, onChoose) {
+function barRow(candidate, highest, onChoose) {
+  const { token, prob, logprob, end_of_text } = candidate;
   const row = document.createElement("button");
   row.type = "button";
   row.className = "bar-row";
   row.setAttribute("role", "listitem");
-  row.title = `p = ${formatNumber(prob, 4)}, log p = ${formatNumber(logprob, 4)}`;
-  row.addEventListener("click", () => onChoose(token));
+  row.title = end_of_text
+    ? `end of text: p = ${formatNumber(prob, 4)}`
+    : `p = ${formatNumber(prob, 4)}, log p = ${formatNumber(logprob, 4)}; click to append`;
+  row.addEventListener("click", () => onChoose(candidate));
 
   const label = document.createElement("span");
-  label.className = token === EOS ? "bar-label eos" : "bar-label";
-  label.textContent = token === EOS ? "⏎ end" : token;
+  label.className = end_of_text ? "bar-label eos" : "bar-label";
+  label.textContent = end_of_text ? "⏎ end" : token;
 
   const track = document.createElement("span");
   track.className = "bar-track";
