@@ -330,6 +330,7 @@ class Engine:
                 metrics.SEQUENCES_FINISHED.labels("cancelled").inc()
         self._rows = [self._rows[i] for i in keep]
         self._state = self._state[:, :, keep]
+        metrics.BATCH_SIZE.set(len(self._rows))
 
     def _finish_all(self, error: ServiceError, reason: str) -> None:
         """End every running and waiting sequence with error."""

@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from app import metrics
 from app.engine import Engine
 from app.handlers import install_error_handlers
-from app.middleware import MetricsMiddleware
+from app.middleware import BodyLimitMiddleware, MetricsMiddleware
 from app.routes import generate, health, predict, score
 from app.settings import Settings
 
@@ -78,7 +78,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="nextword",
         description=DESCRIPTION,
         lifespan=lifespan,
-        max_body_size=settings.max_body_bytes,
     )
     app.state.settings = settings
     app.state.engine = None
@@ -91,7 +90,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["GET", "POST"],
             allow_headers=["Content-Type"],
         )
-    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware)  # outermost: counts every answer, 413s included
     for module in (predict, generate, score, health):
         app.include_router(module.router)
     if STATIC_DIR.is_dir():  # the playground; mounted last so that API routes come first

@@ -1,13 +1,16 @@
-"""ASGI middleware that counts and times every HTTP request (a plain ASGI wrapper, so that
-streamed answers are timed to their last byte and nothing is buffered)."""
+"""Plain ASGI middleware (nothing buffered, streamed answers timed to their last byte): request
+metrics, and the request body size limit."""
 
 from __future__ import annotations
 
 import time
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import metrics
+from app.errors import TooLarge
+from app.handlers import error_response
 
 
 def _route_label(scope: Scope) -> str:
@@ -45,3 +48,35 @@ class MetricsMiddleware:
             route = _route_label(scope)
             metrics.REQUESTS.labels(route, str(status)).inc()
             metrics.REQUEST_DURATION.labels(route).observe(time.perf_counter() - started)
+
+
+class BodyLimitMiddleware:
+    """Refuse a request body over max_bytes with 413 and the one error body: at once when
+    Content-Length says so, else as soon as the bytes received pass the limit."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _message(self) -> str:
+        return f"the request body is over {self.max_bytes} bytes (NEXTWORD_MAX_BODY_BYTES)"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await error_response(TooLarge(self._message()))(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:  # the route's error handler answers
+                raise HTTPException(413, self._message())
+            return message
+
+        await self.app(scope, limited_receive, send)

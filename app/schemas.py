@@ -167,7 +167,9 @@ class Usage(BaseModel):
 
 
 class GeneratedToken(BaseModel):
-    """One generated token."""
+    """One generated token; with stream: true, each token is one server-sent event of this
+    shape, the last event a GenerateResponse (without details), then `data: [DONE]`; an
+    ErrorResponse event on a failure mid-stream."""
 
     id: int
     token: str = Field(description="the vocabulary entry")
@@ -184,13 +186,6 @@ class GenerateResponse(BaseModel):
     seed: int
     usage: Usage
     details: list[GeneratedToken] | None = None
-
-
-class StreamTokenEvent(BaseModel):
-    """A server-sent event of a streamed generation, one per token; the last event is a
-    GenerateResponse (without details), then `data: [DONE]`, or an ErrorResponse on failure."""
-
-    token: GeneratedToken
 
 
 # -- /perplexity --------------------------------------------------------------------------------
@@ -237,7 +232,8 @@ class TextPerplexity(BaseModel):
 
 
 class PerplexityResponse(BaseModel):
-    """One result per text, in the order given."""
+    """The answer to {"texts": [...]}: one result per text, in the order given ({"text": ...}
+    is answered with one TextPerplexity)."""
 
     results: list[TextPerplexity]
 

@@ -19,7 +19,6 @@ from app.schemas import (
     GeneratedToken,
     GenerateRequest,
     GenerateResponse,
-    StreamTokenEvent,
     Usage,
 )
 from app.sequences import FinishEvent, GenerationOptions, TokenEvent
@@ -30,7 +29,7 @@ router = APIRouter(tags=["model"])
 
 STREAM_DOC: dict[int | str, dict[str, Any]] = {
     200: {
-        "description": "JSON, or with stream: true, server-sent events: one StreamTokenEvent "
+        "description": "JSON, or with stream: true, server-sent events: one GeneratedToken "
         "per token, then a GenerateResponse, then `data: [DONE]` (an ErrorResponse on failure)",
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
     }
@@ -78,7 +77,7 @@ async def _events(generation: Generation) -> AsyncIterator[str]:
     try:
         async for event in generation:
             if isinstance(event, TokenEvent):
-                yield _sse(StreamTokenEvent(token=_token(event)))
+                yield _sse(_token(event))
             else:
                 yield _sse(_final(event, None))
     except ServiceError as error:

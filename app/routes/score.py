@@ -15,12 +15,13 @@ router = APIRouter(tags=["model"])
 @router.post("/perplexity", responses=ERROR_RESPONSES, response_model_exclude_none=True)
 async def perplexity(
     body: PerplexityRequest, engine: EngineDep, request: Request
-) -> PerplexityResponse:
-    """Perplexity, token count, mean negative log-likelihood and OOV count of each text, with
-    its closing <eos> as a target (as in model.evaluate); per-token logprobs with details.
-    A text gets the same figure alone or in any batch."""
+) -> TextPerplexity | PerplexityResponse:
+    """Perplexity, token count, mean negative log-likelihood and OOV count of a text (or of
+    each of texts), its closing <eos> counted as a target (as in model.evaluate); each token's
+    logprob with details. A text gets the same figure alone or in any batch."""
     scores = await unless_disconnected(request, engine.score(body.all_texts()))
-    return PerplexityResponse(results=[_result(score, body.details) for score in scores])
+    results = [_result(score, body.details) for score in scores]
+    return results[0] if body.text is not None else PerplexityResponse(results=results)
 
 
 def _result(score: TextScore, details: bool) -> TextPerplexity:

@@ -1,0 +1,209 @@
+"""The engine on its own: continuous batching gives every sequence the figures it would get
+alone, reads each token once, and lets abandoned sequences go."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+import app.engine
+from app.engine import Engine
+from app.errors import Overloaded, TooLarge
+from app.sequences import FinishEvent, GenerationOptions, TokenEvent
+from model.inference import encode_text, generate, score_lines
+from model.sampling import SamplingParams
+
+TEXTS = [
+    "",
+    "我爱北京天安门。",
+    "中国人民银行今天宣布，从明天起下调存款利率。" * 4,
+    "人民日报",
+    "新华社北京一月一日电",
+]
+SAMPLED = SamplingParams(temperature=0.9, top_k=50, top_p=0.95, repetition_penalty=1.2)
+
+
+@pytest.fixture(scope="module")
+def engine(make_settings) -> Iterator[Engine]:
+    """An engine that reads prompts in chunks of 3 tokens, so that steps mix row lengths."""
+    running = Engine.load(make_settings(prefill_chunk=3, max_new_tokens=5000))
+    running.start()
+    yield running
+    running.stop()
+
+
+async def _generate(engine: Engine, prompt: str, options: GenerationOptions) -> list[object]:
+    return [event async for event in await engine.generate(prompt, options)]
+
+
+def _tokens(events: list[object]) -> list[str]:
+    return [e.token for e in events if isinstance(e, TokenEvent)]
+
+
+def test_scores_equal_score_lines_alone_and_in_any_batch(engine: Engine) -> None:
+    ids = [encode_text(engine.tokenizer, engine.vocab, t).ids for t in TEXTS]
+    expected = score_lines(engine.model, ids, engine.vocab.eos_id)
+
+    async def run() -> tuple[list, list]:
+        alone = [(await engine.score([text]))[0] for text in TEXTS]
+        together = await asyncio.gather(
+            engine.score(TEXTS), *(engine.score([t]) for t in reversed(TEXTS))
+        )
+        return alone, together[0]
+
+    alone, together = asyncio.run(run())
+    for reference, one, batched in zip(expected, alone, together, strict=True):
+        assert len(one.logprobs) == len(reference) == len(batched.logprobs)
+        want = float(torch.exp(-reference.double().mean()))
+        assert one.perplexity == pytest.approx(want, rel=1e-4)
+        assert batched.perplexity == pytest.approx(want, rel=1e-4)
+        assert one.logprobs == pytest.approx(reference.tolist(), rel=1e-4, abs=1e-5)
+
+
+def test_generation_equals_the_unbatched_generate(engine: Engine) -> None:
+    options = GenerationOptions(SAMPLED, max_new_tokens=40, seed=11)
+    events = asyncio.run(_generate(engine, "我爱", options))
+    reference = generate(engine.model, engine.tokenizer, engine.vocab, "我爱", SAMPLED, 40, seed=11)
+    assert _tokens(events) == reference.tokens
+    final = events[-1]
+    assert isinstance(final, FinishEvent)
+    assert final.finish_reason == reference.finish_reason
+    assert final.generated_text == reference.text  # Chinese: no space to add after the prompt
+
+
+def test_seeded_generation_is_the_same_alone_and_amid_15_others(engine: Engine) -> None:
+    options = GenerationOptions(SAMPLED, max_new_tokens=60, seed=2024)
+
+    async def amid_others() -> list[object]:
+        others = [
+            _generate(engine, text, GenerationOptions(SamplingParams(1.0), 60 - i, seed=i))
+            for i, text in enumerate(TEXTS * 3)
+        ]
+        results = await asyncio.gather(_generate(engine, "今天", options), *others)
+        return results[0]
+
+    alone = asyncio.run(_generate(engine, "今天", options))
+    assert len(TEXTS * 3) == 15
+    batched = asyncio.run(amid_others())
+    assert [e.id for e in batched[:-1]] == [e.id for e in alone[:-1]]  # type: ignore[attr-defined]
+    assert batched[-1] == alone[-1]  # the same text, finish reason and counts
+    assert (
+        [e.logprob for e in batched[:-1]]
+        == pytest.approx(  # type: ignore[attr-defined]
+            [e.logprob for e in alone[:-1]],
+            rel=1e-4,  # type: ignore[attr-defined]
+        )
+    )
+
+
+def test_each_generated_token_is_read_once(engine: Engine, monkeypatch) -> None:
+    """After the prompt, every step reads one token per row: a token's cost does not grow
+    with the length before it."""
+    chunks_read: list[list[int]] = []
+    real_forward = app.engine.forward_rows
+
+    def recording_forward(model, chunks, state):
+        chunks_read.append([len(c) for c in chunks])
+        return real_forward(model, chunks, state)
+
+    monkeypatch.setattr(app.engine, "forward_rows", recording_forward)
+    prompt = "中国人民银行今天宣布"  # several tokens: read 3 a step
+    options = GenerationOptions(SamplingParams(0.0), 200, seed=1, ignore_eos=True)
+    events = asyncio.run(_generate(engine, prompt, options))
+    prompt_tokens = len(encode_text(engine.tokenizer, engine.vocab, prompt).ids)
+    prefill_steps = -(-(prompt_tokens + 1) // 3)
+    assert len(_tokens(events)) == 200
+    assert all(max(lengths) == 3 for lengths in chunks_read[: prefill_steps - 1])
+    assert chunks_read[prefill_steps:] == [[1]] * 199  # the 200th token is never read
+
+
+def test_ignore_eos_and_length_finish(engine: Engine) -> None:
+    options = GenerationOptions(SamplingParams(1.0), 300, seed=3, ignore_eos=True)
+    events = asyncio.run(_generate(engine, "", options))
+    final = events[-1]
+    assert isinstance(final, FinishEvent)
+    assert (final.finish_reason, final.generated_tokens) == ("length", 300)
+    assert engine.vocab.unk_id not in [e.id for e in events if isinstance(e, TokenEvent)]
+
+
+def test_stop_sequence_ends_the_text_with_it(engine: Engine) -> None:
+    options = GenerationOptions(SamplingParams(1.0), 400, seed=5, stop=("。",), ignore_eos=True)
+    final = asyncio.run(_generate(engine, "我们", options))[-1]
+    assert isinstance(final, FinishEvent)
+    assert final.finish_reason == "stop_sequence"
+    assert final.generated_text.endswith("。") and final.generated_text.count("。") == 1
+
+
+def test_abandoned_generation_leaves_the_batch(engine: Engine) -> None:
+    async def start_and_leave() -> None:
+        options = GenerationOptions(SamplingParams(1.0), 5000, seed=1, ignore_eos=True)
+        generation = await engine.generate("我", options)
+        assert isinstance(await anext(generation), TokenEvent)
+        generation.cancel()
+
+    asyncio.run(start_and_leave())
+    deadline = time.monotonic() + 5
+    while engine._rows and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert engine._rows == []
+    assert engine._state.size(2) == 0
+
+
+def test_text_limits_are_enforced_before_any_work(make_settings) -> None:
+    limited = Engine.load(make_settings(max_text_chars=50, max_text_tokens=5, max_texts=2))
+    limited.start()
+    try:
+        for texts, limit in ((["我" * 51], "NEXTWORD_MAX_TEXT_CHARS"),
+                             (["我爱北京天安门，天安门上太阳升"], "NEXTWORD_MAX_TEXT_TOKENS"),
+                             (["a", "b", "c"], "NEXTWORD_MAX_TEXTS")):  # fmt: skip
+            with pytest.raises(TooLarge, match=limit):
+                asyncio.run(limited.score(texts))
+    finally:
+        limited.stop()
+
+
+def test_full_queue_is_refused_at_once(make_settings) -> None:
+    narrow = Engine.load(make_settings(max_batch_size=1, max_waiting=1, max_new_tokens=100_000))
+    narrow.start()
+    endless = GenerationOptions(SamplingParams(1.0), 100_000, seed=1, ignore_eos=True)
+
+    async def fill_then_overflow() -> Overloaded:
+        running = await narrow.generate("我", endless)
+        waiting = await narrow.generate("你", endless)
+        await anext(running)
+        try:
+            await narrow.generate("他", endless)
+        except Overloaded as error:
+            return error
+        finally:
+            running.cancel()
+            waiting.cancel()
+        raise AssertionError("a third request was accepted")
+
+    try:
+        error = asyncio.run(fill_then_overflow())
+    finally:
+        narrow.stop()
+    assert error.status_code == 429 and error.headers["Retry-After"] == "1"
+    assert error.error_type == "overloaded"
+
+
+def test_int8_engine_scores_close_to_float(make_settings) -> None:
+    quantized = Engine.load(make_settings(quantize="int8"))
+    quantized.start()
+    try:
+        ids = [encode_text(quantized.tokenizer, quantized.vocab, t).ids for t in TEXTS]
+        scores = asyncio.run(quantized.score(TEXTS))
+        options = GenerationOptions(SamplingParams(0.0), 20, seed=1, ignore_eos=True)
+        events = asyncio.run(_generate(quantized, "我爱", options))
+    finally:
+        quantized.stop()
+    assert type(quantized.model.rnn).__module__.startswith("torch.ao.nn.quantized")
+    reference = score_lines(Engine.load(make_settings()).model, ids, quantized.vocab.eos_id)
+    for score, line in zip(scores, reference, strict=True):
+        assert score.perplexity == pytest.approx(float(torch.exp(-line.mean())), rel=0.05)
+    assert len(_tokens(events)) == 20
