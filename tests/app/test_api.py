@@ -7,7 +7,6 @@ import math
 import typing
 
 import pytest
-import torch
 from fastapi.testclient import TestClient
 
 from app.main import create_app
@@ -82,9 +81,9 @@ def test_generate_equals_model_generate(client, checkpoint) -> None:
         checkpoint.model, build_tokenizer(checkpoint.tokenizer_spec), checkpoint.vocab,
         "今天", params, 30, seed=9,
     )  # fmt: skip
-    answer = client.post("/generate", json={"prompt": "今天", "seed": 9, "max_new_tokens": 30,
-                                            "temperature": 0.7, "top_k": 30, "top_p": 0.9,
-                                            "repetition_penalty": 1.1, "details": True}).json()  # fmt: skip
+    request = {"prompt": "今天", "seed": 9, "max_new_tokens": 30, "temperature": 0.7,
+               "top_k": 30, "top_p": 0.9, "repetition_penalty": 1.1, "details": True}  # fmt: skip
+    answer = client.post("/generate", json=request).json()
     assert [d["token"] for d in answer["details"]] == reference.tokens
     assert answer["generated_text"] == reference.text
     assert answer["finish_reason"] == reference.finish_reason
@@ -97,8 +96,9 @@ def test_generate_without_seed_returns_the_one_used(client: TestClient) -> None:
 
 
 def test_generate_details_never_unk_and_length_finish(client, checkpoint) -> None:
-    answer = client.post("/generate", json={"prompt": RARE, "seed": 1, "max_new_tokens": 200,
-                                            "ignore_eos": True, "details": True}).json()  # fmt: skip
+    request = {"prompt": RARE, "seed": 1, "max_new_tokens": 200, "ignore_eos": True,
+               "details": True}  # fmt: skip
+    answer = client.post("/generate", json=request).json()
     assert answer["finish_reason"] == "length"
     assert answer["usage"]["generated_tokens"] == len(answer["details"]) == 200
     assert checkpoint.vocab.unk_id not in [d["id"] for d in answer["details"]]
@@ -208,7 +208,7 @@ def test_invalid_field_is_422_naming_field_and_rule(client, path, body, field) -
 
 def test_nan_and_infinity_are_refused(client: TestClient) -> None:
     for literal in ("NaN", "Infinity"):
-        body = '{"prompt": "我", "temperature": %s}' % literal
+        body = '{"prompt": "我", "temperature": ' + literal + "}"
         response = client.post(
             "/generate", content=body, headers={"content-type": "application/json"}
         )
