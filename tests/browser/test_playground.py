@@ -29,6 +29,8 @@ from tests.system_tools import require_tool
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVER_START_TIMEOUT_S = 40
+# Loopback only: no proxy from the environment may stand between the test and its server.
+DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 WAIT_S = 15
 CHROMIUM_FLAGS = [
     "--headless",
@@ -36,6 +38,7 @@ CHROMIUM_FLAGS = [
     "--disable-gpu",
     "--no-first-run",
     "--disable-background-networking",
+    "--no-proxy-server",
     "--disable-dev-shm-usage",
     "--window-size=1280,1100",
 ]
@@ -57,7 +60,7 @@ def wait_until_ready(url: str, process: subprocess.Popen, log_path: Path) -> Non
             log_tail = log_path.read_text(errors="replace")[-3000:]
             pytest.fail(f"uvicorn exited with {process.returncode} before ready:\n{log_tail}")
         try:
-            with urllib.request.urlopen(f"{url}/ready", timeout=2) as response:
+            with DIRECT.open(f"{url}/ready", timeout=2) as response:
                 if response.status == 200:
                     return
         except OSError:
@@ -117,7 +120,7 @@ def browser(chromium_paths: tuple[str, str]) -> Iterator[WebDriver]:
 
 def wait_for(driver: WebDriver, condition, message: str):
     """The condition's first truthy value within WAIT_S seconds."""
-    return WebDriverWait(driver, WAIT_S).until(lambda d: condition(d), message=message)
+    return WebDriverWait(driver, WAIT_S).until(condition, message=message)
 
 
 def console_errors(driver: WebDriver) -> list[str]:
