@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from model.batching import make_batches
-from model.checkpoint import write_checkpoint_files, write_directory_atomically
+from model.checkpoint import load_checkpoint, write_checkpoint_files, write_directory_atomically
 from model.config import TrainConfig, parse_config
 from model.corpora import Corpus, load_corpus
 from model.embeddings import load_pretrained
@@ -135,7 +135,6 @@ class Progress:
     lr: float = 0.0
     best_valid_ppl: float = math.inf
     epochs_without_gain: int = 0
-    finished: bool = False
     history: list[dict] = field(default_factory=list)
 
 
@@ -212,12 +211,10 @@ class Trainer:
         self._last_snapshot = time.monotonic()
 
     # -- evaluation ---------------------------------------------------------------------
-    def evaluate(self, split: str) -> float:
-        """Perplexity of a split (DATA.md's definition)."""
-        ppl, _ = perplexity_of(
-            score_lines(self.model, self.data.ids[split], self.data.vocab.eos_id)
-        )
-        return ppl
+    def evaluate(self, split: str, model: RNNLanguageModel | None = None) -> float:
+        """Perplexity of a split (DATA.md's definition) under the live (or a given) model."""
+        scores = score_lines(model or self.model, self.data.ids[split], self.data.vocab.eos_id)
+        return perplexity_of(scores)[0]
 
     def validate(self, train_loss: float) -> None:
         """Valid ppl; keep the best weights; anneal lr and count epochs without gain."""
@@ -292,6 +289,8 @@ class Trainer:
             self.data.vocab.eos_id,
             c.batch_size,
             seed=c.seed * 1000 + p.epoch,
+            step_tokens=c.step_tokens,
+            bptt=c.bptt,
         )
         total_targets = sum(b.num_targets for b in batches)
         bar = tqdm(
@@ -341,18 +340,13 @@ class Trainer:
         """Train until the epochs, the patience or the budget run out; then score test with
         the best weights and write the final checkpoint. Returns the run's statistics."""
         c, p = self.config, self.progress
-        while not p.finished and p.epoch < c.epochs and not self.out_of_budget():
+        while p.epoch < c.epochs and p.epochs_without_gain < c.patience:
+            if self.out_of_budget():
+                break
             self.run_epoch()
             self.write()
-            if p.epochs_without_gain >= c.patience:
-                break
-        p.finished = True
-        from model.checkpoint import load_checkpoint  # the best weights, as the service sees them
-
-        best = load_checkpoint(self.output, self.device).model
-        self.model.load_state_dict(best.state_dict())
-        test_ppl = self.evaluate("test")
-        self.best_state = {k: v.clone() for k, v in self.model.state_dict().items()}
+        best = load_checkpoint(self.output, self.device).model  # as the service will see it
+        test_ppl = self.evaluate("test", best)
         self.write(test_ppl)
         return self.metadata(test_ppl)["training"]
 

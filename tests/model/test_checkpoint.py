@@ -1,0 +1,92 @@
+"""Checkpoints: round trip, atomic replacement, damaged files give one clear error, no pickles."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from model.inference import score_lines
+from model.tokenizers import TokenizerSpec
+
+
+@pytest.fixture
+def copy(tiny_checkpoint, tmp_path):
+    target = tmp_path / "ckpt"
+    shutil.copytree(tiny_checkpoint, target)
+    return target
+
+
+def test_round_trip_gives_identical_scores(copy, tmp_path):
+    loaded = load_checkpoint(copy)
+    save_checkpoint(
+        tmp_path / "again", loaded.model, loaded.vocab, loaded.tokenizer_spec, {"note": 1}
+    )
+    again = load_checkpoint(tmp_path / "again")
+    lines = [loaded.vocab.encode(list("人民日报")), [3, 4, 5]]
+    for a, b in zip(
+        score_lines(loaded.model, lines, loaded.vocab.eos_id),
+        score_lines(again.model, lines, again.vocab.eos_id),
+    ):
+        assert torch.equal(a, b)
+    assert again.metadata["note"] == 1 and again.tokenizer_spec == TokenizerSpec("jieba")
+    assert again.weights_sha256 == loaded.weights_sha256
+
+
+def test_saving_over_a_checkpoint_leaves_no_temporary_files(copy):
+    loaded = load_checkpoint(copy)
+    save_checkpoint(copy, loaded.model, loaded.vocab, loaded.tokenizer_spec)
+    assert sorted(p.name for p in copy.parent.iterdir()) == ["ckpt"]
+
+
+def test_previous_copy_is_used_when_a_swap_was_interrupted(copy):
+    copy.rename(copy.with_name("ckpt.previous"))
+    assert load_checkpoint(copy).directory.name == "ckpt.previous"
+
+
+def test_truncated_weights_name_the_file(copy):
+    weights = copy / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="model.safetensors is damaged or truncated"):
+        load_checkpoint(copy)
+
+
+def test_missing_vocab_names_the_file(copy):
+    (copy / "vocab.json").unlink()
+    with pytest.raises(CheckpointError, match="vocab.json is missing"):
+        load_checkpoint(copy)
+
+
+def test_mismatched_shapes_are_listed(copy):
+    config = json.loads((copy / "config.json").read_text())
+    config["model"]["hidden_size"] += 1
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="does not match config.json: .*has shape"):
+        load_checkpoint(copy)
+
+
+def test_vocab_size_mismatch_is_reported(copy):
+    vocab = json.loads((copy / "vocab.json").read_text())
+    vocab["itos"].append("extra")
+    (copy / "vocab.json").write_text(json.dumps(vocab))
+    with pytest.raises(CheckpointError, match="entries but .*vocab_size"):
+        load_checkpoint(copy)
+
+
+def test_missing_directory_says_how_to_make_one(tmp_path):
+    with pytest.raises(CheckpointError, match="python -m model.train"):
+        load_checkpoint(tmp_path / "none")
+
+
+def test_a_planted_pickle_is_never_loaded(copy, monkeypatch):
+    torch.save({"evil": 1}, copy / "pytorch_model.bin")
+    (copy / "model.pt").write_bytes((copy / "pytorch_model.bin").read_bytes())
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a pickle was loaded")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    monkeypatch.setattr("pickle.load", refuse)
+    monkeypatch.setattr("pickle.loads", refuse)
+    assert load_checkpoint(copy).model is not None

@@ -1,0 +1,128 @@
+"""Training runs: seeded reproducibility, resume after an interruption, outputs, CLIs."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from model import evaluate as evaluate_cli
+from model import generate as generate_cli
+from model.checkpoint import load_checkpoint
+from model.evaluate import evaluate
+from model.train import Trainer, prepare_data, train
+
+
+def _weights(directory):
+    return load_file(str(directory / "model.safetensors"))
+
+
+def test_seeded_runs_are_identical_and_loss_falls(tiny_config, tmp_path):
+    first = train(tiny_config(tmp_path / "a", max_steps=25))
+    second = train(tiny_config(tmp_path / "b", max_steps=25))
+    a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert first["best_valid_ppl"] == second["best_valid_ppl"]
+    history = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    vocab_size = len(load_checkpoint(tmp_path / "a").vocab)
+    assert history[-1]["valid_ppl"] < vocab_size / 2  # far below a uniform guess
+
+
+def test_interrupted_run_resumed_ends_where_an_uninterrupted_one_does(
+    tiny_config, tmp_path, monkeypatch
+):
+    whole = tiny_config(tmp_path / "whole", snapshot_minutes=0.0)
+    train(whole)
+
+    parted = tiny_config(tmp_path / "parted", snapshot_minutes=0.0)
+    original = Trainer.train_batch
+    calls = {"n": 0}
+
+    def crash_after_some_batches(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise KeyboardInterrupt  # as if the process were killed after a snapshot
+        return original(self, batch)
+
+    monkeypatch.setattr(Trainer, "train_batch", crash_after_some_batches)
+    with pytest.raises(KeyboardInterrupt):
+        train(parted)
+    monkeypatch.setattr(Trainer, "train_batch", original)
+    parted.resume = True
+    train(parted)
+
+    a, b = _weights(tmp_path / "whole"), _weights(tmp_path / "parted")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    rows = lambda d: [
+        json.loads(x)["valid_ppl"] for x in (d / "metrics.jsonl").read_text().splitlines()
+    ]  # noqa: E731
+    assert rows(tmp_path / "whole") == pytest.approx(rows(tmp_path / "parted"), rel=1e-5)
+
+
+def test_existing_run_is_not_overwritten_without_resume(tiny_config, tmp_path):
+    train(tiny_config(tmp_path / "run", max_steps=3))
+    with pytest.raises(SystemExit, match="--resume"):
+        train(tiny_config(tmp_path / "run", max_steps=3))
+
+
+def test_checkpoint_records_tokenizer_corpus_and_statistics(tiny_checkpoint):
+    config = json.loads((tiny_checkpoint / "config.json").read_text())
+    assert config["tokenizer"]["name"] == "jieba"
+    assert config["corpus"]["content_hash"] and config["training"]["test_ppl"] > 1
+    assert config["versions"]["torch"] == torch.__version__
+
+
+def test_perplexity_does_not_depend_on_batch_size(tiny_checkpoint):
+    one = evaluate(str(tiny_checkpoint), split="valid", batch_size=1)
+    many = evaluate(str(tiny_checkpoint), split="valid", batch_size=64)
+    assert one["num_tokens"] == many["num_tokens"] > 1000
+    assert one["perplexity"] == pytest.approx(many["perplexity"], rel=1e-4)
+
+
+def test_evaluate_json_matches_training_test_figure(tiny_checkpoint, capsys):
+    evaluate_cli.main(["--checkpoint", str(tiny_checkpoint), "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) == {"perplexity", "num_tokens", "vocab_size", "unk_rate"}
+    recorded = json.loads((tiny_checkpoint / "config.json").read_text())["training"]["test_ppl"]
+    assert result["perplexity"] == pytest.approx(recorded, rel=1e-5)
+    assert 0 < result["unk_rate"] < 0.5
+
+
+def test_generate_cli_is_reproducible_with_a_seed(tiny_checkpoint, capsys):
+    args = [
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--prompt",
+        "我爱",
+        "--max-new-tokens",
+        "8",
+        "--temperature",
+        "0.8",
+        "--top-k",
+        "40",
+        "--top-p",
+        "0.95",
+        "--seed",
+        "1",
+    ]
+    generate_cli.main(args)
+    first = capsys.readouterr().out
+    generate_cli.main(args)
+    assert capsys.readouterr().out == first
+    assert first.startswith("我爱") and "seed=1" in first
+
+
+def test_pretrained_embeddings_are_loaded_and_coverage_reported(tiny_config, tmp_path):
+    config = tiny_config(tmp_path / "run", max_steps=2, freeze_embeddings=True)
+    data = prepare_data(config)
+    vectors = tmp_path / "vectors.txt"
+    words = data.vocab.itos[:10]
+    vectors.write_text(
+        "10 32\n" + "".join(f"{w} " + " ".join(["0.5"] * 32) + "\n" for w in words),
+        encoding="utf-8",
+    )
+    config.pretrained_embeddings = str(vectors)
+    trainer = Trainer(config, data)
+    assert trainer.coverage == pytest.approx(10 / len(data.vocab))
+    assert torch.all(trainer.model.embedding.weight[data.vocab.stoi[words[3]]] == 0.5)
+    assert not trainer.model.embedding.weight.requires_grad
