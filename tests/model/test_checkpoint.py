@@ -28,6 +28,7 @@ def test_round_trip_gives_identical_scores(copy, tmp_path):
     for a, b in zip(
         score_lines(loaded.model, lines, loaded.vocab.eos_id),
         score_lines(again.model, lines, again.vocab.eos_id),
+        strict=True,
     ):
         assert torch.equal(a, b)
     assert again.metadata["note"] == 1 and again.tokenizer_spec == TokenizerSpec("jieba")

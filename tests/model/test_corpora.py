@@ -1,4 +1,4 @@
-"""Corpora: DATA.md's peoples-daily definition, WikiText layout, explicit files, text files, cache."""
+"""Corpora: the peoples-daily benchmark, WikiText layout, explicit files, text files, cache."""
 
 import json
 

@@ -17,6 +17,11 @@ def _weights(directory):
     return load_file(str(directory / "model.safetensors"))
 
 
+def _valid_ppls(directory):
+    lines = (directory / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(x)["valid_ppl"] for x in lines]
+
+
 def test_seeded_runs_are_identical_and_loss_falls(tiny_config, tmp_path):
     first = train(tiny_config(tmp_path / "a", max_steps=25))
     second = train(tiny_config(tmp_path / "b", max_steps=25))
@@ -53,10 +58,9 @@ def test_interrupted_run_resumed_ends_where_an_uninterrupted_one_does(
 
     a, b = _weights(tmp_path / "whole"), _weights(tmp_path / "parted")
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
-    rows = lambda d: [
-        json.loads(x)["valid_ppl"] for x in (d / "metrics.jsonl").read_text().splitlines()
-    ]  # noqa: E731
-    assert rows(tmp_path / "whole") == pytest.approx(rows(tmp_path / "parted"), rel=1e-5)
+    assert _valid_ppls(tmp_path / "whole") == pytest.approx(
+        _valid_ppls(tmp_path / "parted"), rel=1e-5
+    )
 
 
 def test_existing_run_is_not_overwritten_without_resume(tiny_config, tmp_path):
