@@ -270,6 +270,7 @@ class Engine:
             return False
         # requests whose clients left still hold places until the worker looks: free them
         self._waiting = deque(g for g in self._waiting if not g[0].channel.cancelled)
+        metrics.QUEUE_SIZE.set(len(self._waiting))
         return len(self._waiting) >= self.settings.max_waiting
 
     # -- the worker thread ------------------------------------------------------------------
@@ -298,7 +299,6 @@ class Engine:
                 if admitted or self._rows:
                     break
                 self._wake.wait()
-            metrics.QUEUE_SIZE.set(len(self._waiting))
         if admitted:
             self._state = torch.cat([self._state, self.model.init_state(len(admitted))], dim=2)
             self._rows.extend(admitted)
@@ -318,6 +318,7 @@ class Engine:
             if not row.channel.cancelled:
                 admitted.append(row)
                 metrics.QUEUE_TIME.observe(now - row.channel.submitted)
+        metrics.QUEUE_SIZE.set(len(self._waiting))
         return admitted
 
     def _drop_gone(self) -> None:

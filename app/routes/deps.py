@@ -61,7 +61,7 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
     finally:
         watcher.cancel()
         if not task.done():
-            task.cancel()
-    if task.cancelled():
+            task.cancel()  # finishes cancelling on its own: its `finally` frees the rows
+    if not task.done() or task.cancelled():
         raise ClientDisconnected("the client closed the connection")
     return task.result()
