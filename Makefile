@@ -15,14 +15,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
-# Train the default model only when no checkpoint exists yet, through the entry point the
-# compose trainer service runs.
-$(CHECKPOINT)/config.json: | $(STAMP)
+# Train the default model unless a finished checkpoint exists (an interrupted run is resumed),
+# through the same entry point the compose trainer service runs.
+train-default: $(STAMP)
 	NEXTWORD_MODEL_DIR=$(CHECKPOINT) $(BIN)/python -m deploy.train_if_missing
 
-train-default: $(CHECKPOINT)/config.json
-
-serve: $(STAMP) $(CHECKPOINT)/config.json
+serve: train-default
 	NEXTWORD_MODEL_DIR=$(CHECKPOINT) $(BIN)/uvicorn app.main:create_app --factory --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)

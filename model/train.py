@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -22,8 +23,9 @@ from model.batching import make_batches
 from model.checkpoint import load_checkpoint, write_checkpoint_files, write_directory_atomically
 from model.config import TrainConfig, parse_config
 from model.corpora import Corpus, load_corpus
+from model.distributed import init_world, wrap_for_training
 from model.embeddings import load_pretrained
-from model.inference import perplexity_of, score_lines
+from model.inference import score_lines
 from model.resume import RESUME_STATE, RESUME_TENSORS, read_snapshot, write_snapshot
 from model.rnn import ModelConfig, RNNLanguageModel
 from model.tokenizers import TokenizerSpec, build_tokenizer
@@ -51,10 +53,8 @@ def prepare_data(config: TrainConfig) -> Data:
         lowercase=config.lowercase,
         user_dict=config.user_dict,
     )
-    files = None
-    if config.train_file or config.valid_file or config.test_file:
-        files = {"train": config.train_file, "valid": config.valid_file, "test": config.test_file}
-        files = {k: v for k, v in files.items() if v}
+    named = {"train": config.train_file, "valid": config.valid_file, "test": config.test_file}
+    files = {split: path for split, path in named.items() if path} or None
     corpus = load_corpus(config.corpus, build_tokenizer(spec), files)
     if config.max_train_lines is not None:
         corpus.splits["train"] = corpus.splits["train"][: config.max_train_lines]
@@ -145,11 +145,13 @@ class Trainer:
         self.config = config
         self.data = data
         self.output = Path(config.output)
-        self.device = resolve_device(config.device)
+        self.world, self.device = init_world(resolve_device(config.device))
         self.dtype = resolve_precision(config.precision, self.device)
-        torch.manual_seed(config.seed)
+        torch.manual_seed(config.seed)  # the same initial weights on every rank
         self.model, self.coverage = build_model(config, data.vocab)
         self.model.to(self.device)
+        self.trainable = wrap_for_training(self.model, self.world)
+        torch.manual_seed(config.seed + self.world.rank)  # but each rank its own dropout
         self.optimizer = build_optimizer(config, self.model)
         self.progress = Progress(lr=config.lr)
         self.best_state: dict[str, torch.Tensor] | None = None
@@ -161,6 +163,8 @@ class Trainer:
         """Continue from the snapshot in the output directory."""
         record = read_snapshot(self.output, self.model, self.optimizer)
         self.progress = Progress(**record)
+        if self.world.rank:  # the snapshot holds rank 0's RNG; other ranks draw their own
+            torch.manual_seed(self.config.seed + self.world.rank + self.progress.step)
         self.best_state = None  # the best weights stay in model.safetensors until improved
 
     def metadata(self, test_ppl: float | None = None) -> dict:
@@ -186,7 +190,12 @@ class Trainer:
         }
 
     def write(self, test_ppl: float | None = None) -> None:
-        """Atomically write checkpoint (best weights) + snapshot (last state) + metrics."""
+        """Atomically write checkpoint (best weights) + snapshot (last state) + metrics;
+        rank 0 alone writes, the others wait until it is on disk."""
+        if not self.world.is_main:
+            self.best_state = None
+            self.world.barrier()
+            return
         best = self.best_state
 
         def fill(directory: Path) -> None:
@@ -209,12 +218,17 @@ class Trainer:
         write_directory_atomically(self.output, fill, keep=keep)
         self.best_state = None  # written: later writes keep the file until it improves
         self._last_snapshot = time.monotonic()
+        self.world.barrier()
 
     # -- evaluation ---------------------------------------------------------------------
     def evaluate(self, split: str, model: RNNLanguageModel | None = None) -> float:
         """Perplexity of a split (DATA.md's definition) under the live (or a given) model."""
-        scores = score_lines(model or self.model, self.data.ids[split], self.data.vocab.eos_id)
-        return perplexity_of(scores)[0]
+        lines = self.data.ids[split][self.world.rank :: self.world.size]  # each rank a share
+        scores = score_lines(model or self.model, lines, self.data.vocab.eos_id)
+        log_likelihood = sum(float(s.double().sum()) for s in scores)
+        count = sum(int(s.numel()) for s in scores)
+        log_likelihood, count = self.world.total(log_likelihood, count)
+        return math.exp(-log_likelihood / max(count, 1))
 
     def validate(self, train_loss: float) -> None:
         """Valid ppl; keep the best weights; anneal lr and count epochs without gain."""
@@ -262,21 +276,22 @@ class Trainer:
         """One batch of lines, window by window; returns (summed loss, targets)."""
         state = None
         total, count = 0.0, 0
+        rows = self.world.rows(batch.inputs.size(0))
         for inputs, targets in batch.windows(self.config.bptt):
+            inputs, targets = inputs[rows].to(self.device), targets[rows].to(self.device)
             with self.autocast():
-                features, state = self.model(inputs.to(self.device), state)
-                log_probs = self.model.target_log_probs(features, targets.to(self.device)).float()
+                log_probs, state = self.trainable(inputs, targets, state)
+                log_probs = log_probs.float()
             state = state.detach()  # truncated BPTT: the next window does not backprop here
-            if log_probs.numel() == 0:
-                continue
-            loss = -log_probs.mean()
+            loss = -log_probs.mean() if log_probs.numel() else log_probs.sum()
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip)
             self.optimizer.step()
             self.progress.step += 1
-            total += float(loss.detach()) * log_probs.numel()
-            count += log_probs.numel()
+            # every rank sees about as many targets: scale its share to the whole step
+            total += float(loss.detach()) * log_probs.numel() * self.world.size
+            count += log_probs.numel() * self.world.size
             if self.config.max_steps is not None and self.progress.step >= self.config.max_steps:
                 break
         return total, count
@@ -297,7 +312,7 @@ class Trainer:
             total=total_targets,
             unit="tok",
             unit_scale=True,
-            disable=not c.progress,
+            disable=not (c.progress and self.world.is_main),
             desc=f"epoch {p.epoch + 1}",
             dynamic_ncols=True,
             file=sys.stderr,
@@ -306,7 +321,7 @@ class Trainer:
         self.model.train()
         loss_sum, loss_count = 0.0, 0
         started = time.monotonic() - p.elapsed_seconds
-        while p.batch < len(batches) and not self.out_of_budget():
+        while p.batch < len(batches) and not self.world.agree(self.out_of_budget())[0]:
             total, count = self.train_batch(batches[p.batch])
             p.batch += 1
             p.tokens_seen += count
@@ -330,10 +345,15 @@ class Trainer:
     def _maybe_checkpoint_midway(self, train_loss: float) -> None:
         """Validate and/or snapshot inside an epoch when their intervals have passed."""
         c, now = self.config, time.monotonic()
-        if c.eval_every_minutes and now - self._last_eval >= c.eval_every_minutes * 60:
+        eval_due, snapshot_due = self.world.agree(
+            bool(c.eval_every_minutes)
+            and now - self._last_eval >= (c.eval_every_minutes or 0) * 60,
+            now - self._last_snapshot >= c.snapshot_minutes * 60,
+        )
+        if eval_due:
             self.validate(train_loss)
             self.model.train()
-        if now - self._last_snapshot >= c.snapshot_minutes * 60:
+        if snapshot_due:
             self.write()
 
     def run(self) -> dict:
@@ -341,7 +361,7 @@ class Trainer:
         the best weights and write the final checkpoint. Returns the run's statistics."""
         c, p = self.config, self.progress
         while p.epoch < c.epochs and p.epochs_without_gain < c.patience:
-            if self.out_of_budget():
+            if self.world.agree(self.out_of_budget())[0]:
                 break
             self.run_epoch()
             self.write()
@@ -356,6 +376,8 @@ def train(config: TrainConfig) -> dict:
     if config.threads:
         torch.set_num_threads(config.threads)
     data = prepare_data(config)
+    if int(os.environ.get("RANK", "0")) > 0:
+        log.setLevel(logging.WARNING)  # rank 0 speaks for the run
     log.info(
         "corpus %s: %d train tokens, vocabulary %d",
         data.corpus.name,
@@ -378,7 +400,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     config = parse_config(argv)
     stats = train(config)
-    print(json.dumps(stats, indent=2))
+    if int(os.environ.get("RANK", "0")) == 0:
+        summary = {k: v for k, v in stats.items() if k != "config"}
+        print(json.dumps({"output": config.output, **summary}, indent=2))
 
 
 if __name__ == "__main__":
