@@ -225,9 +225,9 @@ class Trainer:
         """Perplexity of a split (DATA.md's definition) under the live (or a given) model."""
         lines = self.data.ids[split][self.world.rank :: self.world.size]  # each rank a share
         scores = score_lines(model or self.model, lines, self.data.vocab.eos_id)
-        log_likelihood = sum(float(s.double().sum()) for s in scores)
-        count = sum(int(s.numel()) for s in scores)
-        log_likelihood, count = self.world.total(log_likelihood, count)
+        log_likelihood, count = self.world.total(
+            sum(float(s.double().sum()) for s in scores), sum(s.numel() for s in scores)
+        )
         return math.exp(-log_likelihood / max(count, 1))
 
     def validate(self, train_loss: float) -> None:
