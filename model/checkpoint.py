@@ -81,6 +81,14 @@ def write_directory_atomically(
     shutil.rmtree(previous, ignore_errors=True)
 
 
+def recover_interrupted_swap(directory: Path) -> None:
+    """Put `<name>.previous` back in place when a crash fell between the two renames of a
+    swap (the writer's own start-up calls this; readers just fall back to it)."""
+    directory = Path(directory)
+    if not directory.exists() and _previous(directory).is_dir():
+        os.rename(_previous(directory), directory)
+
+
 def replace_file(directory: Path, name: str) -> Path:
     """Path to write `name` inside a directory being built: unlinks a kept (hard-linked) copy
     first so the old checkpoint's file is never modified in place."""

@@ -51,6 +51,12 @@ class TrainConfig:
     optimizer: str = _flag("adamw", "sgd (lr annealed on a valid plateau) | adamw")
     lr: float = _flag(2e-3, "learning rate")
     weight_decay: float = _flag(0.0, "weight decay (AdamW's decoupled one)")
+    schedule: str = _flag(
+        "plateau",
+        "plateau: multiply lr by --anneal-factor when valid ppl stops improving; cosine: "
+        "warm up, then decay to zero over the budget (--max-minutes, --max-steps or --epochs)",
+    )
+    warmup_steps: int = _flag(0, "linear learning-rate warm-up steps (cosine schedule)")
     anneal_factor: float = _flag(0.25, "multiply lr by this when valid ppl stops improving")
     clip: float = _flag(0.25, "gradient-norm clipping")
     epochs: int = _flag(40, "maximum epochs")
@@ -81,7 +87,13 @@ class TrainConfig:
 
 PRESETS: dict[str, dict[str, Any]] = {
     # what `make serve` trains when there is no checkpoint: peoples-daily within 10 minutes
-    "default": dict(max_minutes=9.0),
+    "default": dict(
+        max_minutes=9.0,
+        schedule="cosine",
+        lr=4e-3,
+        warmup_steps=100,
+        step_tokens=2048,
+    ),
     # the reference PyTorch word_language_model recipe, for comparisons
     "plain": dict(
         embedding_size=200,

@@ -20,7 +20,12 @@ import torch
 from tqdm import tqdm
 
 from model.batching import make_batches
-from model.checkpoint import load_checkpoint, write_checkpoint_files, write_directory_atomically
+from model.checkpoint import (
+    load_checkpoint,
+    recover_interrupted_swap,
+    write_checkpoint_files,
+    write_directory_atomically,
+)
 from model.config import TrainConfig, parse_config
 from model.corpora import Corpus, load_corpus
 from model.distributed import init_world, wrap_for_training
@@ -157,6 +162,7 @@ class Trainer:
         self.best_state: dict[str, torch.Tensor] | None = None
         self._last_snapshot = time.monotonic()
         self._last_eval = time.monotonic()
+        self._epoch_fraction = 0.0  # of the current epoch, for the cosine schedule
 
     # -- persistence -------------------------------------------------------------------
     def resume(self) -> None:
@@ -241,9 +247,8 @@ class Trainer:
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         else:
             p.epochs_without_gain += 1
-            p.lr *= self.config.anneal_factor
-            for group in self.optimizer.param_groups:
-                group["lr"] = p.lr
+            if self.config.schedule == "plateau":
+                self.set_lr(p.lr * self.config.anneal_factor)
         row = {
             "epoch": p.epoch,
             "step": p.step,
@@ -260,6 +265,31 @@ class Trainer:
         self._last_eval = time.monotonic()
 
     # -- the loop -----------------------------------------------------------------------
+    def set_lr(self, lr: float) -> None:
+        """Use this learning rate from the next step on."""
+        self.progress.lr = lr
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def budget_fraction(self) -> float:
+        """How much of the run's budget is spent, 0..1: the largest of the time, step and
+        epoch fractions that are bounded."""
+        c, p = self.config, self.progress
+        fractions = [(p.epoch + self._epoch_fraction) / c.epochs]
+        if c.max_minutes:
+            fractions.append(p.elapsed_seconds / (c.max_minutes * 60))
+        if c.max_steps:
+            fractions.append(p.step / c.max_steps)
+        return min(1.0, max(fractions))
+
+    def scheduled_lr(self) -> float:
+        """Cosine schedule: linear warm-up, then half a cosine from lr down to zero."""
+        c, p = self.config, self.progress
+        if c.schedule != "cosine":
+            return p.lr
+        warm = min(1.0, (p.step + 1) / c.warmup_steps) if c.warmup_steps else 1.0
+        return c.lr * warm * 0.5 * (1.0 + math.cos(math.pi * self.budget_fraction()))
+
     def autocast(self) -> torch.autocast:
         """Mixed precision for the forward pass (a no-op in fp32)."""
         enabled = self.dtype != torch.float32
@@ -284,6 +314,7 @@ class Trainer:
                 log_probs = log_probs.float()
             state = state.detach()  # truncated BPTT: the next window does not backprop here
             loss = -log_probs.mean() if log_probs.numel() else log_probs.sum()
+            self.set_lr(self.scheduled_lr())
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip)
@@ -307,6 +338,7 @@ class Trainer:
             step_tokens=c.step_tokens,
             bptt=c.bptt,
         )
+        self._epoch_fraction = p.batch / len(batches)
         total_targets = sum(b.num_targets for b in batches)
         bar = tqdm(
             total=total_targets,
@@ -324,6 +356,7 @@ class Trainer:
         while p.batch < len(batches) and not self.world.agree(self.out_of_budget())[0]:
             total, count = self.train_batch(batches[p.batch])
             p.batch += 1
+            self._epoch_fraction = p.batch / len(batches)
             p.tokens_seen += count
             p.elapsed_seconds = time.monotonic() - started
             loss_sum, loss_count = loss_sum + total, loss_count + count
@@ -338,7 +371,7 @@ class Trainer:
             self._maybe_checkpoint_midway(mean)
         bar.close()
         if p.batch >= len(batches):
-            p.epoch, p.batch = p.epoch + 1, 0
+            p.epoch, p.batch, self._epoch_fraction = p.epoch + 1, 0, 0.0
         self.validate(loss_sum / max(loss_count, 1))
         self.model.train()
 
@@ -386,6 +419,9 @@ def train(config: TrainConfig) -> dict:
     )
     trainer = Trainer(config, data)
     output = Path(config.output)
+    if trainer.world.is_main:
+        recover_interrupted_swap(output)
+    trainer.world.barrier()
     if config.resume:
         trainer.resume()
     elif (output / RESUME_TENSORS).exists() or (output / RESUME_STATE).exists():

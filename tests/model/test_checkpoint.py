@@ -6,7 +6,12 @@ import shutil
 import pytest
 import torch
 
-from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from model.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    recover_interrupted_swap,
+    save_checkpoint,
+)
 from model.inference import score_lines
 from model.tokenizers import TokenizerSpec
 
@@ -91,3 +96,9 @@ def test_a_planted_pickle_is_never_loaded(copy, monkeypatch):
     monkeypatch.setattr("pickle.load", refuse)
     monkeypatch.setattr("pickle.loads", refuse)
     assert load_checkpoint(copy).model is not None
+
+
+def test_writer_puts_back_a_previous_copy_left_by_an_interrupted_swap(copy):
+    copy.rename(copy.with_name("ckpt.previous"))
+    recover_interrupted_swap(copy)
+    assert (copy / "model.safetensors").is_file() and not copy.with_name("ckpt.previous").exists()
