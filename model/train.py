@@ -23,11 +23,13 @@ from model.batching import make_batches
 from model.checkpoint import (
     load_checkpoint,
     recover_interrupted_swap,
+    replace_file,
     write_checkpoint_files,
     write_directory_atomically,
 )
 from model.config import TrainConfig, parse_config
 from model.corpora import Corpus, load_corpus
+from model.curves import plot_curves
 from model.distributed import init_world, wrap_for_training
 from model.embeddings import load_pretrained
 from model.inference import score_lines
@@ -37,6 +39,7 @@ from model.tokenizers import TokenizerSpec, build_tokenizer
 from model.vocab import Vocab
 
 METRICS = "metrics.jsonl"
+CURVES = "curves.png"
 log = logging.getLogger("nextword.train")
 
 
@@ -216,6 +219,9 @@ class Trainer:
             lines = "".join(json.dumps(row) + "\n" for row in self.progress.history)
             (directory / METRICS).unlink(missing_ok=True)
             (directory / METRICS).write_text(lines, encoding="utf-8")
+            if self.progress.history:
+                title = f"{self.config.cell} {self.config.hidden_size} on {self.data.corpus.name}"
+                plot_curves(self.progress.history, replace_file(directory, CURVES), title)
 
         keep = () if best is not None else ("model.safetensors",)
         if best is None and not (self.output / "model.safetensors").is_file():

@@ -31,6 +31,7 @@ def test_seeded_runs_are_identical_and_loss_falls(tiny_config, tmp_path):
     history = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
     vocab_size = len(load_checkpoint(tmp_path / "a").vocab)
     assert history[-1]["valid_ppl"] < vocab_size / 2  # far below a uniform guess
+    assert (tmp_path / "a" / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_interrupted_run_resumed_ends_where_an_uninterrupted_one_does(
