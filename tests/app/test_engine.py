@@ -173,8 +173,8 @@ def test_full_queue_is_refused_at_once(make_settings) -> None:
 
     async def fill_then_overflow() -> Overloaded:
         running = await narrow.generate("我", endless)
+        await anext(running)  # admitted: the one slot is taken
         waiting = await narrow.generate("你", endless)
-        await anext(running)
         try:
             await narrow.generate("他", endless)
         except Overloaded as error:

@@ -1,0 +1,419 @@
+"""Serving benchmark: a real uvicorn on loopback, driven by a bounded load generator.
+
+    python -m bench.serve --checkpoint checkpoints/default --int8   # docs/serve-bench.*
+
+1. generated tokens/s with 1, 8, 32 and 64 concurrent /generate clients (max_new_tokens 64),
+   batching on (NEXTWORD_MAX_BATCH_SIZE=64) and off (=1: one sequence per forward, same build);
+2. ms per generated token (between streamed tokens) at output lengths 16, 128 and 512;
+3. /predict-next requests/s and p50/p99 latency at 32 concurrent clients;
+4. the bare model step (one batched forward, output layer and sampling; no server);
+5. with --int8: the same step and the test-split perplexity with NEXTWORD_QUANTIZE=int8.
+
+Every client sends a fixed number of requests, so the load is bounded in count; nothing leaves
+127.0.0.1. The issue's floors are checked at the end of the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+START_TIMEOUT_SECONDS = 120
+CLIENTS = (1, 8, 32, 64)
+LENGTHS = (16, 128, 512)
+SAMPLING = {"temperature": 0.9, "top_k": 50, "top_p": 0.95}  # every generation, and the bare step
+
+
+# -- a live server --------------------------------------------------------------------------
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def uvicorn_server(model_dir: Path, log_dir: Path, **env: str) -> Iterator[str]:
+    """A real `uvicorn app.main:create_app --factory` on a free loopback port, with
+    NEXTWORD_<KEY> variables from env; yields its base URL once /ready is 200, and always
+    stops it (SIGTERM, then SIGKILL). Used by the service tests too."""
+    port = free_port()
+    variables = {
+        **os.environ,
+        "NEXTWORD_MODEL_DIR": str(model_dir),
+        **{f"NEXTWORD_{k.upper()}": v for k, v in env.items()},
+    }
+    variables.pop("PROMETHEUS_MULTIPROC_DIR", None)  # one process: its own figures
+    command = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    log = Path(log_dir) / f"uvicorn-{port}.log"
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=variables,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_ready(process, url, log)
+        yield url
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)
+
+
+def _wait_until_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"uvicorn exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url}/ready was not 200 within {START_TIMEOUT_SECONDS} s; see {log}")
+
+
+# -- load -------------------------------------------------------------------------------------
+@dataclass
+class Load:
+    """What a bounded load produced."""
+
+    seconds: float
+    requests: int
+    errors: int
+    tokens: int
+    latencies: list[float]
+
+
+async def _drive(url: str, path: str, body: dict, clients: int, per_client: int) -> Load:
+    """`clients` concurrent clients each sending `per_client` requests, one after another."""
+    latencies: list[float] = []
+    tokens = errors = 0
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as http:
+
+        async def client() -> None:
+            nonlocal tokens, errors
+            for _ in range(per_client):
+                started = time.perf_counter()
+                response = await http.post(path, json=body)
+                latencies.append(time.perf_counter() - started)
+                if response.status_code != 200:
+                    errors += 1
+                elif "usage" in response.json():
+                    tokens += response.json()["usage"]["generated_tokens"]
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        seconds = time.perf_counter() - started
+    return Load(seconds, clients * per_client, errors, tokens, latencies)
+
+
+def generation_throughput(url: str, clients: int, requests: int) -> Load:
+    """Tokens/s of `clients` concurrent clients generating 64 tokens a request."""
+    body = {"prompt": "我们", "max_new_tokens": 64, "ignore_eos": True, "seed": 1, **SAMPLING}
+    per_client = max(1, requests // clients)
+    return asyncio.run(_drive(url, "/generate", body, clients, per_client))
+
+
+def predict_latency(url: str, clients: int, per_client: int) -> Load:
+    """/predict-next under `clients` concurrent clients."""
+    body = {"text": "中国人民银行今天宣布", "top_k": 10}
+    return asyncio.run(_drive(url, "/predict-next", body, clients, per_client))
+
+
+def ms_per_token(url: str, length: int, repeats: int) -> float:
+    """Median time between two streamed tokens of one client's generations of `length` tokens
+    (the decode phase: the prompt and the HTTP round trip are left out; the median keeps
+    other work on a shared machine out of the figure)."""
+    body = {"prompt": "我们", "max_new_tokens": length, "ignore_eos": True, "stream": True}
+    gaps: list[float] = []
+    for seed in range(repeats):
+        arrivals = []
+        request = {**body, **SAMPLING, "seed": seed}
+        with httpx.stream("POST", f"{url}/generate", json=request, timeout=300) as response:
+            for line in response.iter_lines():
+                if line.startswith("data:") and '"token"' in line:
+                    arrivals.append(time.perf_counter())
+        gaps += [(b - a) * 1000 for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    return statistics.median(gaps)
+
+
+# -- the model alone ----------------------------------------------------------------------------
+def bare_step_ms(checkpoint: Path, batch: int, quantize: str, steps: int = 200) -> dict[str, float]:
+    """Median ms of one batched decode step without the server: the network (forward and
+    output distribution) and the whole step (plus choose_next with the bench's sampling)."""
+    import torch
+
+    from app.quantize import quantize_int8
+    from model.checkpoint import load_checkpoint
+    from model.sampling import SamplingParams, choose_next, make_generator
+
+    loaded = load_checkpoint(checkpoint)
+    model = quantize_int8(loaded.model) if quantize == "int8" else loaded.model
+    params = [SamplingParams(**SAMPLING)] * batch
+    generators = [make_generator(i) for i in range(batch)]
+    history: list[list[int]] = [[] for _ in range(batch)]
+    banned = [loaded.vocab.unk_id]
+    tokens = torch.full((batch, 1), loaded.vocab.eos_id)
+    timings: dict[str, float] = {}
+    with torch.inference_mode():
+        for name, sample in (("network", False), ("step", True)):
+            state = model.init_state(batch)
+            durations = []
+            for _ in range(steps + 20):  # the first 20 warm up
+                started = time.perf_counter()
+                features, state = model(tokens, state)
+                log_probs = model.log_probs(features[:, -1])
+                if sample:
+                    chosen, _ = choose_next(log_probs, params, generators, history, banned)
+                    tokens = chosen[:, None]
+                durations.append(time.perf_counter() - started)
+            timings[name] = statistics.median(durations[20:]) * 1000
+    return timings
+
+
+def test_perplexity(checkpoint: Path, quantize: str) -> float:
+    """Perplexity of the checkpoint (quantised or not) on its corpus' test split."""
+    from app.quantize import quantize_int8
+    from model.checkpoint import load_checkpoint
+    from model.corpora import load_corpus
+    from model.inference import perplexity_of, score_lines
+    from model.tokenizers import build_tokenizer
+
+    loaded = load_checkpoint(checkpoint)
+    model = quantize_int8(loaded.model) if quantize == "int8" else loaded.model
+    source = loaded.metadata.get("corpus", {}).get("source") or "peoples-daily"
+    lines = load_corpus(source, build_tokenizer(loaded.tokenizer_spec)).splits["test"]
+    ids = [loaded.vocab.encode(line) for line in lines]
+    return perplexity_of(score_lines(model, ids, loaded.vocab.eos_id))[0]
+
+
+# -- report -------------------------------------------------------------------------------------
+def run(args: argparse.Namespace) -> dict:
+    """Every measurement, as one JSON-able dict."""
+    results: dict = {"throughput": {}, "ms_per_token": {}, "checkpoint": str(args.checkpoint)}
+    threads = str(args.threads)
+    for mode, batch in (("batched", "64"), ("unbatched", "1")):
+        with uvicorn_server(
+            args.checkpoint,
+            args.log_dir,
+            max_batch_size=batch,
+            max_waiting="256",
+            threads=threads,
+            max_new_tokens="1024",
+        ) as url:
+            generation_throughput(url, 4, 4)  # warm-up
+            for clients in CLIENTS:
+                load = generation_throughput(url, clients, args.requests)
+                results["throughput"][f"{mode}/{clients}"] = {
+                    "tokens_per_s": load.tokens / load.seconds,
+                    "errors": load.errors,
+                    "requests": load.requests,
+                }
+                print(f"{mode:9} {clients:2} clients: {load.tokens / load.seconds:8.0f} tok/s")
+            if mode == "batched":
+                for length in LENGTHS:
+                    results["ms_per_token"][length] = ms_per_token(url, length, args.repeats)
+                    print(f"length {length}: {results['ms_per_token'][length]:.3f} ms/token")
+                load = predict_latency(url, 32, args.predict_per_client)
+                ordered = sorted(load.latencies)
+                results["predict"] = {
+                    "requests_per_s": load.requests / load.seconds,
+                    "errors": load.errors,
+                    "p50_ms": 1000 * ordered[len(ordered) // 2],
+                    "p99_ms": 1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))],
+                }
+                print(f"predict-next: {results['predict']}")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    modes = ("none", "int8") if args.int8 else ("none",)
+    results["bare"] = {
+        f"{q}/{b}": bare_step_ms(args.checkpoint, b, q) for q in modes for b in (1, 32)
+    }
+    if args.int8:
+        results["perplexity"] = {q: test_perplexity(args.checkpoint, q) for q in modes}
+    return results
+
+
+def floors(results: dict) -> list[tuple[str, str, bool]]:
+    """The issue's three floors: (what, measured, met)."""
+    batched = results["throughput"]["batched/32"]
+    unbatched = results["throughput"]["unbatched/32"]
+    speedup = batched["tokens_per_s"] / unbatched["tokens_per_s"]
+    growth = results["ms_per_token"][512] / results["ms_per_token"][16]
+    overhead = results["ms_per_token"][512] / results["bare"]["none/1"]["step"]
+    errors = batched["errors"] + unbatched["errors"]
+    return [
+        (
+            "32 clients: batched ≥ 5× unbatched, no errors",
+            f"{speedup:.1f}×, {errors} errors",
+            speedup >= 5 and errors == 0,
+        ),
+        ("ms/token at 512 ≤ 1.2× at 16", f"{growth:.2f}×", growth <= 1.2),
+        ("1 client: ms/token ≤ 1.3× bare step", f"{overhead:.2f}×", overhead <= 1.3),
+    ]
+
+
+def markdown(results: dict) -> str:
+    """The Markdown report."""
+    out = [
+        "# Serving benchmark",
+        "",
+        f"Checkpoint `{results['checkpoint']}`, "
+        "one uvicorn worker on 127.0.0.1, `python -m bench.serve` (see bench/serve.py).",
+        "",
+        "## Generated tokens/s (max_new_tokens 64)",
+        "",
+        "| clients | batched | unbatched | speed-up |",
+        "|---:|---:|---:|---:|",
+    ]
+    for clients in CLIENTS:
+        on = results["throughput"][f"batched/{clients}"]["tokens_per_s"]
+        off = results["throughput"][f"unbatched/{clients}"]["tokens_per_s"]
+        out.append(f"| {clients} | {on:.0f} | {off:.0f} | {on / off:.1f}× |")
+    out += [
+        "",
+        "## ms per generated token, one client (between streamed tokens)",
+        "",
+        "| output length | ms/token |",
+        "|---:|---:|",
+    ]
+    out += [f"| {n} | {ms:.3f} |" for n, ms in results["ms_per_token"].items()]
+    p = results["predict"]
+    out += [
+        "",
+        "## /predict-next, 32 concurrent clients",
+        "",
+        "| requests/s | p50 ms | p99 ms | errors |",
+        "|---:|---:|---:|---:|",
+        f"| {p['requests_per_s']:.0f} | {p['p50_ms']:.1f} | {p['p99_ms']:.1f} | {p['errors']} |",
+        "",
+        "## The bare model step (no server)",
+        "",
+        "| weights | batch | network ms | with sampling ms |",
+        "|---|---:|---:|---:|",
+    ]
+    for key, timing in results["bare"].items():
+        quantize, batch = key.split("/")
+        out.append(f"| {quantize} | {batch} | {timing['network']:.3f} | {timing['step']:.3f} |")
+    if "perplexity" in results:
+        ppl = results["perplexity"]
+        change = 100 * (ppl["int8"] / ppl["none"] - 1)
+        out += [
+            "",
+            "## int8 (NEXTWORD_QUANTIZE=int8)",
+            "",
+            f"Test-split perplexity: float {ppl['none']:.2f}, int8 {ppl['int8']:.2f} "
+            f"({change:+.2f}%).",
+        ]
+    out += ["", "## Floors", "", "| floor | measured | met |", "|---|---|---|"]
+    out += [
+        f"| {what} | {value} | {'yes' if met else 'NO'} |" for what, value, met in floors(results)
+    ]
+    return "\n".join(out) + "\n"
+
+
+def chart(results: dict, path: Path) -> None:
+    """Two panels: tokens/s against clients, ms/token against output length."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for mode in ("batched", "unbatched"):
+        values = [results["throughput"][f"{mode}/{c}"]["tokens_per_s"] for c in CLIENTS]
+        left.plot(CLIENTS, values, marker="o", label=mode)
+    left.set(
+        xscale="log",
+        xlabel="concurrent clients",
+        ylabel="generated tokens/s",
+        title="Throughput (max_new_tokens 64)",
+    )
+    left.set_xticks(CLIENTS, [str(c) for c in CLIENTS])
+    left.legend()
+    lengths = list(results["ms_per_token"])
+    right.plot(lengths, list(results["ms_per_token"].values()), marker="o", label="server")
+    right.axhline(results["bare"]["none/1"]["step"], linestyle="--", label="bare step")
+    right.set(
+        xscale="log",
+        xlabel="output length (tokens)",
+        ylabel="ms per token",
+        title="One client: cost per token",
+        ylim=(0, None),
+    )
+    right.set_xticks(lengths, [str(n) for n in lengths])
+    right.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(prog="python -m bench.serve", description=__doc__)
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=ROOT / "checkpoints/default",
+        help="checkpoint directory to serve",
+    )
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of the server")
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=128,
+        help="/generate requests per throughput point (split over the clients)",
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="generations per output length")
+    parser.add_argument(
+        "--predict-per-client", type=int, default=20, help="/predict-next requests per client"
+    )
+    parser.add_argument(
+        "--int8", action="store_true", help="also measure int8: bare step and test-split perplexity"
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=ROOT / "docs/serve-bench",
+        help="writes OUTPUT.md, OUTPUT.png and OUTPUT.json",
+    )
+    parser.add_argument("--log-dir", type=Path, default=Path("/tmp"), help="server logs")
+    args = parser.parse_args(argv)
+    results = run(args)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    args.output.with_suffix(".md").write_text(markdown(results), encoding="utf-8")
+    chart(results, args.output.with_suffix(".png"))
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
