@@ -359,6 +359,7 @@ def chart(results: dict, path: Path) -> None:
         title="Throughput (max_new_tokens 64)",
     )
     left.set_xticks(CLIENTS, [str(c) for c in CLIENTS])
+    left.minorticks_off()
     left.legend()
     lengths = list(results["ms_per_token"])
     right.plot(lengths, list(results["ms_per_token"].values()), marker="o", label="server")
@@ -371,6 +372,7 @@ def chart(results: dict, path: Path) -> None:
         ylim=(0, None),
     )
     right.set_xticks(lengths, [str(n) for n in lengths])
+    right.minorticks_off()
     right.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=120)
@@ -385,7 +387,12 @@ def main(argv: list[str] | None = None) -> None:
         default=ROOT / "checkpoints/default",
         help="checkpoint directory to serve",
     )
-    parser.add_argument("--threads", type=int, default=2, help="torch threads of the server")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads, server and bare step (1: the load generator needs a core too)",
+    )
     parser.add_argument(
         "--requests",
         type=int,
