@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from model.batching import IGNORE
 
@@ -130,19 +131,33 @@ class RNNLanguageModel(nn.Module):
         return weight.new_zeros(c.state_slots, c.num_layers, batch_size, c.hidden_size)
 
     def forward(
-        self, tokens: torch.Tensor, state: torch.Tensor | None = None
+        self,
+        tokens: torch.Tensor,
+        state: torch.Tensor | None = None,
+        lengths: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Features (B, T, D) for the output layer and the new state (S, L, B, H) after reading
-        tokens (B, T) from state (zeros when None)."""
+        tokens (B, T) from state (zeros when None).
+
+        With lengths (B,), row i reads only its first lengths[i] tokens (a packed sequence) and
+        its new state is the one at that point; features past a row's length mean nothing.
+        """
         if state is None:
             state = self.init_state(tokens.size(0))
         embedded = self.dropout_embedding(self.embedding(tokens))  # (B, T, E)
+        inputs: torch.Tensor | PackedSequence = embedded
+        if lengths is not None:
+            inputs = pack_padded_sequence(
+                embedded, lengths.cpu(), batch_first=True, enforce_sorted=False
+            )
         if self.config.cell == "lstm":
-            output, (h, c) = self.rnn(embedded, (state[0].contiguous(), state[1].contiguous()))
+            output, (h, c) = self.rnn(inputs, (state[0].contiguous(), state[1].contiguous()))
             new_state = torch.stack((h, c))
         else:
-            output, h = self.rnn(embedded, state[0].contiguous())
+            output, h = self.rnn(inputs, state[0].contiguous())
             new_state = h.unsqueeze(0)
+        if isinstance(output, PackedSequence):
+            output, _ = pad_packed_sequence(output, batch_first=True, total_length=tokens.size(1))
         features = self.dropout_output(output)  # (B, T, H)
         if self.projection is not None:
             features = self.projection(features)  # (B, T, E)

@@ -88,3 +88,15 @@ def test_bad_configs_are_refused_clearly():
         ModelConfig(VOCAB, cell="transformer")
     with pytest.raises(ValueError, match="full softmax"):
         ModelConfig(VOCAB, tie_weights=True, output_layer="adaptive")
+
+
+def test_lengths_stop_each_row_at_its_own_end():
+    torch.manual_seed(0)
+    model = RNNLanguageModel(
+        ModelConfig(VOCAB, embedding_size=8, hidden_size=8, output_layer="full")
+    ).eval()
+    tokens = torch.randint(0, VOCAB, (2, 6))
+    features, state = model(tokens, lengths=torch.tensor([6, 3]))
+    short_features, short_state = model(tokens[1:, :3])
+    assert torch.allclose(features[1, :3], short_features[0], atol=1e-6)
+    assert torch.allclose(state[:, :, 1], short_state[:, :, 0], atol=1e-6)
