@@ -8,8 +8,9 @@ reads a chunk of it:
     row 2 (prefill):  q7 q8      ·  ·
 
 Padding must not reach a row's state, so ragged steps pass the rows' lengths to the model,
-which reads a packed sequence: each row stops at its own length and its state is taken there. Steps where every
-row reads the same number of tokens (all decoding, the common case) use the model's forward.
+which reads a packed sequence: each row stops at its own length and its state is taken there.
+Steps where every row reads the same number of tokens (all decoding, the common case) need no
+lengths.
 """
 
 from __future__ import annotations
