@@ -90,8 +90,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "default": dict(
         max_minutes=9.0,
         schedule="cosine",
-        lr=4e-3,
-        warmup_steps=100,
+        lr=3e-3,
+        warmup_steps=50,
         step_tokens=2048,
     ),
     # the reference PyTorch word_language_model recipe, for comparisons
