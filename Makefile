@@ -21,7 +21,7 @@ train-default: $(STAMP)
 	NEXTWORD_MODEL_DIR=$(CHECKPOINT) $(BIN)/python -m deploy.train_if_missing
 
 serve: train-default
-	NEXTWORD_MODEL_DIR=$(CHECKPOINT) $(BIN)/uvicorn app.main:create_app --factory --host $(HOST) --port $(PORT)
+	NEXTWORD_MODEL_DIR=$(CHECKPOINT) NEXTWORD_HOST=$(HOST) NEXTWORD_PORT=$(PORT) $(BIN)/python -m app
 
 lint: $(STAMP)
 	$(BIN)/ruff check model app tests bench

@@ -30,7 +30,14 @@ from dataclasses import dataclass, replace
 import torch
 
 from app import metrics
-from app.errors import InvalidRequest, NotReady, Overloaded, ServiceError, TooLarge
+from app.errors import (
+    DeadlineExceeded,
+    InvalidRequest,
+    NotReady,
+    Overloaded,
+    ServiceError,
+    TooLarge,
+)
 from app.forward import forward_rows
 from app.quantize import quantize_int8
 from app.sequences import (
@@ -205,11 +212,7 @@ class Engine:
     async def generate(self, prompt: str, options: GenerationOptions) -> Generation:
         """Start continuing prompt; raises at once (too large, overloaded, not ready) before
         any token, so that the caller can still answer with a plain error."""
-        if options.max_new_tokens > self.settings.max_new_tokens:
-            raise InvalidRequest(
-                f"max_new_tokens: must be at most {self.settings.max_new_tokens} "
-                "(NEXTWORD_MAX_NEW_TOKENS)"
-            )
+        self._check_generation_limits(options)
         (encoded,) = await self._encode([prompt])
         channel = self._channel()
         eos = self.vocab.eos_id
@@ -219,6 +222,27 @@ class Engine:
         self._submit([row])
         metrics.PROMPT_TOKENS.inc(len(encoded.ids))
         return Generation(channel)
+
+    def _check_generation_limits(self, options: GenerationOptions) -> None:
+        """InvalidRequest naming the field and the setting when options pass a configured
+        limit (the schema holds the fixed ones)."""
+        settings = self.settings
+        if options.max_new_tokens > settings.max_new_tokens:
+            raise InvalidRequest(
+                f"max_new_tokens: must be at most {settings.max_new_tokens} "
+                "(NEXTWORD_MAX_NEW_TOKENS)"
+            )
+        if len(options.stop) > settings.max_stop_strings:
+            raise InvalidRequest(
+                f"stop: at most {settings.max_stop_strings} stop strings, got "
+                f"{len(options.stop)} (NEXTWORD_MAX_STOP_STRINGS)"
+            )
+        longest = max((len(s) for s in options.stop), default=0)
+        if longest > settings.max_stop_chars:
+            raise InvalidRequest(
+                f"stop: a stop string is {longest} characters long; the limit is "
+                f"{settings.max_stop_chars} (NEXTWORD_MAX_STOP_CHARS)"
+            )
 
     # -- submission (event loop side) ---------------------------------------------------------
     async def _encode(self, texts: Sequence[str]) -> list[EncodedText]:
@@ -245,7 +269,7 @@ class Engine:
     def _channel(self) -> Channel:
         if not self.running:
             raise NotReady("the engine is not running (starting or shutting down)")
-        return Channel(asyncio.get_running_loop())
+        return Channel(asyncio.get_running_loop(), self.settings.request_timeout_seconds)
 
     def _submit(self, rows: list[Row]) -> None:
         """Queue a request's rows; Overloaded when no slot is free and the queue is full."""
@@ -288,8 +312,9 @@ class Engine:
         self._finish_all(NotReady("the server is shutting down"), "cancelled")
 
     def _next_batch(self) -> bool:
-        """Drop rows that left, admit waiting ones, sleep while there is nothing to do.
-        False once stopping."""
+        """Answer overdue requests, drop rows that left, admit waiting ones, sleep while there
+        is nothing to do. False once stopping."""
+        self._expire_overdue()
         self._drop_gone()
         with self._wake:
             while True:
@@ -320,6 +345,31 @@ class Engine:
                 metrics.QUEUE_TIME.observe(now - row.channel.submitted)
         metrics.QUEUE_SIZE.set(len(self._waiting))
         return admitted
+
+    def _expire_overdue(self) -> None:
+        """504 to every request past its deadline with nothing to show: still waiting, or
+        reading its input. (A generation that produced tokens stops itself with
+        "time_limit".) Its rows leave at once."""
+        now = time.monotonic()
+        with self._wake:
+            firsts = [group[0] for group in self._waiting]  # a request's rows share a channel
+        overdue = [
+            row
+            for row in (*self._rows, *firsts)
+            if row.channel.deadline <= now and not row.produced and not row.gone
+        ]
+        outbox: dict[Channel, object] = {}
+        for row in overdue:
+            seconds = self.settings.request_timeout_seconds
+            outbox[row.channel] = DeadlineExceeded(
+                f"no answer within the {seconds:g} s deadline (NEXTWORD_REQUEST_TIMEOUT_SECONDS);"
+                " retry with a shorter text or when the server is less busy"
+            )
+            row.finished = True
+            row.channel.cancelled = True  # the request's other rows leave too
+            if isinstance(row, GenerateRow):
+                metrics.SEQUENCES_FINISHED.labels("timeout").inc()
+        _send(list(outbox.items()))
 
     def _drop_gone(self) -> None:
         """Take finished and abandoned rows (and their state columns) out of the batch."""

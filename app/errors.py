@@ -60,6 +60,14 @@ class NotReady(ServiceError):
     error_type = "not_ready"
 
 
+class DeadlineExceeded(ServiceError):
+    """The request's deadline passed before it had anything to answer with (a generation that
+    produced tokens ends with finish_reason "time_limit" instead)."""
+
+    status_code = 504
+    error_type = "timeout"
+
+
 class ClientDisconnected(ServiceError):
     """The client went away before its answer was ready; its work was dropped."""
 

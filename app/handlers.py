@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from app import metrics
+from app.access import request_id_of
 from app.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,9 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
 
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 400:  # FastAPI's only 400: a body that is not text at all
+        message = "body: could not be read as JSON; send UTF-8 encoded JSON"
+        return error_response(ServiceError(message, status_code=422, error_type="invalid_json"))
     error_type = _HTTP_ERROR_TYPES.get(exc.status_code, "http_error")
     headers = dict(exc.headers or {})
     return error_response(
@@ -65,7 +69,12 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unexpected failure answering %s %s", request.method, request.url.path)
+    log.exception(
+        "unexpected failure answering %s %s (request id %s)",
+        request.method,
+        request.url.path,
+        request_id_of(request.scope),
+    )
     return error_response(ServiceError("internal error (see the server log)"))
 
 

@@ -18,9 +18,11 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from app import metrics
+from app.access import RequestIdMiddleware, configure_access_log
 from app.engine import Engine
 from app.handlers import install_error_handlers
 from app.middleware import BodyLimitMiddleware, MetricsMiddleware
+from app.openapi import install_openapi
 from app.routes import generate, health, predict, score
 from app.settings import Settings
 
@@ -74,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """The FastAPI application for settings (default: read from NEXTWORD_* variables)."""
     settings = settings or Settings()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_access_log()
     app = FastAPI(
         title="nextword",
         description=DESCRIPTION,
@@ -83,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = None
     app.state.not_ready_reason = "the model is loading"
     install_error_handlers(app)
+    install_openapi(app, settings)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -91,7 +95,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Content-Type"],
         )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(MetricsMiddleware)  # outermost: counts every answer, 413s included
+    app.add_middleware(MetricsMiddleware)  # counts every answer, 413s included
+    app.add_middleware(RequestIdMiddleware)  # outermost: every answer has an id and a log line
     for module in (predict, generate, score, health):
         app.include_router(module.router)
     if STATIC_DIR.is_dir():  # the playground; mounted last so that API routes come first

@@ -40,7 +40,8 @@ SCORED_TOKENS = Counter(
 )
 SEQUENCES_FINISHED = Counter(
     "nextword_sequences_finished_total",
-    "Generations ended, by finish reason (or 'cancelled' when the client left, 'error').",
+    "Generations ended, by finish reason (or 'cancelled' when the client left, 'timeout' "
+    "when the deadline passed before any token, 'error').",
     ["reason"],
 )
 

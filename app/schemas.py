@@ -1,8 +1,9 @@
 """Request and response bodies, with their limits and OpenAPI examples.
 
 Fixed limits live here (`Field(ge=..., le=...)`), so bad input is refused before any work.
-Limits an operator configures (text length, tokens, texts per request, the max_new_tokens cap)
-are checked by the engine against Settings, with the same error body.
+Limits an operator configures (text length, tokens, texts per request, the max_new_tokens cap,
+stop strings) are checked by the engine against Settings, with the same error body; for stop
+strings the schema holds the ceiling a setting may not exceed.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    WithJsonSchema,
     model_validator,
 )
 
-MAX_STOP_STRINGS = 8
-MAX_STOP_CHARS = 64
+STOP_STRINGS_CEILING = 64  # the most NEXTWORD_MAX_STOP_STRINGS may allow
+STOP_CHARS_CEILING = 256  # the most NEXTWORD_MAX_STOP_CHARS may allow
 
 
 def _well_formed(text: str) -> str:
@@ -36,7 +38,9 @@ def _well_formed(text: str) -> str:
 Text = Annotated[str, AfterValidator(_well_formed)]
 FinishReason = Literal["length", "eos_token", "stop_sequence", "time_limit"]  # model.sampling's
 StopString = Annotated[
-    str, StringConstraints(min_length=1, max_length=MAX_STOP_CHARS), AfterValidator(_well_formed)
+    str,
+    StringConstraints(min_length=1, max_length=STOP_CHARS_CEILING),
+    AfterValidator(_well_formed),
 ]
 
 
@@ -53,7 +57,7 @@ class ErrorResponse(BaseModel):
     error: str = Field(description="what was wrong and, where it helps, how to fix it")
     error_type: str = Field(
         description="validation_error, invalid_json, too_large, overloaded, not_ready, "
-        "not_found, method_not_allowed, internal_error"
+        "timeout, not_found, method_not_allowed, unsupported_media_type, internal_error"
     )
 
     model_config = ConfigDict(
@@ -138,8 +142,9 @@ class GenerateRequest(_Request):
     )
     stop: list[StopString] = Field(
         default_factory=list,
-        max_length=MAX_STOP_STRINGS,
-        description="end the text once it contains one of these (kept in the text)",
+        max_length=STOP_STRINGS_CEILING,
+        description="end the text once it contains one of these (kept in the text); the "
+        "server limits their number and length: see /info",
     )
     details: bool = Field(
         default=False, description="return every generated token with its logprob"
@@ -192,20 +197,28 @@ class GenerateResponse(BaseModel):
 class PerplexityRequest(_Request):
     """One text or several, to score."""
 
-    text: Text | None = Field(default=None, description="one text (or use texts)")
-    texts: list[Text] | None = Field(default=None, min_length=1, description="several texts")
+    # null is refused (give one of the two): the published schema says so
+    text: Annotated[Text | None, WithJsonSchema({"type": "string"})] = Field(
+        default=None, description="one text (or texts)"
+    )
+    texts: Annotated[
+        list[Text] | None,
+        WithJsonSchema({"type": "array", "items": {"type": "string"}, "minItems": 1}),
+    ] = Field(default=None, min_length=1, description="several texts (or text)")
     details: bool = Field(default=False, description="return each token's logprob and OOV flag")
 
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [{"text": "我爱北京天安门。"}, {"texts": ["我爱北京。", "今天天气很好。"]}]
+            "examples": [{"text": "我爱北京天安门。"}, {"texts": ["我爱北京。", "今天天气很好。"]}],
+            "oneOf": [{"required": ["text"]}, {"required": ["texts"]}],
         }
     )
 
     @model_validator(mode="after")
     def _one_of(self) -> PerplexityRequest:
-        if (self.text is None) == (self.texts is None):
-            raise ValueError("give exactly one of text and texts")
+        given = self.model_fields_set & {"text", "texts"}
+        if len(given) != 1 or (self.text is None and self.texts is None):
+            raise ValueError("give exactly one of text (a string) and texts (a list of strings)")
         return self
 
     def all_texts(self) -> list[str]:
@@ -263,4 +276,4 @@ class InfoResponse(BaseModel):
     checkpoint: dict[str, str]
     versions: dict[str, str]
     serving: dict[str, str | int | None]
-    limits: dict[str, int]
+    limits: dict[str, int | float]

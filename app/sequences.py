@@ -59,11 +59,12 @@ class GenerationOptions:
 class Channel:
     """One request's results, from the worker thread to the event loop awaiting them."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop):
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float):
         self.loop = loop
         self.queue: asyncio.Queue[object] = asyncio.Queue()
         self.cancelled = False  # set on the event loop when nobody waits any more
         self.submitted = time.monotonic()
+        self.deadline = self.submitted + timeout  # time.monotonic() value
 
     async def get(self) -> object:
         """The next result; an exception the worker sent is raised here."""
@@ -97,6 +98,11 @@ class Row:
     def gone(self) -> bool:
         """Whether the row can leave the batch: finished, or its client left."""
         return self.finished or self.channel.cancelled
+
+    @property
+    def produced(self) -> bool:
+        """Whether the row has sent its request something to answer with (a token)."""
+        return False
 
 
 class ScoreRow(Row):
@@ -146,7 +152,9 @@ class GenerateRow(Row):
         self.eos_id = eos_id
         self.tokenizer = tokenizer
         self.generator = make_generator(options.seed)
-        self.criteria = StoppingCriteria(options.max_new_tokens, eos_id, options.stop)
+        self.criteria = StoppingCriteria(
+            options.max_new_tokens, eos_id, options.stop, deadline=channel.deadline
+        )
         self.history = list(prompt_ids)  # what the repetition penalty looks at
         self.prompt_tokens = len(prompt_ids)
         self.previous = prompt_tokens[-1] if prompt_tokens else None
@@ -154,6 +162,11 @@ class GenerateRow(Row):
         self.stop_tail = ""  # the last characters a stop string could still begin in
         self.stop_keep = max((len(s) for s in options.stop), default=1) - 1
         self.last_token_at: float | None = None
+
+    @property
+    def produced(self) -> bool:
+        """Whether a token went out: past the deadline the text then ends with "time_limit"."""
+        return bool(self.pieces)
 
     def _piece(self, token: str) -> str:
         """The text a token adds after the previous one (a space before it or not)."""

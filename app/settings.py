@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.schemas import STOP_CHARS_CEILING, STOP_STRINGS_CEILING
+
 
 class Settings(BaseSettings):
     """Everything the service can be told at start-up; /info reports the limits."""
@@ -48,8 +50,25 @@ class Settings(BaseSettings):
     max_new_tokens: int = Field(
         default=1024, ge=1, description="cap on max_new_tokens of /generate"
     )
+    max_stop_strings: int = Field(
+        default=8, ge=0, le=STOP_STRINGS_CEILING, description="most stop strings in /generate"
+    )
+    max_stop_chars: int = Field(
+        default=64, ge=1, le=STOP_CHARS_CEILING, description="most characters in a stop string"
+    )
+    request_timeout_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="deadline of a model request from its arrival: a generation then ends "
+        'with finish_reason "time_limit"; a request with nothing to show gets 504',
+    )
+    shutdown_grace_seconds: int = Field(
+        default=20,
+        ge=0,
+        description="on SIGTERM, how long requests in flight may still run (python -m app)",
+    )
 
-    def limits(self) -> dict[str, int]:
+    def limits(self) -> dict[str, int | float]:
         """The request limits, as /info reports them."""
         names = (
             "max_body_bytes",
@@ -57,6 +76,9 @@ class Settings(BaseSettings):
             "max_text_tokens",
             "max_texts",
             "max_new_tokens",
+            "max_stop_strings",
+            "max_stop_chars",
+            "request_timeout_seconds",
             "max_batch_size",
             "max_waiting",
         )

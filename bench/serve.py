@@ -47,20 +47,36 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class LiveServer:
+    """A server process started by live_server: its base URL, process and log file."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
 @contextmanager
-def uvicorn_server(model_dir: Path, log_dir: Path, **env: str) -> Iterator[str]:
-    """A real `uvicorn app.main:create_app --factory` on a free loopback port, with
-    NEXTWORD_<KEY> variables from env; yields its base URL once /ready is 200, and always
-    stops it (SIGTERM, then SIGKILL). Used by the service tests too."""
+def live_server(
+    model_dir: Path, log_dir: Path, *, entry: str = "uvicorn", **env: str
+) -> Iterator[LiveServer]:
+    """A real server on a free loopback port, with NEXTWORD_<KEY> variables from env: entry
+    "uvicorn" runs `uvicorn app.main:create_app --factory`, "app" runs `python -m app` (the
+    graceful-shutdown entry point). Yields once /ready is 200, and always stops it (SIGTERM,
+    then SIGKILL)."""
     port = free_port()
     variables = {
         **os.environ,
         "NEXTWORD_MODEL_DIR": str(model_dir),
+        "NEXTWORD_HOST": "127.0.0.1",
+        "NEXTWORD_PORT": str(port),
         **{f"NEXTWORD_{k.upper()}": v for k, v in env.items()},
     }
     variables.pop("PROMETHEUS_MULTIPROC_DIR", None)  # one process: its own figures
-    command = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    command = [sys.executable, "-m", "app"]
+    if entry == "uvicorn":
+        command = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory"]
+        command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     log = Path(log_dir) / f"uvicorn-{port}.log"
     with open(log, "wb") as output:
         process = subprocess.Popen(
@@ -74,7 +90,7 @@ def uvicorn_server(model_dir: Path, log_dir: Path, **env: str) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_ready(process, url, log)
-        yield url
+        yield LiveServer(url, process, log)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
@@ -83,6 +99,13 @@ def uvicorn_server(model_dir: Path, log_dir: Path, **env: str) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=5)
+
+
+@contextmanager
+def uvicorn_server(model_dir: Path, log_dir: Path, **env: str) -> Iterator[str]:
+    """The base URL of a live_server run by uvicorn. Used by the service tests too."""
+    with live_server(model_dir, log_dir, **env) as server:
+        yield server.url
 
 
 def _wait_until_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> None:

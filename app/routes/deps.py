@@ -23,6 +23,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (422, "a field breaks a rule: the message names the field and the rule"),
         (429, "overloaded: every batch slot busy and the queue full; see Retry-After"),
         (503, "the model is not loaded"),
+        (504, "the deadline (see /info) passed before anything could be answered"),
     )
 }
 

@@ -27,11 +27,32 @@ from model.sampling import SamplingParams
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["model"])
 
+_SSE_EVENT = {  # one event: its data is "[DONE]" or JSON of one of these bodies
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "data": {
+            "anyOf": [
+                {"const": "[DONE]"},
+                {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": {
+                        "anyOf": [
+                            {"$ref": f"#/components/schemas/{name}"}
+                            for name in ("GeneratedToken", "GenerateResponse", "ErrorResponse")
+                        ]
+                    },
+                },
+            ]
+        }
+    },
+}
 STREAM_DOC: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "JSON, or with stream: true, server-sent events: one GeneratedToken "
         "per token, then a GenerateResponse, then `data: [DONE]` (an ErrorResponse on failure)",
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "content": {"text/event-stream": {"schema": _SSE_EVENT}},
     }
 }
 
