@@ -1,7 +1,7 @@
 """Training speed on peoples-daily: tokens/s of each cell at one size, full vs adaptive softmax,
 bf16 vs fp32, and the default preset's perplexity and wall time (read from its checkpoint).
 
-    python bench/train_speed.py [--batches 12] [--size 256] [--checkpoint checkpoints/default]
+    python -m bench.train_speed [--batches 12] [--size 256] [--checkpoint checkpoints/default]
 
 Every configuration trains on the same seeded batches (real lines, step_tokens 2048), after
 two warm-up batches; the table goes to stdout and to docs/train_speed.md.
@@ -96,7 +96,8 @@ def main() -> None:
     lines = [
         f"# Training speed (peoples-daily, 2 layers of {args.size}, step_tokens 2048)",
         "",
-        f"Machine: {machine()}. Command: `python bench/train_speed.py --batches {args.batches} --size {args.size}`.",
+        f"Machine: {machine()}. Command: "
+        f"`python -m bench.train_speed --batches {args.batches} --size {args.size}`.",
         "",
         *rows,
     ]
