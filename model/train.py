@@ -57,7 +57,7 @@ def prepare_data(config: TrainConfig) -> Data:
     """Tokenize (or read from the cache), build the vocabulary from train, map splits to ids."""
     spec = TokenizerSpec(
         name=config.tokenizer,
-        nfkc=not config.no_nfkc,
+        nfkc=config.nfkc,
         lowercase=config.lowercase,
         user_dict=config.user_dict,
     )
@@ -86,6 +86,7 @@ def build_model(config: TrainConfig, vocab: Vocab) -> tuple[RNNLanguageModel, fl
             tie_weights=config.tie_weights,
             output_layer=config.output_layer,
             cutoffs=list(config.cutoffs),
+            adaptive_div_value=config.adaptive_div_value,
         )
     )
     coverage = None
