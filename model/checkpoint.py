@@ -126,14 +126,17 @@ def write_checkpoint_files(
     vocab: Vocab,
     tokenizer_spec: TokenizerSpec,
     metadata: dict,
+    write_weights: bool = True,
 ) -> None:
-    """Write weights, config and vocabulary into an existing (temporary) directory."""
+    """Write weights (unless told the directory keeps its current ones), config and vocabulary
+    into an existing (temporary) directory."""
     spec = tokenizer_spec.to_dict()
     if tokenizer_spec.user_dict and Path(tokenizer_spec.user_dict).name != USER_DICT:
         shutil.copyfile(tokenizer_spec.user_dict, replace_file(directory, USER_DICT))
     if tokenizer_spec.user_dict:
         spec["user_dict"] = USER_DICT  # resolved against the checkpoint directory on load
-    save_file(unique_state(model), str(replace_file(directory, WEIGHTS)))
+    if write_weights:
+        save_file(unique_state(model), str(replace_file(directory, WEIGHTS)))
     config = {
         "format": FORMAT,
         "model": model.config.to_dict(),

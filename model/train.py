@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from model.batching import make_batches
 from model.checkpoint import (
+    WEIGHTS,
     load_checkpoint,
     recover_interrupted_swap,
     replace_file,
@@ -207,13 +208,20 @@ class Trainer:
             self.world.barrier()
             return
         best = self.best_state
+        if best is None and not (self.output / WEIGHTS).is_file():
+            best = {k: v.clone() for k, v in self.model.state_dict().items()}  # the first write
 
         def fill(directory: Path) -> None:
             live = {k: v.clone() for k, v in self.model.state_dict().items()}
             if best is not None:
                 self.model.load_state_dict(best)
             write_checkpoint_files(
-                directory, self.model, self.data.vocab, self.data.spec, self.metadata(test_ppl)
+                directory,
+                self.model,
+                self.data.vocab,
+                self.data.spec,
+                self.metadata(test_ppl),
+                write_weights=best is not None,  # else the kept (hard-linked) best weights stay
             )
             self.model.load_state_dict(live)
             write_snapshot(directory, self.model, self.optimizer, self.progress.__dict__)
@@ -224,11 +232,7 @@ class Trainer:
                 title = f"{self.config.cell} {self.config.hidden_size} on {self.data.corpus.name}"
                 plot_curves(self.progress.history, replace_file(directory, CURVES), title)
 
-        keep = () if best is not None else ("model.safetensors",)
-        if best is None and not (self.output / "model.safetensors").is_file():
-            best = {k: v.clone() for k, v in self.model.state_dict().items()}
-            self.best_state = best
-        write_directory_atomically(self.output, fill, keep=keep)
+        write_directory_atomically(self.output, fill, keep=() if best is not None else (WEIGHTS,))
         self.best_state = None  # written: later writes keep the file until it improves
         self._last_snapshot = time.monotonic()
         self.world.barrier()

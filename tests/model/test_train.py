@@ -131,3 +131,24 @@ def test_pretrained_embeddings_are_loaded_and_coverage_reported(tiny_config, tmp
     assert trainer.coverage == pytest.approx(10 / len(data.vocab))
     assert torch.all(trainer.model.embedding.weight[data.vocab.stoi[words[3]]] == 0.5)
     assert not trainer.model.embedding.weight.requires_grad
+
+
+def test_checkpoint_keeps_the_best_valid_weights_when_later_epochs_are_worse(
+    tiny_config, tmp_path, monkeypatch
+):
+    fake_valid = iter([50.0, 20.0, 30.0, 40.0])  # epoch 2 is the best
+    seen: list[dict] = []
+    real_evaluate = Trainer.evaluate
+
+    def scripted(self, split, model=None):
+        if split != "valid":
+            return real_evaluate(self, split, model)
+        seen.append({k: v.clone() for k, v in self.model.state_dict().items()})
+        return next(fake_valid)
+
+    monkeypatch.setattr(Trainer, "evaluate", scripted)
+    stats = train(tiny_config(tmp_path / "run", epochs=4, patience=5))
+    saved = _weights(tmp_path / "run")
+    assert stats["best_valid_ppl"] == 20.0
+    assert all(torch.equal(saved[k], seen[1][k]) for k in saved)
+    assert not all(torch.equal(saved[k], seen[3][k]) for k in saved)
