@@ -15,5 +15,8 @@ if [ "$workers" -gt 1 ]; then
   rm -f "$PROMETHEUS_MULTIPROC_DIR"/*.db
 fi
 
+if [ "$workers" -eq 1 ]; then
+  exec python -m app  # one worker: a graceful SIGTERM shutdown exits 0 (see app/__main__.py)
+fi
 exec python -m uvicorn app.main:create_app --factory \
   --host "${NEXTWORD_HOST:-0.0.0.0}" --port "${NEXTWORD_PORT:-8000}" --workers "$workers"
