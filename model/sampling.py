@@ -127,33 +127,38 @@ def choose_next(
     request gets the same tokens whatever else shares the batch. Banned ids (<unk>) are never
     chosen.
     """
-    scores = log_probs.detach().float().clone()  # (B, V)
+    # Every full (B, V) pass costs about 0.5 ms at B = 32 here, as much as a fifth of the
+    # network's step, so the common cases (all rows plain sampling) make only four of them.
+    temperatures = torch.tensor([p.temperature for p in params])
+    scores = log_probs.detach().float() / temperatures.clamp(min=1e-6)[:, None]  # (B, V), new
     if banned:
         scores[:, list(banned)] = float("-inf")
     penalised = [i for i, p in enumerate(params) if p.repetition_penalty != 1.0]
-    if penalised:
+    if penalised:  # (lp * penalty) / T == (lp / T) * penalty
         _apply_repetition_penalty(
             scores, penalised, [params[i].repetition_penalty for i in penalised], history
         )
     uniforms = torch.cat([torch.rand(1, generator=g) for g in generators])  # (B,)
-    chosen = scores.argmax(dim=-1)
-    sampled = [i for i, p in enumerate(params) if p.temperature > 0]
-    if sampled:
-        rows = torch.as_tensor(sampled)
-        temperatures = torch.tensor([params[i].temperature for i in sampled])
-        scaled = scores[rows] / temperatures[:, None]
-        truncating = [j for j, i in enumerate(sampled) if params[i].truncates]
-        plain = [j for j, i in enumerate(sampled) if not params[i].truncates]
-        if plain:
-            picked = _inverse_cdf(torch.softmax(scaled[plain], dim=-1), uniforms[rows[plain]])
-            chosen[rows[plain]] = picked
-        if truncating:
-            picked = _truncated_choice(
-                scaled[truncating],
-                [params[sampled[j]] for j in truncating],
-                uniforms[rows[truncating]],
-            )
-            chosen[rows[truncating]] = picked
+    chosen = torch.empty(len(params), dtype=torch.long)
+    kinds = [
+        "greedy" if p.temperature == 0 else "truncating" if p.truncates else "plain" for p in params
+    ]
+    for kind in ("greedy", "plain", "truncating"):
+        rows = [i for i, k in enumerate(kinds) if k == kind]
+        if not rows:
+            continue
+        every_row = len(rows) == len(params)
+        picked_scores = scores if every_row else scores[rows]
+        if kind == "greedy":
+            picked = picked_scores.argmax(dim=-1)
+        elif kind == "plain":
+            picked = _inverse_cdf(torch.softmax(picked_scores, dim=-1), uniforms[rows])
+        else:
+            picked = _truncated_choice(picked_scores, [params[i] for i in rows], uniforms[rows])
+        if every_row:
+            chosen = picked
+        else:
+            chosen[rows] = picked
     return chosen, log_probs.gather(1, chosen[:, None]).squeeze(1)
 
 
