@@ -83,7 +83,10 @@ async def drive(url: str, pid: int, clients: int, seconds: float, max_requests: 
     result = LoadResult(clients)
     counter = itertools.count(1)
     stop_at = time.monotonic() + seconds
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    # expire idle connections well before uvicorn does (5 s), so none is reused as it closes
+    limits = httpx.Limits(
+        max_connections=clients, max_keepalive_connections=clients, keepalive_expiry=2.0
+    )
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
 
         async def client(offset: int) -> None:

@@ -169,7 +169,10 @@ class RNNLanguageModel(nn.Module):
         mask = targets != IGNORE
         chosen, wanted = features[mask], targets[mask]  # (N, D), (N,)
         if self.adaptive is not None:
-            return self.adaptive(chosen, wanted).output
+            # torch's adaptive softmax mixes its head's and tails' dtypes under autocast and
+            # fails, so it runs in fp32 (the recurrent layers keep their bf16 speed)
+            with torch.autocast(chosen.device.type, enabled=False):
+                return self.adaptive(chosen.float(), wanted).output
         assert self.decoder is not None
         return -F.cross_entropy(self.decoder(chosen), wanted, reduction="none")
 

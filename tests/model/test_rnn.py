@@ -100,3 +100,16 @@ def test_lengths_stop_each_row_at_its_own_end():
     short_features, short_state = model(tokens[1:, :3])
     assert torch.allclose(features[1, :3], short_features[0], atol=1e-6)
     assert torch.allclose(state[:, :, 1], short_state[:, :, 0], atol=1e-6)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_every_cell_trains_under_bf16_autocast(cell):
+    model = RNNLanguageModel(
+        ModelConfig(VOCAB, cell=cell, embedding_size=8, hidden_size=8, cutoffs=[10, 30])
+    )
+    batch = _toy_batch()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        features, _ = model(batch.inputs)
+        loss = -model.target_log_probs(features, batch.targets).float().mean()
+    loss.backward()
+    assert torch.isfinite(loss)
