@@ -89,7 +89,7 @@ def live_server(
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_ready(process, url, log)
+        wait_until_ready(process, url, log)
         yield LiveServer(url, process, log)
     finally:
         if process.poll() is None:
@@ -108,11 +108,12 @@ def uvicorn_server(model_dir: Path, log_dir: Path, **env: str) -> Iterator[str]:
         yield server.url
 
 
-def _wait_until_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
+def wait_until_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    """Poll url/ready until 200; fail with the server's log if it exits or takes too long."""
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"uvicorn exited with {process.returncode}:\n{log.read_text()}")
+            raise RuntimeError(f"the server exited with {process.returncode}:\n{log.read_text()}")
         try:
             if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
                 return

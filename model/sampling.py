@@ -95,6 +95,11 @@ def _truncated_choice(
     vocab_size = scaled.size(1)
     top_k = torch.tensor([p.top_k or vocab_size for p in params])
     top_p = torch.tensor([p.top_p for p in params])
+    largest_k = int(top_k.max())
+    if largest_k <= _FIRST_CANDIDATES:  # every row has a small top_k: no coverage check needed
+        values, ids = scaled.topk(largest_k, dim=-1)
+        picked = _sample_sorted(values, top_k, top_p, uniforms)
+        return ids.gather(1, picked[:, None]).squeeze(1)
     width = min(vocab_size, max(_FIRST_CANDIDATES, int(top_k.clamp(max=vocab_size).max())))
     values, ids = scaled.topk(width, dim=-1)
     mass = (

@@ -5,40 +5,16 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
+from bench.serve import free_port, wait_until_ready
 from tests.deploy.support import ROOT
-
-START_TIMEOUT_SECONDS = 60
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_until_ready(process: subprocess.Popen, url: str, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"deploy/serve.sh exited {process.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{url}/ready not 200 within {START_TIMEOUT_SECONDS}s:\n{log.read_text()}")
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -82,7 +58,7 @@ def serve(model_dir: Path, workdir: Path, workers: int) -> Iterator[str]:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_ready(process, url, log)
+        wait_until_ready(process, url, log)
         yield url
     finally:
         _stop(process)
