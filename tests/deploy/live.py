@@ -4,7 +4,6 @@ that need a live /metrics; always stopped, with its workers, when the block ends
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,19 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.serve import free_port, wait_until_ready
+from bench.serve import free_port, stop_server, wait_until_ready
 from tests.deploy.support import ROOT
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """SIGTERM to the server's process group (uvicorn and its workers), SIGKILL if it lingers."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=5)
 
 
 @contextmanager
@@ -54,14 +42,14 @@ def serve(model_dir: Path, workdir: Path, workers: int) -> Iterator[str]:
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so that _stop reaches the workers
+            start_new_session=True,  # own process group: stop_server reaches the workers
         )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(process, url, log)
         yield url
     finally:
-        _stop(process)
+        stop_server(process)
 
 
 def exercise_every_route(url: str) -> None:
