@@ -27,7 +27,7 @@ def forward_rows(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Features (B, T, D) after each row reads its chunk (T = longest chunk; positions past a
     row's chunk hold no meaning) and the new state (S, L, B, H), each row's at its own end."""
-    device = model.embedding.weight.device
+    device = model.device
     lengths = [len(chunk) for chunk in chunks]
     width = max(lengths)
     if min(lengths) == width:

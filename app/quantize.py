@@ -16,21 +16,25 @@ import warnings
 import torch
 from torch import nn
 
-from model.rnn import RNNLanguageModel
+from model.rnn import AdaptiveInput, RNNLanguageModel
 
 log = logging.getLogger(__name__)
 
 
 def quantize_int8(model: RNNLanguageModel) -> RNNLanguageModel:
     """A copy of the model with int8 weights in its LSTM/GRU and Linear layers (activations
-    quantised on the fly), for CPU inference. A plain tanh/relu RNN layer stays in float."""
-    if model.embedding.weight.device.type != "cpu":
+    quantised on the fly), for CPU inference. A plain tanh/relu RNN layer stays in float, and
+    so does a tied adaptive softmax, whose matrices are also the input word vectors."""
+    if model.device.type != "cpu":
         raise ValueError("int8 quantisation runs on the CPU only; set NEXTWORD_DEVICE=cpu")
     with warnings.catch_warnings():
         # the path is deprecated, and says so at every layer it converts: see the docstring
         warnings.simplefilter("ignore")
         from torch.ao.quantization import quantize_dynamic
 
-        quantized = quantize_dynamic(model, {nn.LSTM, nn.GRU, nn.Linear}, dtype=torch.qint8)
-    log.info("quantised the recurrent and output layers to int8 (torch quantize_dynamic)")
+        layers: set[type[nn.Module]] = {nn.LSTM, nn.GRU, nn.Linear}
+        if isinstance(model.embedding, AdaptiveInput):
+            layers = {nn.LSTM, nn.GRU}
+        quantized = quantize_dynamic(model, layers, dtype=torch.qint8)
+    log.info("quantised %s to int8 (torch quantize_dynamic)", sorted(x.__name__ for x in layers))
     return quantized.eval()

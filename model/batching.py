@@ -42,10 +42,23 @@ class LineBatch:
         """How many real (non-padding) targets the batch holds."""
         return int((self.targets != IGNORE).sum())
 
-    def windows(self, bptt: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(inputs, targets) windows of at most bptt steps, in reading order."""
-        for start in range(0, self.inputs.size(1), bptt):
-            yield self.inputs[:, start : start + bptt], self.targets[:, start : start + bptt]
+    def windows(
+        self, bptt: int, rng: random.Random | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(inputs, targets) windows of at most bptt steps, in reading order. With rng, each
+        window's length is drawn as in AWD-LSTM's variable-length BPTT (around bptt, or bptt/2
+        one time in twenty, never under 5), so window edges fall at other places each epoch."""
+        start = 0
+        while start < self.inputs.size(1):
+            length = bptt if rng is None else variable_window(bptt, rng)
+            yield self.inputs[:, start : start + length], self.targets[:, start : start + length]
+            start += length
+
+
+def variable_window(bptt: int, rng: random.Random) -> int:
+    """A random window length: normal around bptt (or bptt/2 with probability 0.05), sd 5."""
+    centre = bptt if rng.random() < 0.95 else bptt / 2
+    return max(5, round(rng.gauss(centre, 5)))
 
 
 def line_batch(

@@ -40,12 +40,20 @@ class TrainConfig:
     dropout_embedding: float = _flag(0.1, "dropout on embeddings")
     dropout_hidden: float = _flag(0.2, "dropout between recurrent layers")
     dropout_output: float = _flag(0.2, "dropout on the last layer's output")
-    tie_weights: bool = _flag(False, "tie input and output embeddings (full softmax only)")
+    tie_weights: bool = _flag(
+        False,
+        "share input and output word vectors (with the adaptive softmax: adaptive input over "
+        "its head and tail matrices)",
+    )
     output_layer: str = _flag("adaptive", "full | adaptive (softmax)")
     cutoffs: list[int] = _flag(None, "adaptive softmax cluster cutoffs", nargs="+", type=int)
     adaptive_div_value: float = _flag(
         4.0, "adaptive softmax: each tail cluster's width is the previous one's divided by this"
     )
+    variational_dropout: bool = _flag(
+        False, "embedding and output dropout keep one mask per line for every step"
+    )
+    dropout_words: float = _flag(0.0, "drop this share of word types from each window's input")
     pretrained_embeddings: str | None = _flag(
         None, "word2vec/GloVe text file to initialise embeddings"
     )
@@ -67,6 +75,12 @@ class TrainConfig:
     batch_size: int = _flag(512, "most lines per batch")
     step_tokens: int = _flag(4096, "target tokens per optimizer step (lines × window)")
     bptt: int = _flag(35, "truncated BPTT window (steps)")
+    variable_bptt: bool = _flag(False, "draw each window's length around --bptt (AWD-LSTM)")
+    average_from: float | None = _flag(
+        None,
+        "average the weights after every step once this share of the budget is spent (e.g. "
+        "0.5); the average is validated too and kept when it is the better model",
+    )
     max_minutes: float | None = _flag(None, "training time budget in minutes")
     max_steps: int | None = _flag(None, "stop after this many optimizer steps")
     eval_every_minutes: float | None = _flag(None, "also validate (and keep the best) this often")
@@ -114,6 +128,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         dropout_embedding=0.2,
         dropout_hidden=0.2,
         dropout_output=0.2,
+        precision="fp32",  # the reference trains in fp32
     ),
 }
 

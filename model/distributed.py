@@ -97,7 +97,7 @@ def wrap_for_training(model: RNNLanguageModel, world: World) -> nn.Module:
     head = LossHead(model)
     if not world.distributed:
         return head
-    device_ids = [model.embedding.weight.device.index] if model.embedding.weight.is_cuda else None
+    device_ids = [model.device.index] if model.device.type == "cuda" else None
     # a window whose targets miss an adaptive-softmax cluster leaves that cluster without grad
     return nn.parallel.DistributedDataParallel(
         head, device_ids=device_ids, find_unused_parameters=True

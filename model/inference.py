@@ -44,7 +44,7 @@ def score_lines(
     """Log-probability of every target of every line (its tokens, then <eos>), each line read
     from the start state, in the order given. Independent of batch_size by construction."""
     model.eval()
-    device = model.embedding.weight.device
+    device = model.device
     scores: list[torch.Tensor] = [torch.empty(0)] * len(lines)
     for batch in make_batches(lines, eos_id, batch_size):
         state = None
@@ -75,7 +75,7 @@ def read_prompt(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(log-probabilities (V,) of the next token, state) after reading <eos> + ids from the
     start state."""
-    device = model.embedding.weight.device
+    device = model.device
     tokens = torch.tensor([[eos_id, *ids]], dtype=torch.long, device=device)  # (1, T)
     features, state = model(tokens)
     return model.log_probs(features[0, -1:])[0], state
@@ -111,7 +111,7 @@ def generate(
     criteria = StoppingCriteria(max_new_tokens, vocab.eos_id, stop)
     ids: list[int] = []
     logprobs: list[float] = []
-    device = model.embedding.weight.device
+    device = model.device
     while True:
         chosen, logprob = choose_next(
             log_probs[None].cpu(), [params], [generator], [prompt_ids + ids], [vocab.unk_id]

@@ -30,11 +30,16 @@ def _split_optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict, dict
 
 
 def write_snapshot(
-    directory: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, progress: dict
+    directory: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    progress: dict,
+    extra: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    """Write the run's last weights, optimizer state, CPU RNG state and progress (epoch,
-    position, lr, best ppl, ...) into a directory being built."""
+    """Write the run's last weights, optimizer state, CPU RNG state, progress (epoch,
+    position, lr, best ppl, ...) and any extra named tensors into a directory being built."""
     tensors = {f"model.{k}": v for k, v in unique_state(model).items()}
+    tensors.update({f"extra.{k}": v.detach().cpu().contiguous() for k, v in (extra or {}).items()})
     optimizer_tensors, optimizer_plain = _split_optimizer_state(optimizer)
     tensors.update(optimizer_tensors)
     tensors["rng.cpu"] = torch.get_rng_state()
@@ -49,8 +54,9 @@ def write_snapshot(
 
 def read_snapshot(
     directory: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
-) -> dict:
-    """Restore weights, optimizer and RNG from a snapshot; returns its progress record."""
+) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Restore weights, optimizer and RNG from a snapshot; returns its progress record and
+    the extra tensors it was written with."""
     tensor_path, state_path = Path(directory) / RESUME_TENSORS, Path(directory) / RESUME_STATE
     if not (tensor_path.is_file() and state_path.is_file()):
         raise CheckpointError(
@@ -70,4 +76,5 @@ def read_snapshot(
         slots.setdefault(int(index), {}).update(rest)
     optimizer.load_state_dict({"state": slots, "param_groups": state["optimizer_param_groups"]})
     torch.set_rng_state(tensors["rng.cpu"])
-    return state["progress"]
+    extra = {k.removeprefix("extra."): v for k, v in tensors.items() if k.startswith("extra.")}
+    return state["progress"], extra

@@ -8,6 +8,7 @@ engine pick, add and drop rows with plain indexing.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -32,18 +33,20 @@ class ModelConfig:
     dropout_embedding: float = 0.1  # on the embedding output
     dropout_hidden: float = 0.2  # between recurrent layers
     dropout_output: float = 0.2  # on the last layer's output
-    tie_weights: bool = False  # full softmax only; projects hidden → embedding size if they differ
+    # share input and output word vectors (projecting hidden → embedding size if they differ);
+    # with the adaptive softmax the input side becomes an AdaptiveInput over its weights
+    tie_weights: bool = False
     output_layer: str = "adaptive"
     cutoffs: list[int] = field(default_factory=lambda: [2000, 10000])
     adaptive_div_value: float = 4.0
+    variational_dropout: bool = False  # one embedding/output dropout mask per row, all steps
+    dropout_words: float = 0.0  # drop whole word types from the input (same word, same fate)
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
             raise ValueError(f"unknown cell {self.cell!r}; choose one of {CELLS}")
         if self.output_layer not in OUTPUT_LAYERS:
             raise ValueError(f"unknown output layer {self.output_layer!r}; choose {OUTPUT_LAYERS}")
-        if self.tie_weights and self.output_layer != "full":
-            raise ValueError("weight tying needs the full softmax output layer")
         if self.output_layer == "adaptive":
             # cutoffs at or past the vocabulary are meaningless; a small vocabulary keeps fewer
             self.cutoffs = [c for c in self.cutoffs if 0 < c < self.vocab_size - 1]
@@ -92,13 +95,61 @@ def _recurrent_layer(config: ModelConfig) -> nn.RNNBase:
     return nn.RNN(nonlinearity=config.cell.removeprefix("rnn_"), **common)
 
 
+class AdaptiveInput(nn.Module):
+    """Input word vectors read from an adaptive softmax's own weights (tied adaptive input and
+    output, Baevski & Auli 2019): a shortlist word reads its row of the head; a word of tail
+    cluster i reads its row of the tail's output matrix (width D / div^(i+1)) and is projected
+    back to D by the transpose of the tail's first matrix. No parameters of its own."""
+
+    def __init__(self, softmax: nn.AdaptiveLogSoftmaxWithLoss):
+        super().__init__()
+        self._softmax = [softmax]  # a list: registered once, by the model, not twice
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The head's matrix: gives the device and dtype, like nn.Embedding.weight."""
+        return self._softmax[0].head.weight
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Vectors (B, T, D) of tokens (B, T)."""
+        softmax = self._softmax[0]
+        flat = tokens.reshape(-1)  # (N,)
+        bounds = [0, *softmax.cutoffs]  # cutoffs end with the vocabulary size
+        vectors = F.embedding(flat.clamp(max=bounds[1] - 1), softmax.head.weight)  # (N, D)
+        for cluster, tail in enumerate(softmax.tail):
+            low, high = bounds[cluster + 1], bounds[cluster + 2]
+            rows = ((flat >= low) & (flat < high)).nonzero().squeeze(1)
+            if rows.numel():
+                # tail = Linear(D, D / div^(i+1)), Linear(D / div^(i+1), cluster size)
+                down, out = (cast(nn.Linear, layer) for layer in cast(nn.Sequential, tail))
+                narrow = F.embedding(flat[rows] - low, out.weight)  # (n, D / div^(i+1))
+                vectors = vectors.index_copy(0, rows, (narrow @ down.weight).to(vectors.dtype))
+        return vectors.view(*tokens.shape, -1)
+
+
+def locked_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Variational dropout on (B, T, D): one mask per row, the same at every step (Gal &
+    Ghahramani 2016), so a unit is either there for the whole window or not at all."""
+    if not training or p == 0:
+        return x
+    mask = x.new_empty(x.size(0), 1, x.size(2)).bernoulli_(1 - p) / (1 - p)
+    return x * mask
+
+
+def word_dropout(tokens: torch.Tensor, embedded: torch.Tensor, p: float) -> torch.Tensor:
+    """Zero every occurrence of a random p of the word types in the window (embedding dropout
+    of Gal & Ghahramani, as in AWD-LSTM), scaling the rest by 1 / (1 - p)."""
+    kept = torch.rand(int(tokens.max()) + 1, device=tokens.device) >= p
+    return embedded * (kept[tokens].unsqueeze(-1).to(embedded.dtype) / (1 - p))
+
+
 class RNNLanguageModel(nn.Module):
     """A word-level recurrent language model."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        self.embedding = nn.Embedding(config.vocab_size, config.embedding_size)
+        self.embedding: nn.Embedding | AdaptiveInput
         self.dropout_embedding = nn.Dropout(config.dropout_embedding)
         self.rnn = _recurrent_layer(config)
         self.dropout_output = nn.Dropout(config.dropout_output)
@@ -108,6 +159,7 @@ class RNNLanguageModel(nn.Module):
         if config.tie_weights and config.hidden_size != config.embedding_size:
             self.projection = nn.Linear(config.hidden_size, config.embedding_size)
         if config.output_layer == "full":
+            self.embedding = nn.Embedding(config.vocab_size, config.embedding_size)
             self.decoder = nn.Linear(config.feature_size, config.vocab_size)
             if config.tie_weights:
                 self.decoder.weight = self.embedding.weight
@@ -115,14 +167,36 @@ class RNNLanguageModel(nn.Module):
             self.adaptive = nn.AdaptiveLogSoftmaxWithLoss(
                 config.feature_size, config.vocab_size, config.cutoffs, config.adaptive_div_value
             )
+            tied = config.tie_weights
+            self.embedding = (
+                AdaptiveInput(self.adaptive)
+                if tied
+                else nn.Embedding(config.vocab_size, config.embedding_size)
+            )
         self._init_weights()
 
+    @property
+    def device(self) -> torch.device:
+        """Where the weights live."""
+        return self.embedding.weight.device
+
     def _init_weights(self) -> None:
-        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+        if isinstance(self.embedding, nn.Embedding):
+            nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
         if self.decoder is not None:
             nn.init.zeros_(self.decoder.bias)
             if not self.config.tie_weights:
                 nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
+
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Input vectors (B, T, E) of tokens (B, T), with the configured input dropouts."""
+        c = self.config
+        embedded = self.embedding(tokens)
+        if self.training and c.dropout_words:
+            embedded = word_dropout(tokens, embedded, c.dropout_words)
+        if c.variational_dropout:
+            return locked_dropout(embedded, c.dropout_embedding, self.training)
+        return self.dropout_embedding(embedded)
 
     def init_state(self, batch_size: int) -> torch.Tensor:
         """The zero start state, shape (S, L, B, H)."""
@@ -144,7 +218,7 @@ class RNNLanguageModel(nn.Module):
         """
         if state is None:
             state = self.init_state(tokens.size(0))
-        embedded = self.dropout_embedding(self.embedding(tokens))  # (B, T, E)
+        embedded = self.embed(tokens)  # (B, T, E)
         inputs: torch.Tensor | PackedSequence = embedded
         if lengths is not None:
             inputs = pack_padded_sequence(
@@ -158,7 +232,10 @@ class RNNLanguageModel(nn.Module):
             new_state = h.unsqueeze(0)
         if isinstance(output, PackedSequence):
             output, _ = pad_packed_sequence(output, batch_first=True, total_length=tokens.size(1))
-        features = self.dropout_output(output)  # (B, T, H)
+        if self.config.variational_dropout:
+            features = locked_dropout(output, self.config.dropout_output, self.training)
+        else:
+            features = self.dropout_output(output)  # (B, T, H)
         if self.projection is not None:
             features = self.projection(features)  # (B, T, E)
         return features, new_state

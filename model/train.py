@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import random
 import sys
 import time
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from model.averaging import WeightAverage
 from model.batching import make_batches
 from model.checkpoint import (
     WEIGHTS,
@@ -88,10 +90,17 @@ def build_model(config: TrainConfig, vocab: Vocab) -> tuple[RNNLanguageModel, fl
             output_layer=config.output_layer,
             cutoffs=list(config.cutoffs),
             adaptive_div_value=config.adaptive_div_value,
+            variational_dropout=config.variational_dropout,
+            dropout_words=config.dropout_words,
         )
     )
     coverage = None
     if config.pretrained_embeddings:
+        if not isinstance(model.embedding, torch.nn.Embedding):
+            raise ValueError(
+                "pretrained embeddings need a plain embedding table: drop --tie-weights, or "
+                "use --output-layer full with it"
+            )
         with torch.no_grad():
             coverage = load_pretrained(config.pretrained_embeddings, vocab, model.embedding.weight)
         model.embedding.weight.requires_grad_(not config.freeze_embeddings)
@@ -141,10 +150,11 @@ class Progress:
     batch: int = 0  # next batch of the epoch
     step: int = 0
     tokens_seen: int = 0
-    elapsed_seconds: float = 0.0
+    elapsed_seconds: float = 0.0  # training only: validation and writes stop the clock
     lr: float = 0.0
     best_valid_ppl: float = math.inf
     epochs_without_gain: int = 0
+    averaged_steps: int = 0
     history: list[dict] = field(default_factory=list)
 
 
@@ -165,6 +175,7 @@ class Trainer:
         self.optimizer = build_optimizer(config, self.model)
         self.progress = Progress(lr=config.lr)
         self.best_state: dict[str, torch.Tensor] | None = None
+        self.average: WeightAverage | None = None
         self._last_snapshot = time.monotonic()
         self._last_eval = time.monotonic()
         self._epoch_fraction = 0.0  # of the current epoch, for the cosine schedule
@@ -172,8 +183,12 @@ class Trainer:
     # -- persistence -------------------------------------------------------------------
     def resume(self) -> None:
         """Continue from the snapshot in the output directory."""
-        record = read_snapshot(self.output, self.model, self.optimizer)
+        record, extra = read_snapshot(self.output, self.model, self.optimizer)
         self.progress = Progress(**record)
+        if self.progress.averaged_steps:
+            self.average = WeightAverage.from_tensors(
+                self.model, extra, self.progress.averaged_steps
+            )
         if self.world.rank:  # the snapshot holds rank 0's RNG; other ranks draw their own
             torch.manual_seed(self.config.seed + self.world.rank + self.progress.step)
         self.best_state = None  # the best weights stay in model.safetensors until improved
@@ -224,7 +239,8 @@ class Trainer:
                 write_weights=best is not None,  # else the kept (hard-linked) best weights stay
             )
             self.model.load_state_dict(live)
-            write_snapshot(directory, self.model, self.optimizer, self.progress.__dict__)
+            average = self.average.tensors() if self.average else None
+            write_snapshot(directory, self.model, self.optimizer, self.progress.__dict__, average)
             lines = "".join(json.dumps(row) + "\n" for row in self.progress.history)
             (directory / METRICS).unlink(missing_ok=True)
             (directory / METRICS).write_text(lines, encoding="utf-8")
@@ -248,14 +264,20 @@ class Trainer:
         return math.exp(-log_likelihood / max(count, 1))
 
     def validate(self, train_loss: float) -> None:
-        """Valid ppl; keep the best weights; anneal lr and count epochs without gain."""
+        """Valid ppl of the live weights (and of their average, when averaging); keep the best
+        weights; anneal lr and count epochs without gain."""
         valid_ppl = self.evaluate("valid")
+        average_ppl = None
+        if self.average is not None:
+            with self.average.swapped_in():
+                average_ppl = self.evaluate("valid")
         p = self.progress
-        improved = valid_ppl < p.best_valid_ppl
+        improved = min(valid_ppl, average_ppl or math.inf) < p.best_valid_ppl
         if improved:
-            p.best_valid_ppl = valid_ppl
+            use_average = average_ppl is not None and average_ppl < valid_ppl
+            p.best_valid_ppl = average_ppl if use_average and average_ppl else valid_ppl
             p.epochs_without_gain = 0
-            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.best_state = self._state_copy(use_average)
         else:
             p.epochs_without_gain += 1
             if self.config.schedule == "plateau":
@@ -268,12 +290,22 @@ class Trainer:
             "train_loss": round(train_loss, 4),
             "train_ppl": round(math.exp(min(train_loss, 50)), 2),
             "valid_ppl": round(valid_ppl, 2),
+            "average_valid_ppl": round(average_ppl, 2) if average_ppl else None,
             "lr": p.lr,
             "tokens_per_second": round(p.tokens_seen / max(p.elapsed_seconds, 1e-9)),
         }
         p.history.append(row)
-        log.info("epoch %d: valid ppl %.2f%s", p.epoch, valid_ppl, " (best)" if improved else "")
+        averaged = f", averaged weights {average_ppl:.2f}" if average_ppl else ""
+        best = " (best)" if improved else ""
+        log.info("epoch %d: valid ppl %.2f%s%s", p.epoch, valid_ppl, averaged, best)
         self._last_eval = time.monotonic()
+
+    def _state_copy(self, averaged: bool) -> dict[str, torch.Tensor]:
+        """A copy of the model's state dict: its live weights or their running average."""
+        if averaged and self.average is not None:
+            with self.average.swapped_in():
+                return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
     # -- the loop -----------------------------------------------------------------------
     def set_lr(self, lr: float) -> None:
@@ -315,10 +347,13 @@ class Trainer:
 
     def train_batch(self, batch) -> tuple[float, int]:
         """One batch of lines, window by window; returns (summed loss, targets)."""
+        c, p = self.config, self.progress
         state = None
         total, count = 0.0, 0
         rows = self.world.rows(batch.inputs.size(0))
-        for inputs, targets in batch.windows(self.config.bptt):
+        # the same draw on every rank and after a resume: seeded by the position
+        rng = random.Random(c.seed * 1_000_003 + p.epoch * 100_003 + p.batch)
+        for inputs, targets in batch.windows(c.bptt, rng if c.variable_bptt else None):
             inputs, targets = inputs[rows].to(self.device), targets[rows].to(self.device)
             with self.autocast():
                 log_probs, state = self.trainable(inputs, targets, state)
@@ -331,12 +366,24 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip)
             self.optimizer.step()
             self.progress.step += 1
+            self._update_average()
             # every rank sees about as many targets: scale its share to the whole step
             total += float(loss.detach()) * log_probs.numel() * self.world.size
             count += log_probs.numel() * self.world.size
             if self.config.max_steps is not None and self.progress.step >= self.config.max_steps:
                 break
         return total, count
+
+    def _update_average(self) -> None:
+        """Fold this step's weights into the average once --average-from of the budget is
+        spent (starting it then)."""
+        start = self.config.average_from
+        if start is None or self.budget_fraction() < start:
+            return
+        if self.average is None:
+            self.average = WeightAverage(self.model)
+        self.average.update()
+        self.progress.averaged_steps = self.average.count
 
     def run_epoch(self) -> None:
         """Train from the current position to the end of the epoch (or of the budget)."""
@@ -363,13 +410,13 @@ class Trainer:
         bar.update(sum(b.num_targets for b in batches[: p.batch]))
         self.model.train()
         loss_sum, loss_count = 0.0, 0
-        started = time.monotonic() - p.elapsed_seconds
         while p.batch < len(batches) and not self.world.agree(self.out_of_budget())[0]:
+            started = time.monotonic()
             total, count = self.train_batch(batches[p.batch])
+            p.elapsed_seconds += time.monotonic() - started
             p.batch += 1
             self._epoch_fraction = p.batch / len(batches)
             p.tokens_seen += count
-            p.elapsed_seconds = time.monotonic() - started
             loss_sum, loss_count = loss_sum + total, loss_count + count
             bar.update(count)
             mean = loss_sum / max(loss_count, 1)

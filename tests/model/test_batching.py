@@ -1,5 +1,7 @@
 """Line batching: shapes, targets shifted by one and closed by <eos>, padding ignored, windows."""
 
+import random
+
 import torch
 
 from model.batching import IGNORE, line_batch, make_batches
@@ -19,6 +21,16 @@ def test_windows_cover_the_batch_in_order():
     windows = list(batch.windows(4))
     assert [w[0].size(1) for w in windows] == [4, 4, 3]
     assert torch.cat([w[1] for w in windows], dim=1).equal(batch.targets)
+
+
+def test_variable_windows_cover_the_batch_with_drawn_lengths():
+    batch = line_batch([list(range(1, 400))], EOS)
+    windows = list(batch.windows(35, random.Random(0)))
+    lengths = [w[0].size(1) for w in windows]
+    assert len(set(lengths)) > 3 and min(lengths[:-1]) >= 5  # drawn around 35, never under 5
+    assert torch.cat([w[1] for w in windows], dim=1).equal(batch.targets)
+    again = [w[0].size(1) for w in batch.windows(35, random.Random(0))]
+    assert again == lengths  # the same seed draws the same windows (resumable)
 
 
 def test_every_line_lands_in_exactly_one_batch_with_its_index():

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from model.batching import line_batch
-from model.rnn import CELLS, ModelConfig, RNNLanguageModel
+from model.rnn import CELLS, ModelConfig, RNNLanguageModel, locked_dropout, word_dropout
 
 VOCAB = 50
 
@@ -86,8 +86,49 @@ def test_tied_weights_share_the_embedding_with_a_projection():
 def test_bad_configs_are_refused_clearly():
     with pytest.raises(ValueError, match="unknown cell"):
         ModelConfig(VOCAB, cell="transformer")
-    with pytest.raises(ValueError, match="full softmax"):
-        ModelConfig(VOCAB, tie_weights=True, output_layer="adaptive")
+    with pytest.raises(ValueError, match="unknown output layer"):
+        ModelConfig(VOCAB, output_layer="hierarchical")
+
+
+def test_tied_adaptive_input_reads_the_softmax_matrices():
+    torch.manual_seed(0)
+    config = ModelConfig(
+        VOCAB,
+        embedding_size=8,
+        hidden_size=8,
+        cutoffs=[10, 30],
+        adaptive_div_value=2.0,
+        tie_weights=True,
+    )
+    model = RNNLanguageModel(config)
+    softmax = model.adaptive
+    assert not any(name.startswith("embedding") for name, _ in model.named_parameters())
+    head_word, tail_word = 3, 35  # shortlist, second tail cluster
+    vectors = model.embedding(torch.tensor([[head_word, tail_word]]))[0]
+    down, out = softmax.tail[1][0].weight, softmax.tail[1][1].weight
+    assert torch.equal(vectors[0], softmax.head.weight[head_word])
+    assert torch.allclose(vectors[1], out[tail_word - 30] @ down)
+    # both uses train the shared matrices: the input side alone gives them a gradient
+    model.embedding(torch.tensor([[tail_word]])).sum().backward()
+    assert out.grad[tail_word - 30].abs().sum() > 0 and down.grad.abs().sum() > 0
+
+
+def test_variational_dropout_keeps_one_mask_along_time():
+    torch.manual_seed(0)
+    x = torch.ones(4, 20, 16)
+    dropped = locked_dropout(x, 0.5, training=True)
+    assert torch.equal(dropped, dropped[:, :1].expand_as(dropped))  # same at every step
+    assert (dropped == 0).any() and (dropped == 2).any()
+    assert torch.equal(locked_dropout(x, 0.5, training=False), x)
+
+
+def test_word_dropout_drops_every_occurrence_of_a_word_together():
+    torch.manual_seed(1)
+    tokens = torch.tensor([[1, 2, 1, 3, 2, 1] * 5])
+    dropped = word_dropout(tokens, torch.ones(1, 30, 4), 0.5)
+    for word in (1, 2, 3):
+        rows = dropped[tokens == word]
+        assert torch.equal(rows, rows[:1].expand_as(rows))
 
 
 def test_lengths_stop_each_row_at_its_own_end():

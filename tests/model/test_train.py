@@ -17,9 +17,13 @@ def _weights(directory):
     return load_file(str(directory / "model.safetensors"))
 
 
-def _valid_ppls(directory):
+def _metrics(directory):
     lines = (directory / "metrics.jsonl").read_text().splitlines()
-    return [json.loads(x)["valid_ppl"] for x in lines]
+    return [json.loads(x) for x in lines]
+
+
+def _valid_ppls(directory):
+    return [row["valid_ppl"] for row in _metrics(directory)]
 
 
 def test_seeded_runs_are_identical_and_loss_falls(tiny_config, tmp_path):
@@ -34,13 +38,23 @@ def test_seeded_runs_are_identical_and_loss_falls(tiny_config, tmp_path):
     assert (tmp_path / "a" / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
+STRONG_RECIPE = dict(
+    tie_weights=True,
+    variable_bptt=True,
+    variational_dropout=True,
+    dropout_words=0.1,
+    average_from=0.3,
+)
+
+
+@pytest.mark.parametrize("recipe", [{}, STRONG_RECIPE], ids=["plain-options", "strong-recipe"])
 def test_interrupted_run_resumed_ends_where_an_uninterrupted_one_does(
-    tiny_config, tmp_path, monkeypatch
+    tiny_config, tmp_path, monkeypatch, recipe
 ):
-    whole = tiny_config(tmp_path / "whole", snapshot_minutes=0.0)
+    whole = tiny_config(tmp_path / "whole", snapshot_minutes=0.0, **recipe)
     train(whole)
 
-    parted = tiny_config(tmp_path / "parted", snapshot_minutes=0.0)
+    parted = tiny_config(tmp_path / "parted", snapshot_minutes=0.0, **recipe)
     original = Trainer.train_batch
     calls = {"n": 0}
 
@@ -152,3 +166,14 @@ def test_checkpoint_keeps_the_best_valid_weights_when_later_epochs_are_worse(
     assert stats["best_valid_ppl"] == 20.0
     assert all(torch.equal(saved[k], seen[1][k]) for k in saved)
     assert not all(torch.equal(saved[k], seen[3][k]) for k in saved)
+
+
+def test_averaged_weights_are_validated_and_kept_when_better(tiny_config, tmp_path):
+    stats = train(tiny_config(tmp_path / "run", epochs=3, average_from=0.3))
+    rows = _metrics(tmp_path / "run")
+    averaged = [r["average_valid_ppl"] for r in rows if r["average_valid_ppl"] is not None]
+    assert averaged, "averaging started after 30% of the epochs, so later epochs report it"
+    best = min([r["valid_ppl"] for r in rows] + averaged)
+    assert stats["best_valid_ppl"] == pytest.approx(best, rel=1e-3)
+    saved = evaluate(str(tmp_path / "run"), split="valid")["perplexity"]
+    assert saved == pytest.approx(best, rel=1e-3)  # the checkpoint holds the best of both

@@ -1,0 +1,145 @@
+"""Train word2vec vectors for `--pretrained-embeddings`: `python -m model.word2vec --help`.
+
+The sentences are the training split tokenized exactly as `model.train` tokenizes it (its data
+flags, its cache, its vocabulary), in the form the language model reads them: `<eos>` first (the
+model's start input, see model/batching.py), words outside the vocabulary as `<unk>`. So with
+the default --min-count every vocabulary entry, <unk> and <eos> included, gets a vector.
+Valid and test lines are never seen. Needs the optional gensim: pip install -e ".[word2vec]".
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import zlib
+from dataclasses import fields
+from pathlib import Path
+
+import torch
+
+from model.config import TrainConfig
+from model.embeddings import load_pretrained
+from model.train import Data, prepare_data
+from model.vocab import EOS
+
+_TRAIN_FIELDS = {f.name: f for f in fields(TrainConfig)}
+# model.train's flags that decide the tokens and the vocabulary; their help and defaults are
+# TrainConfig's, so both commands read a corpus the same way
+DATA_FLAGS: dict[str, dict] = {
+    "corpus": {},
+    "train_file": {},
+    "valid_file": {},
+    "test_file": {},
+    "tokenizer": {},
+    "lowercase": {"action": argparse.BooleanOptionalAction},
+    "nfkc": {"action": argparse.BooleanOptionalAction},
+    "user_dict": {},
+    "min_freq": {"type": int},
+    "max_vocab": {"type": int},
+    "max_train_lines": {"type": int},
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """model.train's data flags plus the word2vec ones."""
+    parser = argparse.ArgumentParser(
+        prog="python -m model.word2vec",
+        description="Train word2vec vectors (gensim) on a corpus's training split, tokenized "
+        "as model.train tokenizes it, for --pretrained-embeddings.",
+    )
+    data = parser.add_argument_group("data (as in python -m model.train)")
+    for name, extra in DATA_FLAGS.items():
+        help_text = _TRAIN_FIELDS[name].metadata["help"]
+        data.add_argument("--" + name.replace("_", "-"), default=None, help=help_text, **extra)
+    default_size = _TRAIN_FIELDS["embedding_size"].default
+    parser.add_argument(
+        "--size", type=int, default=default_size, help="vector width: the model's embedding_size"
+    )
+    parser.add_argument("--window", type=int, default=5, help="context words on each side")
+    parser.add_argument(
+        "--min-count", type=int, default=2, help="drop words seen fewer times in train"
+    )
+    parser.add_argument("--epochs", type=int, default=5, help="passes over the training split")
+    algorithm = parser.add_mutually_exclusive_group()
+    algorithm.add_argument(
+        "--sg", dest="sg", action="store_true", default=True, help="skip-gram (the default)"
+    )
+    algorithm.add_argument("--cbow", dest="sg", action="store_false", help="CBOW")
+    parser.add_argument("--workers", type=int, default=1, help="training threads")
+    parser.add_argument("--seed", type=int, default=1234, help="random seed")
+    parser.add_argument("--output", required=True, help="vector file to write")
+    parser.add_argument("--text", action="store_true", help="write word2vec text instead of binary")
+    return parser
+
+
+def training_sentences(data: Data) -> list[list[str]]:
+    """The training split as the language model reads it: <eos>, then the line's tokens with
+    out-of-vocabulary ones as <unk>."""
+    vocab = data.vocab
+    return [[EOS, *vocab.decode(ids)] for ids in data.ids["train"]]
+
+
+def _stable_hash(text: str) -> int:
+    """gensim seeds each word's initial vector with hashfxn(word + seed); Python's hash() of a
+    str changes between processes (PYTHONHASHSEED), so one worker with one seed would still not
+    give the same vectors twice."""
+    return zlib.crc32(text.encode("utf-8"))
+
+
+def import_word2vec() -> type:
+    """gensim's Word2Vec class; exits with the install command when gensim is missing."""
+    try:
+        from gensim.models import Word2Vec
+    except ImportError:
+        raise SystemExit(
+            'model.word2vec needs gensim, an optional dependency: pip install -e ".[word2vec]"'
+        ) from None
+    return Word2Vec
+
+
+def train_vectors(word2vec: type, sentences: list[list[str]], args: argparse.Namespace):
+    """A gensim Word2Vec model trained on `sentences` with the command line's settings."""
+    return word2vec(
+        sentences=sentences,
+        vector_size=args.size,
+        window=args.window,
+        min_count=args.min_count,
+        sg=int(args.sg),
+        workers=args.workers,
+        seed=args.seed,
+        epochs=args.epochs,
+        hashfxn=_stable_hash,
+    )
+
+
+def main(argv: list[str] | None = None) -> float:
+    """Train vectors, write them to --output, print and return the vocabulary coverage."""
+    args = build_parser().parse_args(argv)
+    word2vec = import_word2vec()  # before the minutes of tokenizing a new corpus
+    overrides = {name: getattr(args, name) for name in DATA_FLAGS}
+    config = TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
+    started = time.perf_counter()
+    data = prepare_data(config)
+    sentences = training_sentences(data)
+    words = sum(len(s) for s in sentences)
+    print(f"{data.corpus.name}: {len(sentences)} training lines, {words} tokens with <eos>")
+    model = train_vectors(word2vec, sentences, args)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    temporary = output.with_name(f".{output.name}.tmp{os.getpid()}")
+    model.wv.save_word2vec_format(str(temporary), binary=not args.text)
+    os.replace(temporary, output)  # a reader never sees half a file
+    # read back through the loader model.train uses: checks the file and measures coverage
+    embedding = torch.zeros(len(data.vocab), args.size)
+    coverage = load_pretrained(output, data.vocab, embedding)
+    print(
+        f"wrote {len(model.wv)} {args.size}-wide vectors to {output} "
+        f"({'text' if args.text else 'binary'}) in {time.perf_counter() - started:.1f} s; "
+        f"coverage of the {len(data.vocab)}-entry training vocabulary: {coverage:.2%}"
+    )
+    return coverage
+
+
+if __name__ == "__main__":
+    main()
