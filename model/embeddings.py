@@ -11,10 +11,10 @@ The formats, as `load_pretrained` tells them apart:
 from __future__ import annotations
 
 import io
-import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from model.vocab import Vocab
@@ -44,11 +44,12 @@ def load_pretrained(path: Path | str, vocab: Vocab, embedding: torch.Tensor) -> 
         vectors = _binary_vectors(path, header[0], width, vocab)
     else:
         vectors = _text_vectors(path, header is not None, width, vocab)
-    found: set[int] = set()  # a word listed twice counts once
-    for index, values in vectors:
-        embedding[index] = torch.tensor(values)
-        found.add(index)
-    return len(found) / len(vocab)
+    rows = dict(vectors)  # vocabulary index -> (E,) float32; of a word listed twice, the last
+    if rows:
+        indices = torch.tensor(list(rows), dtype=torch.long)
+        values = np.stack(list(rows.values())).astype(np.float32)  # (found, E), native order
+        embedding[indices] = torch.from_numpy(values).to(embedding.device, embedding.dtype)
+    return len(rows) / len(vocab)
 
 
 def _width_message(path: Path, what: str, width: int) -> str:
@@ -88,7 +89,7 @@ def _sniff(path: Path) -> tuple[tuple[int, int] | None, bool]:
 
 def _text_vectors(
     path: Path, has_header: bool, width: int, vocab: Vocab
-) -> Iterator[tuple[int, Sequence[float]]]:
+) -> Iterator[tuple[int, np.ndarray]]:
     """(vocabulary index, vector) of the vocabulary words in a text file."""
     with path.open(encoding="utf-8", errors="replace") as handle:
         for number, line in enumerate(handle, start=1):
@@ -102,17 +103,16 @@ def _text_vectors(
             if index is None:
                 continue
             try:
-                yield index, [float(value) for value in values]
+                yield index, np.array([float(value) for value in values], dtype=np.float32)
             except ValueError as error:
                 raise ValueError(f"{path}:{number}: {error}; not a word2vec/GloVe line") from None
 
 
 def _binary_vectors(
     path: Path, count: int, width: int, vocab: Vocab
-) -> Iterator[tuple[int, Sequence[float]]]:
+) -> Iterator[tuple[int, np.ndarray]]:
     """(vocabulary index, vector) of the vocabulary words in a word2vec binary file."""
     vector_bytes = 4 * width  # float32
-    unpack = struct.Struct(f"<{width}f").unpack
     with path.open("rb") as handle:
         handle.readline()  # the header
         for number in range(1, count + 1):
@@ -125,7 +125,7 @@ def _binary_vectors(
                 )
             index = vocab.stoi.get(raw_word.decode("utf-8", errors="replace"))
             if index is not None:
-                yield index, unpack(data)
+                yield index, np.frombuffer(data, dtype="<f4")
 
 
 def _read_word(handle: io.BufferedReader, path: Path, number: int) -> bytes | None:

@@ -66,8 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--sg", dest="sg", action="store_true", default=True, help="skip-gram (the default)"
     )
     algorithm.add_argument("--cbow", dest="sg", action="store_false", help="CBOW")
-    parser.add_argument("--workers", type=int, default=1, help="training threads")
-    parser.add_argument("--seed", type=int, default=1234, help="random seed")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="training threads: more are faster, but only one gives the same vectors every run",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=_TRAIN_FIELDS["seed"].default, help="random seed"
+    )
     parser.add_argument("--output", required=True, help="vector file to write")
     parser.add_argument("--text", action="store_true", help="write word2vec text instead of binary")
     return parser
@@ -113,8 +120,8 @@ def train_vectors(word2vec: type, sentences: list[list[str]], args: argparse.Nam
     )
 
 
-def main(argv: list[str] | None = None) -> float:
-    """Train vectors, write them to --output, print and return the vocabulary coverage."""
+def main(argv: list[str] | None = None) -> None:
+    """Train vectors, write them to --output, print the training vocabulary's coverage."""
     args = build_parser().parse_args(argv)
     word2vec = import_word2vec()  # before the minutes of tokenizing a new corpus
     overrides = {name: getattr(args, name) for name in DATA_FLAGS}
@@ -128,8 +135,11 @@ def main(argv: list[str] | None = None) -> float:
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     temporary = output.with_name(f".{output.name}.tmp{os.getpid()}")
-    model.wv.save_word2vec_format(str(temporary), binary=not args.text)
-    os.replace(temporary, output)  # a reader never sees half a file
+    try:
+        model.wv.save_word2vec_format(str(temporary), binary=not args.text)
+        os.replace(temporary, output)  # a reader never sees half a file
+    finally:
+        temporary.unlink(missing_ok=True)
     # read back through the loader model.train uses: checks the file and measures coverage
     embedding = torch.zeros(len(data.vocab), args.size)
     coverage = load_pretrained(output, data.vocab, embedding)
@@ -138,7 +148,6 @@ def main(argv: list[str] | None = None) -> float:
         f"({'text' if args.text else 'binary'}) in {time.perf_counter() - started:.1f} s; "
         f"coverage of the {len(data.vocab)}-entry training vocabulary: {coverage:.2%}"
     )
-    return coverage
 
 
 if __name__ == "__main__":

@@ -1,0 +1,83 @@
+"""python -m model.word2vec on the tiny corpus: the vectors load into a model's embedding and a
+training run starts from them."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+from gensim.models import KeyedVectors
+
+from model import word2vec
+from model.embeddings import load_pretrained
+from model.train import build_model, prepare_data
+from model.vocab import EOS
+
+SIZE = 32  # tiny_config's embedding_size
+
+
+def run_word2vec(corpus, output, *extra: str) -> None:
+    args = ["--corpus", str(corpus), "--size", str(SIZE), "--epochs", "2", "--workers", "1"]
+    word2vec.main([*args, "--output", str(output), *extra])
+
+
+@pytest.fixture(scope="module")
+def vectors_file(tiny_corpus_file, tmp_path_factory):
+    """Binary vectors trained on the tiny corpus (well under a second)."""
+    output = tmp_path_factory.mktemp("word2vec") / "vectors.bin"
+    run_word2vec(tiny_corpus_file, output)
+    return output
+
+
+def test_vectors_cover_the_whole_training_vocabulary(vectors_file, tiny_config, tmp_path):
+    vocab = prepare_data(tiny_config(tmp_path)).vocab
+    embedding = torch.zeros(len(vocab), SIZE)
+    # min-count 2 = min-freq 2, and <unk>, <eos> are in the sentences
+    assert load_pretrained(vectors_file, vocab, embedding) == 1.0
+    assert embedding.abs().sum(dim=1).min() > 0
+
+
+def test_one_worker_and_one_seed_write_the_same_file(
+    vectors_file, tiny_corpus_file, tmp_path, capsys
+):
+    run_word2vec(tiny_corpus_file, tmp_path / "again.bin")
+    assert "training vocabulary: 100.00%" in capsys.readouterr().out
+    assert (tmp_path / "again.bin").read_bytes() == vectors_file.read_bytes()
+
+
+def test_sentences_are_the_training_split_as_the_model_reads_it(tiny_config, tmp_path):
+    data = prepare_data(tiny_config(tmp_path))
+    sentences = word2vec.training_sentences(data)
+    assert len(sentences) == len(data.corpus.splits["train"])  # not valid or test
+    first = data.corpus.splits["train"][0]
+    assert sentences[0][0] == EOS and len(sentences[0]) == len(first) + 1
+    assert all(s == t or s == "<unk>" for s, t in zip(sentences[0][1:], first, strict=True))
+
+
+def test_training_starts_from_the_vectors(vectors_file, tiny_config, tmp_path):
+    config = tiny_config(tmp_path, pretrained_embeddings=str(vectors_file))
+    vocab = prepare_data(config).vocab
+    model, coverage = build_model(config, vocab)
+    assert coverage == 1.0
+    keyed = KeyedVectors.load_word2vec_format(str(vectors_file), binary=True)  # gensim's reader
+    for word in [*vocab.itos[:50], "<unk>", "<eos>"]:
+        expected = torch.from_numpy(keyed[word].copy())
+        assert torch.equal(model.embedding.weight[vocab.stoi[word]].detach(), expected), word
+
+
+def test_text_output_holds_the_same_vectors(vectors_file, tiny_corpus_file, tmp_path):
+    text_file = tmp_path / "vectors.txt"
+    run_word2vec(tiny_corpus_file, text_file, "--text")
+    assert text_file.read_text(encoding="utf-8").split("\n", 1)[0].split()[1] == str(SIZE)
+    binary = KeyedVectors.load_word2vec_format(str(vectors_file), binary=True)
+    text = KeyedVectors.load_word2vec_format(str(text_file), binary=False)
+    assert text.index_to_key == binary.index_to_key
+    assert torch.equal(torch.from_numpy(text.vectors), torch.from_numpy(binary.vectors))
+
+
+def test_missing_gensim_names_the_install_command(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "gensim", None)  # makes `import gensim...` fail
+    monkeypatch.setitem(sys.modules, "gensim.models", None)
+    with pytest.raises(SystemExit, match=r'pip install -e "\.\[word2vec\]"'):
+        run_word2vec("peoples-daily", tmp_path / "vectors.bin")
