@@ -1,0 +1,101 @@
+"""bench/time_to_ppl's figures: time to a target perplexity, tokens/s, ratios and floor
+verdicts, on hand-written curves (no training)."""
+
+import pytest
+
+from bench.time_to_ppl import (
+    Ratio,
+    format_time,
+    format_time_ratio,
+    overall_tokens_per_second,
+    time_ratio,
+    time_to_target,
+)
+
+
+def _curve(*points):
+    return [
+        {"wall_seconds": seconds, "valid_ppl": ppl, "tokens_seen": tokens}
+        for seconds, ppl, tokens in points
+    ]
+
+
+CURVE = _curve((30, 900.0, 3000), (60, 400.0, 6000), (90, 250.0, 9000), (120, 200.0, 12000))
+
+
+def test_time_to_target_interpolates_between_the_crossing_validations():
+    # 400 at 60 s, 250 at 90 s: 295 lies 105/150 of the way, at 81 s
+    assert time_to_target(CURVE, 295.0) == pytest.approx(81.0)
+
+
+def test_time_to_target_exactly_at_a_validation_is_its_time():
+    assert time_to_target(CURVE, 250.0) == pytest.approx(90.0)
+
+
+def test_time_to_target_already_below_at_the_first_validation_is_its_time():
+    assert time_to_target(CURVE, 1000.0) == 30.0
+
+
+def test_time_to_target_is_the_first_crossing_not_a_later_one():
+    bouncing = _curve((30, 300.0, 1), (60, 280.0, 2), (90, 320.0, 3), (120, 270.0, 4))
+    assert time_to_target(bouncing, 290.0) == pytest.approx(30 + 30 * 10 / 20)
+
+
+def test_time_to_target_never_reached_is_none():
+    assert time_to_target(CURVE, 150.0) is None
+    assert time_to_target([], 150.0) is None
+
+
+def test_tokens_per_second_is_overall_tokens_over_training_time():
+    assert overall_tokens_per_second(CURVE) == 100.0
+
+
+def test_both_reached_gives_an_exact_ratio_and_verdict():
+    ratio = time_ratio(600.0, 1800.0, 100.0, 540.0)
+    assert ratio == Ratio(6.0)
+    assert ratio.verdict() == "met"
+    assert format_time_ratio(ratio) == "1/6.0"
+    assert time_ratio(400.0, 1800.0, 100.0, 540.0).verdict() == "not met"
+
+
+def test_plain_not_reached_gives_a_lower_bound_from_its_training_time():
+    ratio = time_ratio(None, 1800.0, 120.0, 540.0)
+    assert ratio == Ratio(15.0, ">=")
+    assert ratio.verdict() == "met"
+    assert format_time_ratio(ratio) == "≤ 1/15.0"
+    assert time_ratio(None, 1800.0, 600.0, 540.0).verdict() == "undetermined"  # >= 3x only
+
+
+def test_ours_not_reached_gives_an_upper_bound():
+    ratio = time_ratio(1000.0, 1800.0, None, 540.0)
+    assert ratio.bound == "<=" and ratio.value == pytest.approx(1000 / 540)
+    assert ratio.verdict() == "not met"
+    assert format_time_ratio(ratio) == "≥ 1/1.9"
+    assert time_ratio(6000.0, 7200.0, None, 540.0).verdict() == "undetermined"
+
+
+def test_neither_reached_is_undetermined():
+    ratio = time_ratio(None, 1800.0, None, 540.0)
+    assert ratio.value is None and ratio.verdict() == "undetermined"
+    assert format_time_ratio(ratio) == "—"
+
+
+def test_ours_slower_reads_as_a_multiple():
+    assert format_time_ratio(time_ratio(100.0, 1800.0, 200.0, 540.0)) == "2.0×"
+
+
+def test_speed_floor_is_five_times():
+    assert Ratio(5.0).verdict() == "met"
+    assert Ratio(4.9).verdict() == "not met"
+
+
+def test_time_not_reached_names_the_training_time():
+    assert format_time(None, 1800.0) == "not reached in 30.0 min"
+    assert format_time(81.0, 1800.0) == "1.4 min"
+    assert format_time(42.4, 1800.0) == "42 s"
+
+
+def test_time_to_target_counts_the_averaged_weights_when_they_are_better():
+    curve = _curve((30, 400.0, 1), (60, 300.0, 2))
+    curve[1]["average_valid_ppl"] = 280.0
+    assert time_to_target(curve, 290.0) == pytest.approx(30 + 30 * 110 / 120)
