@@ -55,7 +55,9 @@ class TrainConfig:
     )
     dropout_words: float = _flag(0.0, "drop this share of word types from each window's input")
     pretrained_embeddings: str | None = _flag(
-        None, "word2vec/GloVe text file to initialise embeddings"
+        None,
+        "word2vec (binary or text) or GloVe file to initialise embeddings (python -m "
+        "model.word2vec makes one)",
     )
     freeze_embeddings: bool = _flag(False, "keep pretrained embeddings fixed")
     # optimisation

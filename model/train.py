@@ -153,6 +153,7 @@ class Progress:
     elapsed_seconds: float = 0.0  # training only: validation and writes stop the clock
     lr: float = 0.0
     best_valid_ppl: float = math.inf
+    best_epoch_end_ppl: float = math.inf  # what the plateau schedule and patience compare with
     epochs_without_gain: int = 0
     averaged_steps: int = 0
     history: list[dict] = field(default_factory=list)
@@ -263,22 +264,25 @@ class Trainer:
         )
         return math.exp(-log_likelihood / max(count, 1))
 
-    def validate(self, train_loss: float) -> None:
+    def validate(self, train_loss: float, epoch_end: bool = True) -> None:
         """Valid ppl of the live weights (and of their average, when averaging); keep the best
-        weights; anneal lr and count epochs without gain."""
+        weights. At an epoch's end also anneal lr (plateau schedule) and count epochs without
+        gain, comparing with earlier epoch ends only, as the classic recipe does; validations
+        inside an epoch (--eval-every-minutes) only record and keep the best."""
         valid_ppl = self.evaluate("valid")
         average_ppl = None
         if self.average is not None:
             with self.average.swapped_in():
                 average_ppl = self.evaluate("valid")
         p = self.progress
-        improved = min(valid_ppl, average_ppl or math.inf) < p.best_valid_ppl
+        ppl = min(valid_ppl, average_ppl or math.inf)
+        improved = ppl < p.best_valid_ppl
         if improved:
-            use_average = average_ppl is not None and average_ppl < valid_ppl
-            p.best_valid_ppl = average_ppl if use_average and average_ppl else valid_ppl
-            p.epochs_without_gain = 0
-            self.best_state = self._state_copy(use_average)
-        else:
+            p.best_valid_ppl = ppl
+            self.best_state = self._state_copy(average_ppl is not None and average_ppl < valid_ppl)
+        if epoch_end and ppl < p.best_epoch_end_ppl:
+            p.best_epoch_end_ppl, p.epochs_without_gain = ppl, 0
+        elif epoch_end:
             p.epochs_without_gain += 1
             if self.config.schedule == "plateau":
                 self.set_lr(p.lr * self.config.anneal_factor)
@@ -442,7 +446,7 @@ class Trainer:
             now - self._last_snapshot >= c.snapshot_minutes * 60,
         )
         if eval_due:
-            self.validate(train_loss)
+            self.validate(train_loss, epoch_end=False)
             self.model.train()
         if snapshot_due:
             self.write()

@@ -177,3 +177,17 @@ def test_averaged_weights_are_validated_and_kept_when_better(tiny_config, tmp_pa
     assert stats["best_valid_ppl"] == pytest.approx(best, rel=1e-3)
     saved = evaluate(str(tmp_path / "run"), split="valid")["perplexity"]
     assert saved == pytest.approx(best, rel=1e-3)  # the checkpoint holds the best of both
+
+
+def test_only_epoch_ends_anneal_the_plateau_schedule(tiny_config, tmp_path, monkeypatch):
+    config = tiny_config(tmp_path / "run", schedule="plateau", optimizer="sgd", lr=1.0)
+    trainer = Trainer(config, prepare_data(config))
+    worse = iter(range(100, 200))  # every validation is worse than the one before
+    monkeypatch.setattr(Trainer, "evaluate", lambda self, split, model=None: float(next(worse)))
+    trainer.validate(5.0)  # first epoch end: the best so far
+    for _ in range(3):
+        trainer.validate(5.0, epoch_end=False)  # worse, inside an epoch: lr and patience stay
+    assert trainer.progress.lr == 1.0 and trainer.progress.epochs_without_gain == 0
+    trainer.validate(5.0)  # a worse epoch end anneals
+    assert trainer.progress.lr == config.anneal_factor
+    assert trainer.progress.epochs_without_gain == 1
