@@ -1,9 +1,9 @@
 """Time to perplexity: the reference PyTorch recipe (`plain`) against ours, on this machine.
 
-    python -m bench.time_to_ppl            # both corpora: about an hour on 2 cores
-    python -m bench.time_to_ppl --corpus peoples-daily --sequential
+    python -m bench.time_to_ppl            # both corpora, one run at a time
+    python -m bench.time_to_ppl --corpus peoples-daily --plain-minutes 25 --ours-minutes 5
 
-Three modes, each a real `python -m model.train` process with `--threads 1`, validating every
+Three modes, each a real `python -m model.train` process, validating every
 --eval-every-minutes of training:
   plain         --preset plain: 2-layer LSTM 200, full softmax, SGD lr 20 annealed on plateaus,
                 clip 0.25, 20 lines a batch, BPTT 35, dropout 0.2, fp32; capped at
@@ -12,11 +12,12 @@ Three modes, each a real `python -m model.train` process with `--threads 1`, val
   ours-small    --preset default at the plain size (--embedding-size 200 --hidden-size 200);
   ours-default  --preset default (both ours modes: the preset's own 9-minute budget).
 
-By default two processes train at once, one thread each (2 cores): plain in one lane, the ours
-modes one after the other in the other, so both sides run under the same load; --sequential
-runs everything one after another instead. Corpora: peoples-daily, target valid ppl 295 (the
-Kneser-Ney 5-gram's valid figure in DATA.md), and wikitext-2 trained on valid.txt with test.txt
-held out (DATA.md), target the plain mode's best held-out ppl. Figures come from each run's
+By default one run at a time, with all the cores (torch's default threads). --two-lanes trains
+two processes at once, one thread each: plain in one lane, the ours modes in the other (on this
+2-core machine the two then slow each other down 2-3x, so the default is one at a time).
+Corpora: peoples-daily, target valid ppl 295 (the Kneser-Ney 5-gram's valid figure in
+DATA.md), and wikitext-2 trained on valid.txt with test.txt held out (DATA.md), target the
+plain mode's best held-out ppl. Figures come from each run's
 metrics.jsonl (wall_seconds: training time) and config.json (test ppl). Writes OUT/time_to_ppl
 .md, .json and .png (OUT = --out-dir, default docs/) and prints the table.
 """
@@ -186,7 +187,9 @@ def plan(args: argparse.Namespace, work_dir: Path) -> list[Run]:
             output = work_dir / f"{corpus}-{mode}"
             command = [sys.executable, "-m", "model.train", *mode_args]
             command += corpus_args(corpus, args.wikitext_dir)
-            command += ["--output", str(output), "--threads", "1", "--no-progress"]
+            command += ["--output", str(output), "--no-progress"]
+            if args.two_lanes:
+                command += ["--threads", "1"]
             command += ["--device", args.device]
             command += ["--eval-every-minutes", str(args.eval_every_minutes)]
             minutes = args.ours_minutes
@@ -257,9 +260,9 @@ def run_lane(runs: Sequence[Run], started: float, print_lock: threading.Lock) ->
             )
 
 
-def lanes(runs: Sequence[Run], sequential: bool) -> list[list[Run]]:
+def lanes(runs: Sequence[Run], two_lanes: bool) -> list[list[Run]]:
     """One lane of everything, or two: plain runs in one, ours runs in the other."""
-    if sequential:
+    if not two_lanes:
         return [list(runs)]
     return [[r for r in runs if r.mode == "plain"], [r for r in runs if r.mode != "plain"]]
 
@@ -347,8 +350,8 @@ def corpus_table(runs: Sequence[Run], corpus: str, summary: dict) -> list[str]:
 def markdown(report: dict, runs: Sequence[Run]) -> str:
     """The whole Markdown page: machine, command, method, one table per corpus."""
     lanes_text = (
-        "one run at a time"
-        if report["sequential"]
+        "one run at a time, each with every core"
+        if not report["two_lanes"]
         else "two training processes at a time, one thread each: plain in one lane, ours-small "
         "then ours-default in the other"
     )
@@ -362,7 +365,7 @@ def markdown(report: dict, runs: Sequence[Run]) -> str:
         "0.25, 20 lines a batch, BPTT 35, dropout 0.2; lines read as our trainer reads them, each "
         "from the `<eos>` state, so that perplexities follow DATA.md); `ours-small` = `--preset "
         "default --embedding-size 200 --hidden-size 200`; `ours-default` = `--preset default`.",
-        f"- Every run is `python -m model.train <mode> --threads 1 --eval-every-minutes "
+        f"- Every run is `python -m model.train <mode> --eval-every-minutes "
         f"{report['eval_every_minutes']:g}` (see the JSON for each command). Times are training "
         "time (`wall_seconds` of metrics.jsonl: validation and checkpoint writes do not count).",
         "- tokens/s: tokens seen ÷ training seconds over the whole run. Time to target: the first "
@@ -417,7 +420,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="folder with WikiText-2's valid.txt and test.txt (this machine's shared corpora)",
     )
     parser.add_argument(
-        "--sequential", action="store_true", help="one run at a time instead of two lanes"
+        "--two-lanes",
+        action="store_true",
+        help="two runs at a time, one thread each, instead of one run with every core",
     )
     parser.add_argument(
         "--plain-minutes", type=float, default=30.0, help="plain's training cap on peoples-daily"
@@ -471,16 +476,17 @@ def main(argv: list[str] | None = None) -> None:
     work_dir.mkdir(parents=True, exist_ok=True)
     runs = plan(args, work_dir.resolve())
     started, print_lock = time.monotonic(), threading.Lock()
-    groups = [lane for lane in lanes(runs, args.sequential) if lane]
+    groups = [lane for lane in lanes(runs, args.two_lanes) if lane]
     with ThreadPoolExecutor(len(groups)) as pool:
         for done in [pool.submit(run_lane, lane, started, print_lock) for lane in groups]:
             done.result()
-    torch.set_num_threads(1)  # machine() then names the threads each training process had
+    if args.two_lanes:
+        torch.set_num_threads(1)  # machine() then names the threads each training process had
     command = " ".join(["python -m bench.time_to_ppl", *map(shlex.quote, argv or sys.argv[1:])])
     report = {
         "machine": machine(),
         "command": command.strip(),
-        "sequential": args.sequential,
+        "two_lanes": args.two_lanes,
         "eval_every_minutes": args.eval_every_minutes,
         "corpora": {
             corpus: summarise(runs, corpus, args.target)
