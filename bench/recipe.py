@@ -1,0 +1,133 @@
+"""The stronger-recipe study: each option of issue 6's list added alone to the default preset,
+trained at the default budget on peoples-daily, one run at a time with every core.
+
+    python -m bench.recipe                                   # base + the default variants
+    python -m bench.recipe --variants base tied fp32         # any subset, in that order
+
+Each variant is the default preset plus its flags (VARIANTS); `word2vec` first trains vectors
+with `python -m model.word2vec` and gives the language model what is left of the budget, so
+it is compared at equal wall time. Figures come from each run's metrics.jsonl and config.json;
+writes OUT/recipe.md and .json (OUT = --out-dir, default docs/) and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from bench.time_to_ppl import ROOT, Run, run_lane
+from bench.train_speed import machine
+from model.config import PRESETS
+
+BUDGET_MINUTES = float(PRESETS["default"]["max_minutes"])
+VARIANTS: dict[str, tuple[str, ...]] = {
+    "base": (),
+    "average": ("--average-from", "0.5"),
+    "variable-bptt": ("--variable-bptt",),
+    "variational-dropout": (
+        "--variational-dropout",
+        "--dropout-embedding",
+        "0.1",
+        "--dropout-words",
+        "0.05",
+    ),
+    "word2vec": ("--pretrained-embeddings",),  # + the vectors trained first, in the budget
+    "tied": ("--tie-weights",),
+    "weight-decay": ("--weight-decay", "0.1"),
+    "fp32": ("--precision", "fp32"),
+}
+DEFAULT_VARIANTS = ("base", "average", "variable-bptt", "variational-dropout", "word2vec")
+
+
+def train_vectors(work_dir: Path) -> tuple[Path, float]:
+    """Word2vec vectors for the default model (256 wide) and the seconds they took."""
+    path = work_dir / "word2vec-256.bin"
+    started = time.monotonic()
+    command = [sys.executable, "-m", "model.word2vec", "--output", str(path), "--workers", "2"]
+    subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    return path, time.monotonic() - started
+
+
+def plan_run(variant: str, work_dir: Path) -> Run:
+    """The model.train command of one variant (word2vec's vectors are trained here, first)."""
+    flags = list(VARIANTS[variant])
+    minutes = BUDGET_MINUTES
+    if variant == "word2vec":
+        vectors, seconds = train_vectors(work_dir)
+        flags.append(str(vectors))
+        minutes -= seconds / 60  # equal wall time: the vectors count against the budget
+    output = work_dir / variant
+    command = [sys.executable, "-m", "model.train", "--preset", "default", *flags]
+    command += ["--max-minutes", f"{minutes:.2f}", "--output", str(output), "--no-progress"]
+    return Run("peoples-daily", variant, command, str(output), str(work_dir / f"{variant}.log"))
+
+
+def table(runs: list[Run]) -> list[str]:
+    """Markdown rows: each variant's flags, tokens, speed, valid and test ppl, test vs base."""
+    base = next((r.test_ppl for r in runs if r.mode == "base" and r.test_ppl), None)
+    out = [
+        "| variant | flags added to `--preset default` | training min | tokens | tokens/s "
+        "| best valid ppl | test ppl | test vs base |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for run in runs:
+        flags = " ".join(VARIANTS[run.mode]) + (" (vectors)" if run.mode == "word2vec" else "")
+        if run.returncode != 0 or not run.curve or run.test_ppl is None:
+            out.append(f"| {run.mode} | `{flags}` | failed: see {run.log} | | | | | |")
+            continue
+        tokens = run.curve[-1]["tokens_seen"]
+        versus = f"{run.test_ppl / base - 1:+.1%}" if base else "—"
+        minutes = run.trained_seconds / 60
+        out.append(
+            f"| {run.mode} | `{flags or '—'}` | {minutes:.1f} | {tokens / 1e6:.2f}M "
+            f"| {run.tokens_per_second or 0:,.0f} | {run.best_valid_ppl:.1f} | {run.test_ppl:.1f} "
+            f"| {versus} |"
+        )
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Train every variant asked for, one after another; print and write the table."""
+    parser = argparse.ArgumentParser(prog="python -m bench.recipe", description=__doc__)
+    parser.add_argument(
+        "--variants", nargs="+", choices=sorted(VARIANTS), default=list(DEFAULT_VARIANTS)
+    )
+    parser.add_argument("--work-dir", type=Path, default=None, help="keep checkpoints here")
+    parser.add_argument("--out-dir", type=Path, default=ROOT / "docs", help="writes recipe.*")
+    args = parser.parse_args(argv)
+    work_dir = (args.work_dir or Path(tempfile.mkdtemp(prefix="recipe-"))).resolve()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    started, lock, runs = time.monotonic(), threading.Lock(), []
+    for variant in args.variants:
+        run = plan_run(variant, work_dir)
+        run_lane([run], started, lock)
+        runs.append(run)
+    command = " ".join(["python -m bench.recipe", *map(shlex.quote, argv or sys.argv[1:])])
+    text = "\n".join(
+        [
+            "# The stronger recipe, one option at a time (peoples-daily, default budget)",
+            "",
+            f"Machine: {machine()}. Command: `{command.strip()}`, one run at a time.",
+            f"Each variant is `--preset default` ({BUDGET_MINUTES:g} minutes of training) plus "
+            "its flags; word2vec's vectors are trained first and count against the budget.",
+            "",
+            *table(runs),
+        ]
+    )
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    (args.out_dir / "recipe.md").write_text(text + "\n", encoding="utf-8")
+    report = {"machine": machine(), "command": command, "runs": [asdict(r) for r in runs]}
+    (args.out_dir / "recipe.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
