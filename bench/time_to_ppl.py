@@ -163,6 +163,7 @@ class Run:
     time_to_target_seconds: float | None = None
     best_valid_ppl: float | None = None
     test_ppl: float | None = None
+    reused: bool = False  # read from an earlier invocation's --work-dir (same command)
     curve: list[dict] = field(default_factory=list)
 
 
@@ -192,7 +193,7 @@ def plan(args: argparse.Namespace, work_dir: Path) -> list[Run]:
                 command += ["--threads", "1"]
             command += ["--device", args.device]
             command += ["--eval-every-minutes", str(args.eval_every_minutes)]
-            minutes = args.ours_minutes
+            minutes = args.ours_minutes if corpus == "peoples-daily" else args.ours_minutes_wikitext
             if mode == "plain":
                 minutes = (
                     args.plain_minutes if corpus == "peoples-daily" else args.plain_minutes_wikitext
@@ -241,13 +242,22 @@ def run_lane(runs: Sequence[Run], started: float, print_lock: threading.Lock) ->
     """Train the runs one after another (a lane), each logging to its own file."""
     for run in runs:
         run.started_s = time.monotonic() - started
+        done = Path(run.output + ".command")  # the command of the finished run in run.output
+        reuse = done.is_file() and done.read_text(encoding="utf-8") == shlex.join(run.command)
         with print_lock:
-            print(f"[{run.started_s / 60:5.1f} min] {run.mode} on {run.corpus}: start", flush=True)
-        with open(run.log, "w", encoding="utf-8") as log:
-            process = subprocess.run(run.command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        run.returncode = process.returncode
+            verb = "reusing the finished run in " + run.output if reuse else "start"
+            print(f"[{run.started_s / 60:5.1f} min] {run.mode} on {run.corpus}: {verb}", flush=True)
+        if reuse:
+            run.returncode, run.reused = 0, True
+        else:
+            with open(run.log, "w", encoding="utf-8") as log:
+                process = subprocess.run(
+                    run.command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+                )
+            run.returncode = process.returncode
         run.finished_s = time.monotonic() - started
         if run.returncode == 0:
+            done.write_text(shlex.join(run.command), encoding="utf-8")
             read_results(run)
             speed = f"{run.tokens_per_second or 0:,.0f} tokens/s"
             note = f"{speed}, best valid {run.best_valid_ppl or math.nan:.1f}"
@@ -329,8 +339,9 @@ def corpus_table(runs: Sequence[Run], corpus: str, summary: dict) -> list[str]:
         if target is not None:
             reached = format_time(run.time_to_target_seconds, run.trained_seconds)
         test = "—" if run.test_ppl is None else f"{run.test_ppl:.1f}"
+        mode = f"{run.mode} (reused)" if run.reused else run.mode
         out.append(
-            f"| {run.mode} | {run.size} | {run.tokens_per_second:,.0f} | {speed} | {reached} "
+            f"| {mode} | {run.size} | {run.tokens_per_second:,.0f} | {speed} | {reached} "
             f"| {clock} | {run.best_valid_ppl:.1f} | {test} |"
         )
     ratios = summary["ratios"].get("ours-small")
@@ -376,7 +387,9 @@ def markdown(report: dict, runs: Sequence[Run]) -> str:
         "both valid and test; whitespace tokens without NFKC, one `<eos>` a line, blank lines "
         "included (DATA.md); not comparable with published WikiText-2 figures.",
         "- The JSON holds every run's command, validation curve, and start and end (`started_s`, "
-        "`finished_s`: seconds into the benchmark, to see which runs overlapped).",
+        "`finished_s`: seconds into the benchmark, to see which runs overlapped). A mode marked "
+        "(reused) was trained by an earlier invocation with the same command and --work-dir on "
+        "the same machine, and read back rather than trained again.",
     ]
     for corpus, summary in report["corpora"].items():
         out += ["", *corpus_table(runs, corpus, summary)]
@@ -440,6 +453,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="ours modes' budget (default: the default preset's own, 9 minutes)",
     )
     parser.add_argument(
+        "--ours-minutes-wikitext",
+        type=float,
+        default=None,
+        help="ours modes' budget on wikitext-2 (default: the default preset's)",
+    )
+    parser.add_argument(
         "--eval-every-minutes", type=float, default=0.5, help="validate every this many minutes"
     )
     parser.add_argument(
@@ -453,7 +472,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--work-dir",
         type=Path,
         default=None,
-        help="checkpoints and logs, kept (default: a temporary folder, removed unless a run fails)",
+        help="checkpoints and logs, kept (default: a temporary folder, removed unless a run "
+        "fails); a run whose exact command already finished there is read, not trained again",
     )
     parser.add_argument(
         "--out-dir", type=Path, default=ROOT / "docs", help="writes time_to_ppl.{md,json,png}"
