@@ -14,6 +14,7 @@ import os
 import random
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -306,10 +307,8 @@ class Trainer:
 
     def _state_copy(self, averaged: bool) -> dict[str, torch.Tensor]:
         """A copy of the model's state dict: its live weights or their running average."""
-        if averaged and self.average is not None:
-            with self.average.swapped_in():
-                return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        with self.average.swapped_in() if averaged and self.average else nullcontext():
+            return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
     # -- the loop -----------------------------------------------------------------------
     def set_lr(self, lr: float) -> None:
