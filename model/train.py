@@ -431,9 +431,12 @@ class Trainer:
             )
             self._maybe_checkpoint_midway(mean)
         bar.close()
-        if p.batch >= len(batches):
+        epoch_done = p.batch >= len(batches)
+        if epoch_done:
             p.epoch, p.batch, self._epoch_fraction = p.epoch + 1, 0, 0.0
-        self.validate(loss_sum / max(loss_count, 1))
+        # a budget that runs out mid-epoch validates without anneal or patience, so a run
+        # resumed with a larger budget continues as an uninterrupted one would have
+        self.validate(loss_sum / max(loss_count, 1), epoch_end=epoch_done)
         self.model.train()
 
     def _maybe_checkpoint_midway(self, train_loss: float) -> None:

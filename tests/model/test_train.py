@@ -191,3 +191,29 @@ def test_only_epoch_ends_anneal_the_plateau_schedule(tiny_config, tmp_path, monk
     trainer.validate(5.0)  # a worse epoch end anneals
     assert trainer.progress.lr == config.anneal_factor
     assert trainer.progress.epochs_without_gain == 1
+
+
+def test_a_budget_ending_mid_epoch_neither_anneals_nor_counts_patience(
+    tiny_config, tmp_path, monkeypatch
+):
+    one_epoch = tiny_config(tmp_path / "epoch", epochs=1)
+    train(one_epoch)
+    steps_per_epoch = json.loads((tmp_path / "epoch" / "resume.json").read_text())["progress"]
+    steps_per_epoch = steps_per_epoch["step"]
+    worse = iter(range(100, 200))  # every validation is worse than the one before
+    real_evaluate = Trainer.evaluate
+    monkeypatch.setattr(
+        Trainer,
+        "evaluate",
+        lambda self, split, model=None: (
+            float(next(worse)) if split == "valid" else real_evaluate(self, split, model)
+        ),
+    )
+    config = tiny_config(
+        tmp_path / "run", schedule="plateau", optimizer="sgd", lr=1.0,
+        max_steps=steps_per_epoch + 2,
+    )  # fmt: skip
+    train(config)
+    progress = json.loads((tmp_path / "run" / "resume.json").read_text())["progress"]
+    assert progress["epoch"] == 1 and progress["batch"] > 0  # stopped inside epoch 2
+    assert progress["lr"] == 1.0 and progress["epochs_without_gain"] == 0
