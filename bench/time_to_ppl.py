@@ -164,6 +164,7 @@ class Run:
     best_valid_ppl: float | None = None
     test_ppl: float | None = None
     reused: bool = False  # read from an earlier invocation's --work-dir (same command)
+    extended_from: float | None = None  # minutes of the finished run it resumed (see `extends`)
     curve: list[dict] = field(default_factory=list)
 
 
@@ -238,21 +239,52 @@ def read_results(run: Run) -> None:
         run.tokens_per_second = overall_tokens_per_second(run.curve)
 
 
+def _without_budget(command: Sequence[str]) -> tuple[list[str], float | None]:
+    """A command without its --max-minutes, and that budget."""
+    rest, minutes, items = [], None, iter(command)
+    for item in items:
+        if item == "--max-minutes":
+            minutes = float(next(items))
+        else:
+            rest.append(item)
+    return rest, minutes
+
+
+def extends(finished: Sequence[str], command: Sequence[str], output: Path) -> bool:
+    """Whether the finished run in output can be resumed into the run `command` asks for: the
+    same command with a larger --max-minutes, on the plateau schedule, whose course does not
+    depend on the budget (a cosine run's does), so that resuming gives what a fresh run would."""
+    before, old_minutes = _without_budget(finished)
+    after, new_minutes = _without_budget(command)
+    if before != after or old_minutes is None or new_minutes is None:
+        return False
+    config = json.loads((output / "config.json").read_text(encoding="utf-8"))
+    return new_minutes > old_minutes and config["training"]["config"]["schedule"] == "plateau"
+
+
 def run_lane(runs: Sequence[Run], started: float, print_lock: threading.Lock) -> None:
-    """Train the runs one after another (a lane), each logging to its own file."""
+    """Train the runs one after another (a lane), each logging to its own file. A run whose
+    exact command already finished in --work-dir is read back; one that `extends` a finished
+    run resumes it with the larger budget."""
     for run in runs:
         run.started_s = time.monotonic() - started
         done = Path(run.output + ".command")  # the command of the finished run in run.output
-        reuse = done.is_file() and done.read_text(encoding="utf-8") == shlex.join(run.command)
+        finished = shlex.split(done.read_text(encoding="utf-8")) if done.is_file() else None
+        reuse = finished == run.command
+        if finished and not reuse and extends(finished, run.command, Path(run.output)):
+            run.extended_from = _without_budget(finished)[1]
         with print_lock:
             verb = "reusing the finished run in " + run.output if reuse else "start"
+            if run.extended_from:
+                verb = f"resuming the finished {run.extended_from:g}-minute run in {run.output}"
             print(f"[{run.started_s / 60:5.1f} min] {run.mode} on {run.corpus}: {verb}", flush=True)
         if reuse:
             run.returncode, run.reused = 0, True
         else:
-            with open(run.log, "w", encoding="utf-8") as log:
+            resume = ["--resume"] if run.extended_from else []
+            with open(run.log, "a" if resume else "w", encoding="utf-8") as log:
                 process = subprocess.run(
-                    run.command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+                    [*run.command, *resume], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
                 )
             run.returncode = process.returncode
         run.finished_s = time.monotonic() - started
@@ -340,6 +372,8 @@ def corpus_table(runs: Sequence[Run], corpus: str, summary: dict) -> list[str]:
             reached = format_time(run.time_to_target_seconds, run.trained_seconds)
         test = "—" if run.test_ppl is None else f"{run.test_ppl:.1f}"
         mode = f"{run.mode} (reused)" if run.reused else run.mode
+        if run.extended_from:
+            mode = f"{run.mode} (resumed from {run.extended_from:g} min)"
         out.append(
             f"| {mode} | {run.size} | {run.tokens_per_second:,.0f} | {speed} | {reached} "
             f"| {clock} | {run.best_valid_ppl:.1f} | {test} |"
@@ -389,7 +423,10 @@ def markdown(report: dict, runs: Sequence[Run]) -> str:
         "- The JSON holds every run's command, validation curve, and start and end (`started_s`, "
         "`finished_s`: seconds into the benchmark, to see which runs overlapped). A mode marked "
         "(reused) was trained by an earlier invocation with the same command and --work-dir on "
-        "the same machine, and read back rather than trained again.",
+        "the same machine, and read back rather than trained again. One marked (resumed from N "
+        "min) continued such a run of the same command with a smaller budget: only for the "
+        "plateau schedule, whose course does not depend on the budget, so it ends where a fresh "
+        "run would.",
     ]
     for corpus, summary in report["corpora"].items():
         out += ["", *corpus_table(runs, corpus, summary)]

@@ -1,10 +1,13 @@
 """bench/time_to_ppl's figures: time to a target perplexity, tokens/s, ratios and floor
 verdicts, on hand-written curves (no training)."""
 
+import json
+
 import pytest
 
 from bench.time_to_ppl import (
     Ratio,
+    extends,
     format_time,
     format_time_ratio,
     overall_tokens_per_second,
@@ -99,3 +102,27 @@ def test_time_to_target_counts_the_averaged_weights_when_they_are_better():
     curve = _curve((30, 400.0, 1), (60, 300.0, 2))
     curve[1]["average_valid_ppl"] = 280.0
     assert time_to_target(curve, 290.0) == pytest.approx(30 + 30 * 110 / 120)
+
+
+def _finished_run(directory, schedule):
+    directory.mkdir()
+    config = {"training": {"config": {"schedule": schedule}}}
+    (directory / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    return directory
+
+
+TRAIN = ["python", "-m", "model.train", "--preset", "plain", "--output", "out"]
+
+
+def test_a_plateau_run_is_extended_only_to_a_larger_budget_of_the_same_command(tmp_path):
+    output = _finished_run(tmp_path / "plain", "plateau")
+    twenty, thirty = [*TRAIN, "--max-minutes", "20.0"], [*TRAIN, "--max-minutes", "30.0"]
+    assert extends(twenty, thirty, output)
+    assert not extends(thirty, twenty, output)  # a smaller budget is a different run
+    assert not extends(twenty, [*thirty, "--lr", "5"], output)  # other flags differ
+    assert not extends(TRAIN, thirty, output)  # the finished run had no budget
+
+
+def test_a_cosine_run_is_never_extended_since_its_course_depends_on_the_budget(tmp_path):
+    output = _finished_run(tmp_path / "ours", "cosine")
+    assert not extends([*TRAIN, "--max-minutes", "5"], [*TRAIN, "--max-minutes", "9"], output)
