@@ -21,8 +21,9 @@ import torch
 
 from model.batching import make_batches
 from model.config import PRESETS, TrainConfig
+from model.data import prepare_data
 from model.rnn import CELLS
-from model.train import Trainer, prepare_data
+from model.train import Trainer
 
 
 def tokens_per_second(config: TrainConfig, data, batches) -> float:

@@ -9,8 +9,9 @@ from safetensors.torch import load_file
 from model import evaluate as evaluate_cli
 from model import generate as generate_cli
 from model.checkpoint import load_checkpoint
+from model.data import prepare_data
 from model.evaluate import evaluate
-from model.train import Trainer, prepare_data, train
+from model.train import Trainer, train
 
 
 def _weights(directory):

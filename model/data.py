@@ -1,0 +1,39 @@
+"""A run's data: the corpus tokenized as its config says, the vocabulary built from train, and
+every split as id lines. Training, word2vec and the benchmarks all read a corpus through this."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from model.config import TrainConfig
+from model.corpora import Corpus, load_corpus
+from model.tokenizers import TokenizerSpec, build_tokenizer
+from model.vocab import Vocab
+
+
+@dataclass
+class Data:
+    """A run's corpus, vocabulary and the id lines of each split."""
+
+    spec: TokenizerSpec
+    corpus: Corpus
+    vocab: Vocab
+    ids: dict[str, list[list[int]]]
+
+
+def prepare_data(config: TrainConfig) -> Data:
+    """Tokenize (or read from the cache), build the vocabulary from train, map splits to ids."""
+    spec = TokenizerSpec(
+        name=config.tokenizer,
+        nfkc=config.nfkc,
+        lowercase=config.lowercase,
+        user_dict=config.user_dict,
+    )
+    named = {"train": config.train_file, "valid": config.valid_file, "test": config.test_file}
+    files = {split: path for split, path in named.items() if path} or None
+    corpus = load_corpus(config.corpus, build_tokenizer(spec), files)
+    if config.max_train_lines is not None:
+        corpus.splits["train"] = corpus.splits["train"][: config.max_train_lines]
+    vocab = Vocab.build(corpus.splits["train"], config.min_freq, config.max_vocab)
+    ids = {split: [vocab.encode(line) for line in lines] for split, lines in corpus.splits.items()}
+    return Data(spec, corpus, vocab, ids)
