@@ -42,6 +42,7 @@ from pathlib import Path
 import torch
 
 from bench.train_speed import machine
+from model.config import parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 KN5_VALID_PPL = 295.0  # DATA.md: interpolated modified Kneser-Ney 5-gram, peoples-daily valid
@@ -250,6 +251,19 @@ def _without_budget(command: Sequence[str]) -> tuple[list[str], float | None]:
     return rest, minutes
 
 
+def same_settings(command: Sequence[str], output: Path) -> bool:
+    """Whether the run in output was trained with every setting `command` resolves to now (a
+    preset may have changed since), leaving out the budget and --resume."""
+    arguments = list(command[list(command).index("model.train") + 1 :])
+    now = json.loads(json.dumps(parse_config(arguments).to_dict()))
+    config = json.loads((output / "config.json").read_text(encoding="utf-8"))
+    then = config["training"]["config"]
+    ignored = ("max_minutes", "resume")
+    return {k: v for k, v in now.items() if k not in ignored} == {
+        k: v for k, v in then.items() if k not in ignored
+    }
+
+
 def extends(finished: Sequence[str], command: Sequence[str], output: Path) -> bool:
     """Whether the finished run in output can be resumed into the run `command` asks for: the
     same command with a larger --max-minutes, on the plateau schedule, whose course does not
@@ -264,12 +278,14 @@ def extends(finished: Sequence[str], command: Sequence[str], output: Path) -> bo
 
 def run_lane(runs: Sequence[Run], started: float, print_lock: threading.Lock) -> None:
     """Train the runs one after another (a lane), each logging to its own file. A run whose
-    exact command already finished in --work-dir is read back; one that `extends` a finished
-    run resumes it with the larger budget."""
+    exact command already finished in --work-dir with the settings it resolves to now is read
+    back; one that `extends` a finished run resumes it with the larger budget."""
     for run in runs:
         run.started_s = time.monotonic() - started
         done = Path(run.output + ".command")  # the command of the finished run in run.output
         finished = shlex.split(done.read_text(encoding="utf-8")) if done.is_file() else None
+        if finished and not same_settings(run.command, Path(run.output)):
+            finished = None  # the same command trains something else now: train it again
         reuse = finished == run.command
         if finished and not reuse and extends(finished, run.command, Path(run.output)):
             run.extended_from = _without_budget(finished)[1]

@@ -32,47 +32,19 @@ from model.checkpoint import (
     write_directory_atomically,
 )
 from model.config import TrainConfig, parse_config
-from model.corpora import Corpus, load_corpus
 from model.curves import plot_curves
+from model.data import Data, prepare_data
 from model.distributed import init_world, wrap_for_training
 from model.embeddings import load_pretrained
 from model.inference import score_lines
 from model.resume import RESUME_STATE, RESUME_TENSORS, read_snapshot, write_snapshot
 from model.rnn import ModelConfig, RNNLanguageModel
-from model.tokenizers import TokenizerSpec, build_tokenizer
 from model.vocab import Vocab
+from model.word2vec import initialise_embeddings
 
 METRICS = "metrics.jsonl"
 CURVES = "curves.png"
 log = logging.getLogger("nextword.train")
-
-
-@dataclass
-class Data:
-    """A run's corpus, vocabulary and the id lines of each split."""
-
-    spec: TokenizerSpec
-    corpus: Corpus
-    vocab: Vocab
-    ids: dict[str, list[list[int]]]
-
-
-def prepare_data(config: TrainConfig) -> Data:
-    """Tokenize (or read from the cache), build the vocabulary from train, map splits to ids."""
-    spec = TokenizerSpec(
-        name=config.tokenizer,
-        nfkc=config.nfkc,
-        lowercase=config.lowercase,
-        user_dict=config.user_dict,
-    )
-    named = {"train": config.train_file, "valid": config.valid_file, "test": config.test_file}
-    files = {split: path for split, path in named.items() if path} or None
-    corpus = load_corpus(config.corpus, build_tokenizer(spec), files)
-    if config.max_train_lines is not None:
-        corpus.splits["train"] = corpus.splits["train"][: config.max_train_lines]
-    vocab = Vocab.build(corpus.splits["train"], config.min_freq, config.max_vocab)
-    ids = {split: [vocab.encode(line) for line in lines] for split, lines in corpus.splits.items()}
-    return Data(spec, corpus, vocab, ids)
 
 
 def build_model(config: TrainConfig, vocab: Vocab) -> tuple[RNNLanguageModel, float | None]:
@@ -96,15 +68,21 @@ def build_model(config: TrainConfig, vocab: Vocab) -> tuple[RNNLanguageModel, fl
         )
     )
     coverage = None
-    if config.pretrained_embeddings:
+    if config.pretrained_embeddings and config.word2vec_init:
+        raise ValueError(
+            "--pretrained-embeddings and --word2vec-init both set the embeddings: keep one "
+            "(--no-word2vec-init turns off the default preset's)"
+        )
+    if config.pretrained_embeddings or config.word2vec_init:
         if not isinstance(model.embedding, torch.nn.Embedding):
             raise ValueError(
-                "pretrained embeddings need a plain embedding table: drop --tie-weights, or "
-                "use --output-layer full with it"
+                "pretrained or word2vec embeddings need a plain embedding table: drop "
+                "--tie-weights, use --output-layer full with it, or add --no-word2vec-init"
             )
+        model.embedding.weight.requires_grad_(not config.freeze_embeddings)
+    if config.pretrained_embeddings:
         with torch.no_grad():
             coverage = load_pretrained(config.pretrained_embeddings, vocab, model.embedding.weight)
-        model.embedding.weight.requires_grad_(not config.freeze_embeddings)
     return model, coverage
 
 
@@ -151,7 +129,7 @@ class Progress:
     batch: int = 0  # next batch of the epoch
     step: int = 0
     tokens_seen: int = 0
-    elapsed_seconds: float = 0.0  # training only: validation and writes stop the clock
+    elapsed_seconds: float = 0.0  # training (and word2vec) only: validation and writes stop it
     lr: float = 0.0
     best_valid_ppl: float = math.inf
     best_epoch_end_ppl: float = math.inf  # what the plateau schedule and patience compare with
@@ -171,11 +149,20 @@ class Trainer:
         self.dtype = resolve_precision(config.precision, self.device)
         torch.manual_seed(config.seed)  # the same initial weights on every rank
         self.model, self.coverage = build_model(config, data.vocab)
+        vector_seconds = 0.0
+        if config.word2vec_init and not config.resume:  # a resumed run has its weights
+            started = time.monotonic()
+            weight = self.model.embedding.weight
+            with torch.no_grad():
+                self.coverage = initialise_embeddings(data, weight, config.seed)
+            vector_seconds = time.monotonic() - started
+            log.info("word2vec vectors trained in %.1f s", vector_seconds)
         self.model.to(self.device)
         self.trainable = wrap_for_training(self.model, self.world)
         torch.manual_seed(config.seed + self.world.rank)  # but each rank its own dropout
         self.optimizer = build_optimizer(config, self.model)
-        self.progress = Progress(lr=config.lr)
+        # the vectors' time counts against the budget, as training time
+        self.progress = Progress(lr=config.lr, elapsed_seconds=vector_seconds)
         self.best_state: dict[str, torch.Tensor] | None = None
         self.average: WeightAverage | None = None
         self._last_snapshot = time.monotonic()

@@ -11,9 +11,11 @@ from bench.time_to_ppl import (
     format_time,
     format_time_ratio,
     overall_tokens_per_second,
+    same_settings,
     time_ratio,
     time_to_target,
 )
+from model.config import parse_config
 
 
 def _curve(*points):
@@ -104,14 +106,16 @@ def test_time_to_target_counts_the_averaged_weights_when_they_are_better():
     assert time_to_target(curve, 290.0) == pytest.approx(30 + 30 * 110 / 120)
 
 
-def _finished_run(directory, schedule):
+TRAIN = ["python", "-m", "model.train", "--preset", "plain", "--output", "out"]
+
+
+def _finished_run(directory, schedule, command=TRAIN):
+    """An output directory whose config.json records what `command` resolves to."""
     directory.mkdir()
-    config = {"training": {"config": {"schedule": schedule}}}
+    settings = parse_config(command[3:]).to_dict() | {"schedule": schedule}
+    config = {"training": {"config": settings}}
     (directory / "config.json").write_text(json.dumps(config), encoding="utf-8")
     return directory
-
-
-TRAIN = ["python", "-m", "model.train", "--preset", "plain", "--output", "out"]
 
 
 def test_a_plateau_run_is_extended_only_to_a_larger_budget_of_the_same_command(tmp_path):
@@ -126,3 +130,13 @@ def test_a_plateau_run_is_extended_only_to_a_larger_budget_of_the_same_command(t
 def test_a_cosine_run_is_never_extended_since_its_course_depends_on_the_budget(tmp_path):
     output = _finished_run(tmp_path / "ours", "cosine")
     assert not extends([*TRAIN, "--max-minutes", "5"], [*TRAIN, "--max-minutes", "9"], output)
+
+
+def test_a_finished_run_counts_only_while_its_command_still_means_the_same_settings(tmp_path):
+    output = _finished_run(tmp_path / "plain", "plateau")
+    assert same_settings([*TRAIN, "--max-minutes", "30"], output)  # the budget may differ
+    assert not same_settings([*TRAIN, "--lr", "5"], output)
+    changed = json.loads((output / "config.json").read_text(encoding="utf-8"))
+    changed["training"]["config"]["hidden_size"] = 999  # as if the preset had changed since
+    (output / "config.json").write_text(json.dumps(changed), encoding="utf-8")
+    assert not same_settings(TRAIN, output)
