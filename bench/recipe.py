@@ -4,10 +4,11 @@ trained at the default budget on peoples-daily, one run at a time with every cor
     python -m bench.recipe                                   # base + the default variants
     python -m bench.recipe --variants base tied fp32         # any subset, in that order
 
-Each variant is the default preset plus its flags (VARIANTS); `word2vec` first trains vectors
-with `python -m model.word2vec` and gives the language model what is left of the budget, so
-it is compared at equal wall time. Figures come from each run's metrics.jsonl and config.json;
-writes OUT/recipe.md and .json (OUT = --out-dir, default docs/) and prints the table.
+Each variant is the default preset plus its flags (VARIANTS), at the preset's budget; the
+preset starts from word2vec vectors trained inside that budget, and `no-word2vec` turns them
+off, so both are compared at equal wall time. Figures come from each run's metrics.jsonl and
+config.json; writes OUT/recipe.md and .json (OUT = --out-dir, default docs/) and prints the
+table.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import subprocess
 import sys
 import tempfile
 import threading
@@ -39,34 +39,19 @@ VARIANTS: dict[str, tuple[str, ...]] = {
         "--dropout-words",
         "0.05",
     ),
-    "word2vec": ("--pretrained-embeddings",),  # + the vectors trained first, in the budget
+    "no-word2vec": ("--no-word2vec-init",),
     "tied": ("--tie-weights",),
     "weight-decay": ("--weight-decay", "0.1"),
     "fp32": ("--precision", "fp32"),
 }
-DEFAULT_VARIANTS = ("base", "average", "variable-bptt", "variational-dropout", "word2vec")
-
-
-def train_vectors(work_dir: Path) -> tuple[Path, float]:
-    """Word2vec vectors for the default model (256 wide) and the seconds they took."""
-    path = work_dir / "word2vec-256.bin"
-    started = time.monotonic()
-    command = [sys.executable, "-m", "model.word2vec", "--output", str(path), "--workers", "2"]
-    subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    return path, time.monotonic() - started
+DEFAULT_VARIANTS = ("base", "average", "variable-bptt", "variational-dropout", "no-word2vec")
 
 
 def plan_run(variant: str, work_dir: Path) -> Run:
-    """The model.train command of one variant (word2vec's vectors are trained here, first)."""
-    flags = list(VARIANTS[variant])
-    minutes = BUDGET_MINUTES
-    if variant == "word2vec":
-        vectors, seconds = train_vectors(work_dir)
-        flags.append(str(vectors))
-        minutes -= seconds / 60  # equal wall time: the vectors count against the budget
+    """The model.train command of one variant."""
     output = work_dir / variant
-    command = [sys.executable, "-m", "model.train", "--preset", "default", *flags]
-    command += ["--max-minutes", f"{minutes:.2f}", "--output", str(output), "--no-progress"]
+    command = [sys.executable, "-m", "model.train", "--preset", "default", *VARIANTS[variant]]
+    command += ["--output", str(output), "--no-progress"]
     return Run("peoples-daily", variant, command, str(output), str(work_dir / f"{variant}.log"))
 
 
@@ -79,7 +64,7 @@ def table(runs: list[Run]) -> list[str]:
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for run in runs:
-        flags = " ".join(VARIANTS[run.mode]) + (" (vectors)" if run.mode == "word2vec" else "")
+        flags = " ".join(VARIANTS[run.mode])
         if run.returncode != 0 or not run.curve or run.test_ppl is None:
             out.append(f"| {run.mode} | `{flags}` | failed: see {run.log} | | | | | |")
             continue
@@ -116,8 +101,8 @@ def main(argv: list[str] | None = None) -> None:
             "# The stronger recipe, one option at a time (peoples-daily, default budget)",
             "",
             f"Machine: {machine()}. Command: `{command.strip()}`, one run at a time.",
-            f"Each variant is `--preset default` ({BUDGET_MINUTES:g} minutes of training) plus "
-            "its flags; word2vec's vectors are trained first and count against the budget.",
+            f"Each variant is `--preset default` ({BUDGET_MINUTES:g} minutes of training, the "
+            "word2vec vectors it starts from included) plus its flags.",
             "",
             *table(runs),
         ]

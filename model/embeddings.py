@@ -11,7 +11,7 @@ The formats, as `load_pretrained` tells them apart:
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -44,12 +44,20 @@ def load_pretrained(path: Path | str, vocab: Vocab, embedding: torch.Tensor) -> 
         vectors = _binary_vectors(path, header[0], width, vocab)
     else:
         vectors = _text_vectors(path, header is not None, width, vocab)
+    return copy_vectors(vectors, len(vocab), embedding)
+
+
+def copy_vectors(
+    vectors: Iterable[tuple[int, np.ndarray]], vocab_size: int, embedding: torch.Tensor
+) -> float:
+    """Write (vocabulary index, vector) pairs into the rows of `embedding` (V, E) in place;
+    returns the coverage, the share of the vocabulary that got a vector."""
     rows = dict(vectors)  # vocabulary index -> (E,) float32; of a word listed twice, the last
     if rows:
         indices = torch.tensor(list(rows), dtype=torch.long)
         values = np.stack(list(rows.values())).astype(np.float32)  # (found, E), native order
         embedding[indices] = torch.from_numpy(values).to(embedding.device, embedding.dtype)
-    return len(rows) / len(vocab)
+    return len(rows) / vocab_size
 
 
 def _width_message(path: Path, what: str, width: int) -> str:

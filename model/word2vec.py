@@ -4,12 +4,14 @@ The sentences are the training split tokenized exactly as `model.train` tokenize
 flags, its cache, its vocabulary), in the form the language model reads them: `<eos>` first (the
 model's start input, see model/batching.py), words outside the vocabulary as `<unk>`. So with
 the default --min-count every vocabulary entry, <unk> and <eos> included, gets a vector.
-Valid and test lines are never seen. Needs the optional gensim: pip install -e ".[word2vec]".
+Valid and test lines are never seen. `initialise_embeddings` does the same inside a training
+run (`--word2vec-init`, on in the default preset) without a file.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import time
 import zlib
@@ -19,10 +21,12 @@ from pathlib import Path
 import torch
 
 from model.config import TrainConfig
-from model.embeddings import load_pretrained
-from model.train import Data, prepare_data
+from model.data import Data, prepare_data
+from model.embeddings import copy_vectors, load_pretrained
 from model.vocab import EOS
 
+# skip-gram settings of both the command line's defaults and --word2vec-init
+WINDOW, MIN_COUNT, EPOCHS = 5, 2, 5
 _TRAIN_FIELDS = {f.name: f for f in fields(TrainConfig)}
 # model.train's flags that decide the tokens and the vocabulary; their help and defaults are
 # TrainConfig's, so both commands read a corpus the same way
@@ -56,11 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--size", type=int, default=default_size, help="vector width: the model's embedding_size"
     )
-    parser.add_argument("--window", type=int, default=5, help="context words on each side")
+    parser.add_argument("--window", type=int, default=WINDOW, help="context words on each side")
     parser.add_argument(
-        "--min-count", type=int, default=2, help="drop words seen fewer times in train"
+        "--min-count", type=int, default=MIN_COUNT, help="drop words seen fewer times in train"
     )
-    parser.add_argument("--epochs", type=int, default=5, help="passes over the training split")
+    parser.add_argument("--epochs", type=int, default=EPOCHS, help="passes over the training split")
     algorithm = parser.add_mutually_exclusive_group()
     algorithm.add_argument(
         "--sg", dest="sg", action="store_true", default=True, help="skip-gram (the default)"
@@ -94,36 +98,48 @@ def _stable_hash(text: str) -> int:
     return zlib.crc32(text.encode("utf-8"))
 
 
-def import_word2vec() -> type:
-    """gensim's Word2Vec class; exits with the install command when gensim is missing."""
-    try:
-        from gensim.models import Word2Vec
-    except ImportError:
-        raise SystemExit(
-            'model.word2vec needs gensim, an optional dependency: pip install -e ".[word2vec]"'
-        ) from None
-    return Word2Vec
+def fit_vectors(
+    sentences: list[list[str]],
+    size: int,
+    *,
+    seed: int,
+    window: int = WINDOW,
+    min_count: int = MIN_COUNT,
+    epochs: int = EPOCHS,
+    skip_gram: bool = True,
+    workers: int = 1,
+):
+    """A gensim Word2Vec model trained on `sentences` (gensim is imported here, when vectors are
+    trained, since it takes a second to import)."""
+    from gensim.models import Word2Vec
 
-
-def train_vectors(word2vec: type, sentences: list[list[str]], args: argparse.Namespace):
-    """A gensim Word2Vec model trained on `sentences` with the command line's settings."""
-    return word2vec(
+    return Word2Vec(
         sentences=sentences,
-        vector_size=args.size,
-        window=args.window,
-        min_count=args.min_count,
-        sg=int(args.sg),
-        workers=args.workers,
-        seed=args.seed,
-        epochs=args.epochs,
+        vector_size=size,
+        window=window,
+        min_count=min_count,
+        sg=int(skip_gram),
+        workers=workers,
+        seed=seed,
+        epochs=epochs,
         hashfxn=_stable_hash,
     )
+
+
+def initialise_embeddings(data: Data, embedding: torch.Tensor, seed: int) -> float:
+    """Train skip-gram vectors with the defaults above on the training split and copy them into
+    `embedding` (V, E) in place, for --word2vec-init; returns the vocabulary's coverage. One
+    worker thread, so that a seeded run is the same every time."""
+    logging.getLogger("gensim").setLevel(logging.WARNING)  # the run's log is about the LM
+    vectors = fit_vectors(training_sentences(data), embedding.size(1), seed=seed).wv
+    stoi = data.vocab.stoi
+    found = ((stoi[word], vectors[word]) for word in vectors.index_to_key if word in stoi)
+    return copy_vectors(found, len(data.vocab), embedding)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Train vectors, write them to --output, print the training vocabulary's coverage."""
     args = build_parser().parse_args(argv)
-    word2vec = import_word2vec()  # before the minutes of tokenizing a new corpus
     overrides = {name: getattr(args, name) for name in DATA_FLAGS}
     config = TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
     started = time.perf_counter()
@@ -131,7 +147,16 @@ def main(argv: list[str] | None = None) -> None:
     sentences = training_sentences(data)
     words = sum(len(s) for s in sentences)
     print(f"{data.corpus.name}: {len(sentences)} training lines, {words} tokens with <eos>")
-    model = train_vectors(word2vec, sentences, args)
+    model = fit_vectors(
+        sentences,
+        args.size,
+        seed=args.seed,
+        window=args.window,
+        min_count=args.min_count,
+        epochs=args.epochs,
+        skip_gram=args.sg,
+        workers=args.workers,
+    )
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     temporary = output.with_name(f".{output.name}.tmp{os.getpid()}")

@@ -1,17 +1,16 @@
 """python -m model.word2vec on the tiny corpus: the vectors load into a model's embedding and a
-training run starts from them."""
+training run starts from them; --word2vec-init does the same inside a run."""
 
 from __future__ import annotations
-
-import sys
 
 import pytest
 import torch
 from gensim.models import KeyedVectors
 
 from model import word2vec
+from model.data import prepare_data
 from model.embeddings import load_pretrained
-from model.train import build_model, prepare_data
+from model.train import Trainer, build_model, train
 from model.vocab import EOS
 
 SIZE = 32  # tiny_config's embedding_size
@@ -76,8 +75,40 @@ def test_text_output_holds_the_same_vectors(vectors_file, tiny_corpus_file, tmp_
     assert torch.equal(torch.from_numpy(text.vectors), torch.from_numpy(binary.vectors))
 
 
-def test_missing_gensim_names_the_install_command(monkeypatch, tmp_path):
-    monkeypatch.setitem(sys.modules, "gensim", None)  # makes `import gensim...` fail
-    monkeypatch.setitem(sys.modules, "gensim.models", None)
-    with pytest.raises(SystemExit, match=r'pip install -e "\.\[word2vec\]"'):
-        run_word2vec("peoples-daily", tmp_path / "vectors.bin")
+def test_word2vec_init_starts_the_embeddings_from_vectors_of_the_training_split(
+    tiny_config, tmp_path
+):
+    config = tiny_config(tmp_path / "run", word2vec_init=True)
+    data = prepare_data(config)
+    trainer = Trainer(config, data)
+    assert trainer.coverage == 1.0
+    keyed = word2vec.fit_vectors(word2vec.training_sentences(data), SIZE, seed=config.seed).wv
+    for word in [*data.vocab.itos[:50], "<unk>", "<eos>"]:
+        expected = torch.from_numpy(keyed[word].copy())
+        assert torch.equal(trainer.model.embedding.weight[data.vocab.stoi[word]].detach(), expected)
+    assert trainer.progress.elapsed_seconds > 0  # the vectors' time is in the budget
+
+
+def test_a_resumed_run_does_not_train_its_vectors_again(tiny_config, tmp_path, monkeypatch):
+    config = tiny_config(tmp_path / "run", word2vec_init=True, max_steps=3)
+    train(config)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("vectors trained again on --resume")
+
+    monkeypatch.setattr("model.train.initialise_embeddings", refuse)
+    config.resume, config.max_steps = True, 5
+    assert train(config)["steps"] == 5
+
+
+@pytest.mark.parametrize(
+    "clash, message",
+    [
+        ({"pretrained_embeddings": "vectors.bin"}, "keep one"),
+        ({"tie_weights": True}, "--no-word2vec-init"),
+    ],
+)
+def test_word2vec_init_refuses_settings_it_cannot_serve(tiny_config, tmp_path, clash, message):
+    config = tiny_config(tmp_path / "run", word2vec_init=True, **clash)
+    with pytest.raises(ValueError, match=message):
+        build_model(config, prepare_data(config).vocab)
