@@ -3,12 +3,13 @@ trained at the default budget on peoples-daily, one run at a time with every cor
 
     python -m bench.recipe                                   # base + the default variants
     python -m bench.recipe --variants base tied fp32         # any subset, in that order
+    python -m bench.recipe --variants base fp32 --max-steps 600 --name precision  # equal tokens
 
 Each variant is the default preset plus its flags (VARIANTS), at the preset's budget; the
 preset starts from word2vec vectors trained inside that budget, and `no-word2vec` turns them
-off, so both are compared at equal wall time. Figures come from each run's metrics.jsonl and
-config.json; writes OUT/recipe.md and .json (OUT = --out-dir, default docs/) and prints the
-table.
+off, so both are compared at equal wall time; --max-steps compares them at equal tokens
+instead. Figures come from each run's metrics.jsonl and config.json; writes OUT/NAME.md and
+.json (OUT = --out-dir, default docs/; NAME = --name, default recipe) and prints the table.
 """
 
 from __future__ import annotations
@@ -47,10 +48,13 @@ VARIANTS: dict[str, tuple[str, ...]] = {
 DEFAULT_VARIANTS = ("base", "average", "variable-bptt", "variational-dropout", "no-word2vec")
 
 
-def plan_run(variant: str, work_dir: Path) -> Run:
-    """The model.train command of one variant."""
+def plan_run(variant: str, work_dir: Path, max_steps: int | None = None) -> Run:
+    """The model.train command of one variant: at the preset's time budget, or at `max_steps`
+    optimizer steps (equal tokens; the cosine schedule then runs over the steps)."""
     output = work_dir / variant
     command = [sys.executable, "-m", "model.train", "--preset", "default", *VARIANTS[variant]]
+    if max_steps is not None:
+        command += ["--max-minutes", "0", "--max-steps", str(max_steps)]
     command += ["--output", str(output), "--no-progress"]
     return Run("peoples-daily", variant, command, str(output), str(work_dir / f"{variant}.log"))
 
@@ -85,32 +89,43 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--variants", nargs="+", choices=sorted(VARIANTS), default=list(DEFAULT_VARIANTS)
     )
+    parser.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="train every variant this many steps instead of the time budget (equal tokens)",
+    )
     parser.add_argument("--work-dir", type=Path, default=None, help="keep checkpoints here")
-    parser.add_argument("--out-dir", type=Path, default=ROOT / "docs", help="writes recipe.*")
+    parser.add_argument("--out-dir", type=Path, default=ROOT / "docs", help="writes NAME.*")
+    parser.add_argument("--name", default="recipe", help="report file name (NAME.md, NAME.json)")
     args = parser.parse_args(argv)
     work_dir = (args.work_dir or Path(tempfile.mkdtemp(prefix="recipe-"))).resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
     started, lock, runs = time.monotonic(), threading.Lock(), []
     for variant in args.variants:
-        run = plan_run(variant, work_dir)
+        run = plan_run(variant, work_dir, args.max_steps)
         run_lane([run], started, lock)
         runs.append(run)
     command = " ".join(["python -m bench.recipe", *map(shlex.quote, argv or sys.argv[1:])])
+    budget = (
+        f"{args.max_steps} optimizer steps (equal tokens; cosine schedule over the steps)"
+        if args.max_steps
+        else f"{BUDGET_MINUTES:g} minutes of training, the word2vec vectors it starts from included"
+    )
     text = "\n".join(
         [
-            "# The stronger recipe, one option at a time (peoples-daily, default budget)",
+            "# The default preset, one option at a time (peoples-daily)",
             "",
             f"Machine: {machine()}. Command: `{command.strip()}`, one run at a time.",
-            f"Each variant is `--preset default` ({BUDGET_MINUTES:g} minutes of training, the "
-            "word2vec vectors it starts from included) plus its flags.",
+            f"Each variant is `--preset default` ({budget}) plus its flags.",
             "",
             *table(runs),
         ]
     )
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / "recipe.md").write_text(text + "\n", encoding="utf-8")
+    (args.out_dir / f"{args.name}.md").write_text(text + "\n", encoding="utf-8")
     report = {"machine": machine(), "command": command, "runs": [asdict(r) for r in runs]}
-    (args.out_dir / "recipe.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out_dir / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
     print(text)
 
 

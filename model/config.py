@@ -88,7 +88,9 @@ class TrainConfig:
         "average the weights after every step once this share of the budget is spent (e.g. "
         "0.5); the average is validated too and kept when it is the better model",
     )
-    max_minutes: float | None = _flag(None, "training time budget in minutes")
+    max_minutes: float | None = _flag(
+        None, "training time budget in minutes (0: none, e.g. to train a preset by --max-steps)"
+    )
     max_steps: int | None = _flag(None, "stop after this many optimizer steps")
     eval_every_minutes: float | None = _flag(None, "also validate (and keep the best) this often")
     snapshot_minutes: float = _flag(2.0, "write a resumable snapshot this often")

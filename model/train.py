@@ -333,7 +333,7 @@ class Trainer:
         c, p = self.config, self.progress
         if c.max_steps is not None and p.step >= c.max_steps:
             return True
-        return c.max_minutes is not None and p.elapsed_seconds >= c.max_minutes * 60
+        return bool(c.max_minutes) and p.elapsed_seconds >= (c.max_minutes or 0) * 60
 
     def train_batch(self, batch) -> tuple[float, int]:
         """One batch of lines, window by window; returns (summed loss, targets)."""

@@ -218,3 +218,8 @@ def test_a_budget_ending_mid_epoch_neither_anneals_nor_counts_patience(
     progress = json.loads((tmp_path / "run" / "resume.json").read_text())["progress"]
     assert progress["epoch"] == 1 and progress["batch"] > 0  # stopped inside epoch 2
     assert progress["lr"] == 1.0 and progress["epochs_without_gain"] == 0
+
+
+def test_max_minutes_zero_means_no_time_budget(tiny_config, tmp_path):
+    stats = train(tiny_config(tmp_path / "run", max_minutes=0.0, max_steps=4))
+    assert stats["steps"] == 4  # not stopped before the first step
