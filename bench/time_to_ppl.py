@@ -10,7 +10,7 @@ Three modes, each a real `python -m model.train` process, validating every
                 --plain-minutes (30) on peoples-daily, --plain-minutes-wikitext (10) on
                 wikitext-2;
   ours-small    --preset default at the plain size (--embedding-size 200 --hidden-size 200);
-  ours-default  --preset default (both ours modes: the preset's own 9-minute budget).
+  ours-default  --preset default (both ours modes: the preset's own 10-minute budget).
 
 By default one run at a time, with all the cores (torch's default threads). --two-lanes trains
 two processes at once, one thread each: plain in one lane, the ours modes in the other (on this
@@ -503,7 +503,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--ours-minutes",
         type=float,
         default=None,
-        help="ours modes' budget (default: the default preset's own, 9 minutes)",
+        help="ours modes' budget (default: the default preset's own, 10 minutes)",
     )
     parser.add_argument(
         "--ours-minutes-wikitext",
