@@ -133,7 +133,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # the best recipe measured within an hour on a 2-core CPU: wider, more dropout, longer
     "large": _DEFAULT
     | dict(
-        max_minutes=60.0,
+        max_minutes=30.0,
         hidden_size=640,
         dropout_embedding=0.2,
         dropout_hidden=0.4,
