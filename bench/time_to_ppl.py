@@ -42,7 +42,7 @@ from pathlib import Path
 import torch
 
 from bench.train_speed import machine
-from model.config import parse_config
+from model.config import TrainConfig, parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 KN5_VALID_PPL = 295.0  # DATA.md: interpolated modified Kneser-Ney 5-gram, peoples-daily valid
@@ -257,7 +257,8 @@ def same_settings(command: Sequence[str], output: Path) -> bool:
     arguments = list(command[list(command).index("model.train") + 1 :])
     now = json.loads(json.dumps(parse_config(arguments).to_dict()))
     config = json.loads((output / "config.json").read_text(encoding="utf-8"))
-    then = config["training"]["config"]
+    # a setting added since that run was trained did not exist then: it ran as its default
+    then = json.loads(json.dumps(TrainConfig().to_dict())) | config["training"]["config"]
     ignored = ("max_minutes", "resume")
     return {k: v for k, v in now.items() if k not in ignored} == {
         k: v for k, v in then.items() if k not in ignored
@@ -297,6 +298,9 @@ def run_lane(runs: Sequence[Run], started: float, print_lock: threading.Lock) ->
         if reuse:
             run.returncode, run.reused = 0, True
         else:
+            if not run.extended_from:  # a stale or failed run there is trained again afresh
+                shutil.rmtree(run.output, ignore_errors=True)
+                done.unlink(missing_ok=True)
             resume = ["--resume"] if run.extended_from else []
             with open(run.log, "a" if resume else "w", encoding="utf-8") as log:
                 process = subprocess.run(

@@ -140,3 +140,12 @@ def test_a_finished_run_counts_only_while_its_command_still_means_the_same_setti
     changed["training"]["config"]["hidden_size"] = 999  # as if the preset had changed since
     (output / "config.json").write_text(json.dumps(changed), encoding="utf-8")
     assert not same_settings(TRAIN, output)
+
+
+def test_a_setting_added_since_a_run_counts_as_its_default_then(tmp_path):
+    output = _finished_run(tmp_path / "plain", "plateau")
+    older = json.loads((output / "config.json").read_text(encoding="utf-8"))
+    del older["training"]["config"]["word2vec_init"]  # trained before the flag existed
+    (output / "config.json").write_text(json.dumps(older), encoding="utf-8")
+    assert same_settings(TRAIN, output)  # the plain preset leaves it at its default
+    assert not same_settings([*TRAIN, "--word2vec-init"], output)
