@@ -213,7 +213,7 @@ def describe_size(directory: Path, config: dict) -> str:
     """'2×200 LSTM (emb 200), full softmax, fp32, 7.9M params' from a checkpoint."""
     from safetensors.torch import load_file
 
-    from model.train import resolve_device, resolve_precision
+    from model.hardware import resolve_device, resolve_precision
 
     params = sum(t.numel() for t in load_file(str(directory / "model.safetensors")).values())
     dtype = resolve_precision(config["precision"], resolve_device(config["device"]))

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from model.batching import line_batch
+from model.hardware import cpu_bf16_missing
 from model.rnn import CELLS, ModelConfig, RNNLanguageModel, locked_dropout, word_dropout
 
 VOCAB = 50
@@ -143,6 +144,7 @@ def test_lengths_stop_each_row_at_its_own_end():
     assert torch.allclose(state[:, :, 1], short_state[:, :, 0], atol=1e-6)
 
 
+@pytest.mark.skipif(cpu_bf16_missing() is not None, reason=f"no bf16 here: {cpu_bf16_missing()}")
 @pytest.mark.parametrize("cell", CELLS)
 def test_every_cell_trains_under_bf16_autocast(cell):
     model = RNNLanguageModel(
