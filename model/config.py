@@ -64,6 +64,7 @@ class TrainConfig:
         "first train word2vec vectors on the training split (gensim skip-gram; under a minute "
         "on peoples-daily, counted in --max-minutes) and start the embeddings from them",
     )
+    word2vec_epochs: int = _flag(5, "passes of --word2vec-init over the training split")
     freeze_embeddings: bool = _flag(False, "keep pretrained embeddings fixed")
     # optimisation
     optimizer: str = _flag("adamw", "sgd (lr annealed on a valid plateau) | adamw")
@@ -88,10 +89,17 @@ class TrainConfig:
         "average the weights after every step once this share of the budget is spent (e.g. "
         "0.5); the average is validated too and kept when it is the better model",
     )
-    max_minutes: float | None = _flag(
-        None, "training time budget in minutes (0: none, e.g. to train a preset by --max-steps)"
+    max_tokens: int | None = _flag(
+        None,
+        "training budget in tokens (targets read): the same on every machine, so the same "
+        "command gives the same model; the cosine schedule spans it",
     )
     max_steps: int | None = _flag(None, "stop after this many optimizer steps")
+    max_minutes: float | None = _flag(
+        None,
+        "optional cap on training time in minutes, word2vec included (0: none); a run it cuts "
+        "short says so and depends on the machine's speed",
+    )
     eval_every_minutes: float | None = _flag(None, "also validate (and keep the best) this often")
     snapshot_minutes: float = _flag(2.0, "write a resumable snapshot this often")
     seed: int = _flag(1234, "random seed")

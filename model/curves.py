@@ -3,6 +3,7 @@ from the run's JSON-lines log into a PNG next to the checkpoint."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,7 +19,8 @@ def plot_curves(history: Sequence[dict], path: Path, title: str = "") -> None:
     x_axes = (("tokens_seen", 1e6, "tokens seen (millions)"), ("wall_seconds", 60, "minutes"))
     for axis, (key, scale, label) in zip(axes, x_axes, strict=True):
         xs = [row[key] / scale for row in history]
-        axis.plot(xs, [row["train_ppl"] for row in history], "o-", label="train")
+        train = [math.nan if row["train_ppl"] is None else row["train_ppl"] for row in history]
+        axis.plot(xs, train, "o-", label="train")  # nan: a validation before any training
         axis.plot(xs, [row["valid_ppl"] for row in history], "s-", label="valid")
         axis.set_xlabel(label)
         axis.set_yscale("log")

@@ -15,6 +15,7 @@ import random
 import sys
 import time
 from contextlib import nullcontext
+from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from model.checkpoint import (
 from model.config import TrainConfig, parse_config
 from model.curves import plot_curves
 from model.data import Data, prepare_data
-from model.distributed import init_world, wrap_for_training
+from model.distributed import LossHead, init_world, wrap_for_training
 from model.embeddings import load_pretrained
 from model.hardware import resolve_device, resolve_precision
 from model.inference import score_lines
@@ -100,6 +101,42 @@ def build_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.
     raise ValueError(f"unknown optimizer {config.optimizer!r}; choose sgd or adamw")
 
 
+def measure_tokens_per_second(
+    config: TrainConfig, model: RNNLanguageModel, data: Data, device: torch.device
+) -> float:
+    """Training tokens/s of this model and optimizer here, timed over a few windows of a
+    mid-length training batch on a copy (after one warm-up window). The run's own weights,
+    optimizer and random state are untouched, so a run that announces its plan trains exactly
+    as one that does not."""
+    batches = make_batches(
+        data.ids["train"],
+        data.vocab.eos_id,
+        config.batch_size,
+        None,
+        config.step_tokens,
+        config.bptt,
+    )
+    middle = batches[len(batches) // 2 :][:8]
+    windows = [window for batch in middle for window in batch.windows(config.bptt)][:5]
+    copy = deepcopy(model).to(device).train()
+    head, optimizer = LossHead(copy), build_optimizer(config, copy)
+    dtype = resolve_precision(config.precision, device)
+    seconds, tokens = 0.0, 0
+    with torch.random.fork_rng(devices=[]):
+        for index, (inputs, targets) in enumerate(windows):
+            started = time.perf_counter()
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+                log_probs, _ = head(inputs.to(device), targets.to(device), None)
+            loss = -log_probs.float().mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if index:  # the first window warms up
+                seconds += time.perf_counter() - started
+                tokens += log_probs.numel()
+    return tokens / max(seconds, 1e-9)
+
+
 @dataclass
 class Progress:
     """Where a run stands; saved in every snapshot so --resume continues exactly."""
@@ -128,20 +165,24 @@ class Trainer:
         self.dtype = resolve_precision(config.precision, self.device)
         torch.manual_seed(config.seed)  # the same initial weights on every rank
         self.model, self.coverage = build_model(config, data.vocab)
+        self.progress = Progress(lr=config.lr)
+        if self.world.is_main and config.progress and not config.resume:
+            self.announce_plan()
         vector_seconds = 0.0
         if config.word2vec_init and not config.resume:  # a resumed run has its weights
             started = time.monotonic()
             weight = self.model.embedding.weight
             with torch.no_grad():
-                self.coverage = initialise_embeddings(data, weight, config.seed)
+                self.coverage = initialise_embeddings(
+                    data, weight, config.seed, config.word2vec_epochs
+                )
             vector_seconds = time.monotonic() - started
             log.info("word2vec vectors trained in %.1f s", vector_seconds)
         self.model.to(self.device)
         self.trainable = wrap_for_training(self.model, self.world)
         torch.manual_seed(config.seed + self.world.rank)  # but each rank its own dropout
         self.optimizer = build_optimizer(config, self.model)
-        # the vectors' time counts against the budget, as training time
-        self.progress = Progress(lr=config.lr, elapsed_seconds=vector_seconds)
+        self.progress.elapsed_seconds = vector_seconds  # counted against a --max-minutes cap
         self.best_state: dict[str, torch.Tensor] | None = None
         self.average: WeightAverage | None = None
         self._last_snapshot = time.monotonic()
@@ -179,6 +220,7 @@ class Trainer:
                 "wall_seconds": round(self.progress.elapsed_seconds, 1),
                 "best_valid_ppl": self.progress.best_valid_ppl,
                 "test_ppl": test_ppl,
+                "stopped_by": self.stop_reason(),
                 "pretrained_coverage": self.coverage,
             },
         }
@@ -231,7 +273,7 @@ class Trainer:
         )
         return math.exp(-log_likelihood / max(count, 1))
 
-    def validate(self, train_loss: float, epoch_end: bool = True) -> None:
+    def validate(self, train_loss: float | None, epoch_end: bool = True) -> None:
         """Valid ppl of the live weights (and of their average, when averaging); keep the best
         weights. At an epoch's end also anneal lr (plateau schedule) and count epochs without
         gain, comparing with earlier epoch ends only, as the classic recipe does; validations
@@ -258,8 +300,8 @@ class Trainer:
             "step": p.step,
             "tokens_seen": p.tokens_seen,
             "wall_seconds": round(p.elapsed_seconds, 2),
-            "train_loss": round(train_loss, 4),
-            "train_ppl": round(math.exp(min(train_loss, 50)), 2),
+            "train_loss": None if train_loss is None else round(train_loss, 4),
+            "train_ppl": None if train_loss is None else round(math.exp(min(train_loss, 50)), 2),
             "valid_ppl": round(valid_ppl, 2),
             "average_valid_ppl": round(average_ppl, 2) if average_ppl else None,
             "lr": p.lr,
@@ -284,14 +326,18 @@ class Trainer:
             group["lr"] = lr
 
     def budget_fraction(self) -> float:
-        """How much of the run's budget is spent, 0..1: the largest of the time, step and
-        epoch fractions that are bounded."""
+        """How much of the run's budget is spent, 0..1: the largest of the token, step, epoch
+        and time fractions that are bounded. The time cap counts only when it is the sole
+        budget besides epochs, so a run budgeted in tokens follows the same schedule on a
+        fast machine and a slow one."""
         c, p = self.config, self.progress
         fractions = [(p.epoch + self._epoch_fraction) / c.epochs]
-        if c.max_minutes:
-            fractions.append(p.elapsed_seconds / (c.max_minutes * 60))
+        if c.max_tokens:
+            fractions.append(p.tokens_seen / c.max_tokens)
         if c.max_steps:
             fractions.append(p.step / c.max_steps)
+        if c.max_minutes and not (c.max_tokens or c.max_steps):
+            fractions.append(p.elapsed_seconds / (c.max_minutes * 60))
         return min(1.0, max(fractions))
 
     def scheduled_lr(self) -> float:
@@ -307,12 +353,21 @@ class Trainer:
         enabled = self.dtype != torch.float32
         return torch.autocast(self.device.type, dtype=self.dtype, enabled=enabled)
 
-    def out_of_budget(self) -> bool:
-        """True once the time or step budget is spent."""
+    def count_budget_spent(self) -> bool:
+        """True once the token or step budget is spent (checked after every step)."""
         c, p = self.config, self.progress
         if c.max_steps is not None and p.step >= c.max_steps:
             return True
-        return bool(c.max_minutes) and p.elapsed_seconds >= (c.max_minutes or 0) * 60
+        return c.max_tokens is not None and p.tokens_seen >= c.max_tokens
+
+    def time_cap_reached(self) -> bool:
+        """True once --max-minutes of training (word2vec included) have passed."""
+        c = self.config
+        return bool(c.max_minutes) and self.progress.elapsed_seconds >= (c.max_minutes or 0) * 60
+
+    def out_of_budget(self) -> bool:
+        """True once the token, step or time budget is spent."""
+        return self.count_budget_spent() or self.time_cap_reached()
 
     def train_batch(self, batch) -> tuple[float, int]:
         """One batch of lines, window by window; returns (summed loss, targets)."""
@@ -337,9 +392,11 @@ class Trainer:
             self.progress.step += 1
             self._update_average()
             # every rank sees about as many targets: scale its share to the whole step
-            total += float(loss.detach()) * log_probs.numel() * self.world.size
-            count += log_probs.numel() * self.world.size
-            if self.config.max_steps is not None and self.progress.step >= self.config.max_steps:
+            targets_read = log_probs.numel() * self.world.size
+            total += float(loss.detach()) * targets_read
+            count += targets_read
+            self.progress.tokens_seen += targets_read
+            if self.count_budget_spent():
                 break
         return total, count
 
@@ -354,8 +411,9 @@ class Trainer:
         self.average.update()
         self.progress.averaged_steps = self.average.count
 
-    def run_epoch(self) -> None:
-        """Train from the current position to the end of the epoch (or of the budget)."""
+    def run_epoch(self, bar: tqdm) -> None:
+        """Train from the current position to the end of the epoch (or of the budget),
+        advancing the run's progress bar."""
         c, p = self.config, self.progress
         batches = make_batches(
             self.data.ids["train"],
@@ -366,17 +424,7 @@ class Trainer:
             bptt=c.bptt,
         )
         self._epoch_fraction = p.batch / len(batches)
-        total_targets = sum(b.num_targets for b in batches)
-        bar = tqdm(
-            total=total_targets,
-            unit="tok",
-            unit_scale=True,
-            disable=not (c.progress and self.world.is_main),
-            desc=f"epoch {p.epoch + 1}",
-            dynamic_ncols=True,
-            file=sys.stderr,
-        )
-        bar.update(sum(b.num_targets for b in batches[: p.batch]))
+        bar.set_description(f"epoch {p.epoch + 1}")
         self.model.train()
         loss_sum, loss_count = 0.0, 0
         while p.batch < len(batches) and not self.world.agree(self.out_of_budget())[0]:
@@ -385,7 +433,6 @@ class Trainer:
             p.elapsed_seconds += time.monotonic() - started
             p.batch += 1
             self._epoch_fraction = p.batch / len(batches)
-            p.tokens_seen += count
             loss_sum, loss_count = loss_sum + total, loss_count + count
             bar.update(count)
             mean = loss_sum / max(loss_count, 1)
@@ -396,7 +443,6 @@ class Trainer:
                 tok_s=f"{p.tokens_seen / max(p.elapsed_seconds, 1e-9):.0f}",
             )
             self._maybe_checkpoint_midway(mean)
-        bar.close()
         epoch_done = p.batch >= len(batches)
         if epoch_done:
             p.epoch, p.batch, self._epoch_fraction = p.epoch + 1, 0, 0.0
@@ -419,15 +465,76 @@ class Trainer:
         if snapshot_due:
             self.write()
 
+    def planned_tokens(self) -> int:
+        """Tokens the run reads unless patience stops it first: the smallest bounded budget
+        (a step budget counted at --step-tokens a step)."""
+        c = self.config
+        bounds = [c.epochs * sum(len(line) + 1 for line in self.data.ids["train"])]
+        if c.max_tokens:
+            bounds.append(c.max_tokens)
+        if c.max_steps:
+            bounds.append(c.max_steps * c.step_tokens)
+        return min(bounds)
+
+    def announce_plan(self) -> None:
+        """Log, before training, how many tokens the run reads and how long that should take on
+        this machine, from a few steps timed on a copy of the model."""
+        c = self.config
+        speed = measure_tokens_per_second(c, self.model, self.data, self.device)
+        tokens = self.planned_tokens()
+        vectors = f"word2vec vectors ({c.word2vec_epochs} passes) first, then " * c.word2vec_init
+        log.info(
+            "plan: %straining on %s tokens, about %.1f min on this machine (%s tokens/s timed "
+            "on a copy of the model)%s",
+            vectors,
+            f"{tokens:,}",
+            tokens / speed / 60,
+            f"{speed:,.0f}",
+            f"; capped at {c.max_minutes:g} min" if c.max_minutes else "",
+        )
+
+    def stop_reason(self) -> str:
+        """Which limit ended the run: 'tokens', 'steps', 'max_minutes', 'patience' or
+        'epochs'."""
+        c, p = self.config, self.progress
+        if c.max_tokens is not None and p.tokens_seen >= c.max_tokens:
+            return "tokens"
+        if c.max_steps is not None and p.step >= c.max_steps:
+            return "steps"
+        if self.time_cap_reached():
+            return "max_minutes"
+        return "patience" if p.epochs_without_gain >= c.patience else "epochs"
+
     def run(self) -> dict:
         """Train until the epochs, the patience or the budget run out; then score test with
         the best weights and write the final checkpoint. Returns the run's statistics."""
         c, p = self.config, self.progress
+        bar = tqdm(
+            total=self.planned_tokens(),
+            initial=p.tokens_seen,
+            unit="tok",
+            unit_scale=True,
+            disable=not (c.progress and self.world.is_main),
+            dynamic_ncols=True,
+            file=sys.stderr,
+        )
         while p.epoch < c.epochs and p.epochs_without_gain < c.patience:
             if self.world.agree(self.out_of_budget())[0]:
                 break
-            self.run_epoch()
+            self.run_epoch(bar)
             self.write()
+        bar.close()
+        if self.world.agree(not (self.output / WEIGHTS).is_file())[0]:
+            self.validate(None, epoch_end=False)  # the budget ended before any validation
+            self.write()
+        if self.stop_reason() == "max_minutes":
+            log.warning(
+                "--max-minutes %g stopped the run after %s of %s tokens: the model depends on "
+                "this machine's speed; leave the cap out to train the whole budget",
+                c.max_minutes,
+                f"{p.tokens_seen:,}",
+                f"{self.planned_tokens():,}",
+            )
         best = load_checkpoint(self.output, self.device).model  # as the service will see it
         test_ppl = self.evaluate("test", best)
         self.write(test_ppl)

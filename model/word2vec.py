@@ -126,12 +126,14 @@ def fit_vectors(
     )
 
 
-def initialise_embeddings(data: Data, embedding: torch.Tensor, seed: int) -> float:
+def initialise_embeddings(
+    data: Data, embedding: torch.Tensor, seed: int, epochs: int = EPOCHS
+) -> float:
     """Train skip-gram vectors with the defaults above on the training split and copy them into
     `embedding` (V, E) in place, for --word2vec-init; returns the vocabulary's coverage. One
     worker thread, so that a seeded run is the same every time."""
     logging.getLogger("gensim").setLevel(logging.WARNING)  # the run's log is about the LM
-    vectors = fit_vectors(training_sentences(data), embedding.size(1), seed=seed).wv
+    vectors = fit_vectors(training_sentences(data), embedding.size(1), seed=seed, epochs=epochs).wv
     stoi = data.vocab.stoi
     found = ((stoi[word], vectors[word]) for word in vectors.index_to_key if word in stoi)
     return copy_vectors(found, len(data.vocab), embedding)

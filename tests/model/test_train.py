@@ -223,3 +223,60 @@ def test_a_budget_ending_mid_epoch_neither_anneals_nor_counts_patience(
 def test_max_minutes_zero_means_no_time_budget(tiny_config, tmp_path):
     stats = train(tiny_config(tmp_path / "run", max_minutes=0.0, max_steps=4))
     assert stats["steps"] == 4  # not stopped before the first step
+
+
+def test_a_token_budget_stops_at_the_first_step_past_it_and_says_so(tiny_config, tmp_path):
+    stats = train(tiny_config(tmp_path / "run", max_tokens=3000, epochs=50))
+    assert 3000 <= stats["tokens_seen"] < 3000 + 2 * 512  # one step reads about step_tokens
+    assert stats["stopped_by"] == "tokens"
+    assert stats["test_ppl"] is not None
+
+
+def test_a_token_budget_gives_the_same_model_however_slow_the_machine(
+    tiny_config, tmp_path, monkeypatch
+):
+    """The budget and the cosine schedule count tokens, not seconds: a machine made to look
+    ten times slower trains exactly the same weights."""
+    budget = dict(max_tokens=2500, max_minutes=600.0, schedule="cosine")  # the cap is not hit
+    train(tiny_config(tmp_path / "fast", **budget))
+    clock = {"now": 0.0}
+
+    def slow_clock() -> float:
+        clock["now"] += 10.0
+        return clock["now"]
+
+    monkeypatch.setattr("model.train.time.monotonic", slow_clock)
+    train(tiny_config(tmp_path / "slow", **budget))
+    a, b = _weights(tmp_path / "fast"), _weights(tmp_path / "slow")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_time_cap_that_cuts_the_run_short_says_so(tiny_config, tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="nextword.train"):
+        stats = train(tiny_config(tmp_path / "run", max_tokens=10**9, max_minutes=0.0005))
+    assert stats["stopped_by"] == "max_minutes"
+    assert "--max-minutes 0.0005 stopped the run" in caplog.text
+
+
+def test_a_cap_too_small_for_one_validation_still_writes_a_loadable_checkpoint(
+    tiny_config, tmp_path
+):
+    """word2vec alone can outlast a tiny --max-minutes: the run still ends with a checkpoint
+    that loads and scores test, instead of failing on a missing directory."""
+    config = tiny_config(tmp_path / "run", word2vec_init=True, max_minutes=1e-6)
+    stats = train(config)
+    assert stats["steps"] == 0 and stats["stopped_by"] == "max_minutes"
+    assert stats["test_ppl"] is not None
+    assert load_checkpoint(tmp_path / "run").model is not None
+
+
+def test_the_plan_is_announced_before_training_without_changing_the_run(
+    tiny_config, tmp_path, caplog
+):
+    quiet = train(tiny_config(tmp_path / "quiet", max_tokens=2000))
+    with caplog.at_level("INFO", logger="nextword.train"):
+        loud = train(tiny_config(tmp_path / "loud", max_tokens=2000, progress=True))
+    assert "training on" in caplog.text and "min on this machine" in caplog.text
+    a, b = _weights(tmp_path / "quiet"), _weights(tmp_path / "loud")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert quiet["best_valid_ppl"] == loud["best_valid_ppl"]
