@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.recipe import table
+from bench.recipe import plan_run, preset_budget, table
 from bench.time_to_ppl import Run
 from model.hardware import cpu_name
 
@@ -53,3 +53,13 @@ def test_the_bf16_variant_is_skipped_not_crashed_on_an_avx2_only_cpu(tmp_path):
     expected = "| bf16 | `--precision bf16` | skipped: --precision bf16 cannot run here: this CPU"
     assert f"{expected} ({cpu_name()})" in page
     assert not (tmp_path / "bf16").exists()  # nothing was trained
+
+
+def test_equal_tokens_turns_off_whatever_budget_the_preset_sets(tmp_path):
+    command = plan_run("tied", tmp_path, max_steps=300).command
+    assert preset_budget(), "the default preset sets no budget: update BUDGET_KEYS"
+    for key in preset_budget():
+        flag = "--" + key.replace("_", "-")
+        assert command[command.index(flag) + 1] == "0"
+    assert command[command.index("--max-steps") + 1] == "300"
+    assert "--tie-weights" in command
