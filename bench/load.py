@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import platform
 import sys
 import tempfile
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 import httpx
 
 from bench.serve import ROOT, live_server
+from model.hardware import describe_cpu
 
 # the mix every client cycles through: (method, path, JSON body)
 MIX: list[tuple[str, str, dict | None]] = [
@@ -123,7 +123,7 @@ def report(result: LoadResult, command: str) -> str:
     return "\n".join([
         "# Bounded load",
         "",
-        f"Machine: {platform.machine()}, {platform.system()}; server and load generator share it. "
+        f"Machine: {describe_cpu()}; server and load generator share it.",
         f"Command: `{command}`.",
         "",
         f"{result.clients} concurrent clients on loopback, each cycling through /predict-next, "
@@ -169,6 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)  # fmt: skip
     command = " ".join(["python -m bench.load", *(sys.argv[1:] if argv is None else argv)])
+    print(f"Machine: {describe_cpu()}. Loading for {args.seconds:g} s...", flush=True)
     with (
         tempfile.TemporaryDirectory() as logs,
         live_server(args.checkpoint, Path(logs), threads="1") as server,

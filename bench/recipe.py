@@ -7,9 +7,11 @@ trained at the default budget on peoples-daily, one run at a time with every cor
 
 Each variant is the default preset plus its flags (VARIANTS), at the preset's budget; the
 preset starts from word2vec vectors trained inside that budget, and `no-word2vec` turns them
-off, so both are compared at equal wall time; --max-steps compares them at equal tokens
-instead. Figures come from each run's metrics.jsonl and config.json; writes OUT/NAME.md and
-.json (OUT = --out-dir, default docs/; NAME = --name, default recipe) and prints the table.
+off, so both are compared at equal budget; --max-steps compares them at equal tokens instead.
+A variant this machine cannot run (`bf16` without native bf16) is a `skipped: <reason>` row.
+Figures come from each run's metrics.jsonl and config.json; prints each row as its run ends,
+and writes OUT/NAME.md and .json (OUT = --out-dir, default docs/; NAME = --name, default
+recipe).
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from bench.skips import skipped_row
 from bench.time_to_ppl import ROOT, Run, run_lane
-from bench.train_speed import machine
 from model.config import PRESETS
+from model.hardware import describe_cpu
 
-BUDGET_MINUTES = float(PRESETS["default"]["max_minutes"])
+# the settings that make up the default preset's training budget (it sets one or more)
+BUDGET_KEYS = ("max_minutes", "max_tokens")
 VARIANTS: dict[str, tuple[str, ...]] = {
     "base": (),
     "average": ("--average-from", "0.5"),
@@ -44,6 +48,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "tied": ("--tie-weights",),
     "weight-decay": ("--weight-decay", "0.1"),
     "fp32": ("--precision", "fp32"),
+    "bf16": ("--precision", "bf16"),  # skipped where the CPU has no native bf16
 }
 DEFAULT_VARIANTS = ("base", "average", "variable-bptt", "variational-dropout", "no-word2vec")
 
@@ -54,9 +59,16 @@ def plan_run(variant: str, work_dir: Path, max_steps: int | None = None) -> Run:
     output = work_dir / variant
     command = [sys.executable, "-m", "model.train", "--preset", "default", *VARIANTS[variant]]
     if max_steps is not None:
-        command += ["--max-minutes", "0", "--max-steps", str(max_steps)]
+        for key in preset_budget():  # 0: no budget of that kind
+            command += [f"--{key.replace('_', '-')}", "0"]
+        command += ["--max-steps", str(max_steps)]
     command += ["--output", str(output), "--no-progress"]
     return Run("peoples-daily", variant, command, str(output), str(work_dir / f"{variant}.log"))
+
+
+def preset_budget() -> dict[str, float]:
+    """The default preset's training budget: its settings among BUDGET_KEYS."""
+    return {key: PRESETS["default"][key] for key in BUDGET_KEYS if key in PRESETS["default"]}
 
 
 def table(runs: list[Run]) -> list[str]:
@@ -69,6 +81,9 @@ def table(runs: list[Run]) -> list[str]:
     ]
     for run in runs:
         flags = " ".join(VARIANTS[run.mode])
+        if run.skipped:
+            out.append(skipped_row([run.mode, f"`{flags}`"], run.skipped, columns=8))
+            continue
         if run.returncode != 0 or not run.curve or run.test_ppl is None:
             out.append(f"| {run.mode} | `{flags}` | failed: see {run.log} | | | | | |")
             continue
@@ -101,32 +116,29 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     work_dir = (args.work_dir or Path(tempfile.mkdtemp(prefix="recipe-"))).resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
+    command = " ".join(["python -m bench.recipe", *map(shlex.quote, argv or sys.argv[1:])])
+    budget = ", ".join(f"{key} {value:g}" for key, value in preset_budget().items())
+    if args.max_steps:
+        budget = f"{args.max_steps} optimizer steps (equal tokens; cosine schedule over the steps)"
+    header = [
+        "# The default preset, one option at a time (peoples-daily)",
+        "",
+        f"Machine: {describe_cpu()}.",
+        f"Command: `{command.strip()}`, one run at a time.",
+        f"Each variant is `--preset default` ({budget or 'no budget'}) plus its flags.",
+        "",
+    ]
+    print("\n".join([*header, *table([])]), flush=True)
     started, lock, runs = time.monotonic(), threading.Lock(), []
     for variant in args.variants:
-        run = plan_run(variant, work_dir, args.max_steps)
-        run_lane([run], started, lock)
-        runs.append(run)
-    command = " ".join(["python -m bench.recipe", *map(shlex.quote, argv or sys.argv[1:])])
-    budget = (
-        f"{args.max_steps} optimizer steps (equal tokens; cosine schedule over the steps)"
-        if args.max_steps
-        else f"{BUDGET_MINUTES:g} minutes of training, the word2vec vectors it starts from included"
-    )
-    text = "\n".join(
-        [
-            "# The default preset, one option at a time (peoples-daily)",
-            "",
-            f"Machine: {machine()}. Command: `{command.strip()}`, one run at a time.",
-            f"Each variant is `--preset default` ({budget}) plus its flags.",
-            "",
-            *table(runs),
-        ]
-    )
+        runs.append(plan_run(variant, work_dir, args.max_steps))
+        run_lane(runs[-1:], started, lock)
+        print(table(runs)[-1], flush=True)  # its row, as soon as it is measured
     args.out_dir.mkdir(parents=True, exist_ok=True)
+    text = "\n".join([*header, *table(runs)])
     (args.out_dir / f"{args.name}.md").write_text(text + "\n", encoding="utf-8")
-    report = {"machine": machine(), "command": command, "runs": [asdict(r) for r in runs]}
+    report = {"machine": describe_cpu(), "command": command, "runs": [asdict(r) for r in runs]}
     (args.out_dir / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(text)
 
 
 if __name__ == "__main__":

@@ -247,7 +247,11 @@ def test_perplexity(checkpoint: Path, quantize: str) -> float:
 # -- report -------------------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> dict:
     """Every measurement, as one JSON-able dict."""
+    from model.hardware import describe_cpu  # torch: not for the tests that import live_server
+
     results: dict = {"throughput": {}, "ms_per_token": {}, "checkpoint": str(args.checkpoint)}
+    results["machine"] = describe_cpu()
+    print(f"Machine: {results['machine']}.", flush=True)
     threads = str(args.threads)
     for mode, batch in (("batched", "64"), ("unbatched", "1")):
         with uvicorn_server(
@@ -266,11 +270,17 @@ def run(args: argparse.Namespace) -> dict:
                     "errors": load.errors,
                     "requests": load.requests,
                 }
-                print(f"{mode:9} {clients:2} clients: {load.tokens / load.seconds:8.0f} tok/s")
+                print(
+                    f"{mode:9} {clients:2} clients: {load.tokens / load.seconds:8.0f} tok/s",
+                    flush=True,
+                )
             if mode == "batched":
                 for length in LENGTHS:
                     results["ms_per_token"][length] = ms_per_token(url, length, args.repeats)
-                    print(f"length {length}: {results['ms_per_token'][length]:.3f} ms/token")
+                    print(
+                        f"length {length}: {results['ms_per_token'][length]:.3f} ms/token",
+                        flush=True,
+                    )
                 load = predict_latency(url, 32, args.predict_per_client)
                 ordered = sorted(load.latencies)
                 results["predict"] = {
@@ -279,7 +289,7 @@ def run(args: argparse.Namespace) -> dict:
                     "p50_ms": 1000 * ordered[len(ordered) // 2],
                     "p99_ms": 1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))],
                 }
-                print(f"predict-next: {results['predict']}")
+                print(f"predict-next: {results['predict']}", flush=True)
     import torch
 
     torch.set_num_threads(args.threads)
@@ -316,6 +326,7 @@ def markdown(results: dict) -> str:
     out = [
         "# Serving benchmark",
         "",
+        f"Machine: {results.get('machine', 'not recorded')}.",
         f"Checkpoint `{results['checkpoint']}`, "
         "one uvicorn worker on 127.0.0.1, `python -m bench.serve` (see bench/serve.py).",
         "",

@@ -41,8 +41,9 @@ from pathlib import Path
 
 import torch
 
-from bench.train_speed import machine
+from bench.skips import command_unavailable, skipped_row
 from model.config import TrainConfig, parse_config
+from model.hardware import describe_cpu
 
 ROOT = Path(__file__).resolve().parents[1]
 KN5_VALID_PPL = 295.0  # DATA.md: interpolated modified Kneser-Ney 5-gram, peoples-daily valid
@@ -165,6 +166,7 @@ class Run:
     best_valid_ppl: float | None = None
     test_ppl: float | None = None
     reused: bool = False  # read from an earlier invocation's --work-dir (same command)
+    skipped: str | None = None  # why this machine cannot run it (see bench/skips.py)
     extended_from: float | None = None  # minutes of the finished run it resumed (see `extends`)
     curve: list[dict] = field(default_factory=list)
 
@@ -280,9 +282,15 @@ def extends(finished: Sequence[str], command: Sequence[str], output: Path) -> bo
 def run_lane(runs: Sequence[Run], started: float, print_lock: threading.Lock) -> None:
     """Train the runs one after another (a lane), each logging to its own file. A run whose
     exact command already finished in --work-dir with the settings it resolves to now is read
-    back; one that `extends` a finished run resumes it with the larger budget."""
+    back; one that `extends` a finished run resumes it with the larger budget. A run this
+    machine cannot train (bf16 without the CPU for it) is skipped, with the reason."""
     for run in runs:
         run.started_s = time.monotonic() - started
+        run.skipped = command_unavailable(run.command)
+        if run.skipped:
+            with print_lock:
+                print(f"{run.mode} on {run.corpus}: skipped: {run.skipped}", flush=True)
+            continue
         done = Path(run.output + ".command")  # the command of the finished run in run.output
         finished = shlex.split(done.read_text(encoding="utf-8")) if done.is_file() else None
         if finished and not same_settings(run.command, Path(run.output)):
@@ -381,6 +389,9 @@ def corpus_table(runs: Sequence[Run], corpus: str, summary: dict) -> list[str]:
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for run in (r for r in runs if r.corpus == corpus):
+        if run.skipped:
+            out.append(skipped_row([run.mode], run.skipped, columns=8))
+            continue
         if run.returncode != 0 or not run.curve:
             out.append(f"| {run.mode} | failed: see {run.log} | | | | | | |")
             continue
@@ -552,16 +563,17 @@ def main(argv: list[str] | None = None) -> None:
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="time_to_ppl-"))
     work_dir.mkdir(parents=True, exist_ok=True)
     runs = plan(args, work_dir.resolve())
+    print(f"Machine: {describe_cpu()}.", flush=True)
     started, print_lock = time.monotonic(), threading.Lock()
     groups = [lane for lane in lanes(runs, args.two_lanes) if lane]
     with ThreadPoolExecutor(len(groups)) as pool:
         for done in [pool.submit(run_lane, lane, started, print_lock) for lane in groups]:
             done.result()
     if args.two_lanes:
-        torch.set_num_threads(1)  # machine() then names the threads each training process had
+        torch.set_num_threads(1)  # describe_cpu() then names the threads each training process had
     command = " ".join(["python -m bench.time_to_ppl", *map(shlex.quote, argv or sys.argv[1:])])
     report = {
-        "machine": machine(),
+        "machine": describe_cpu(),
         "command": command.strip(),
         "two_lanes": args.two_lanes,
         "eval_every_minutes": args.eval_every_minutes,
@@ -577,7 +589,7 @@ def main(argv: list[str] | None = None) -> None:
     (args.out_dir / "time_to_ppl.json").write_text(json.dumps(report, indent=2) + "\n")
     chart(report, args.out_dir / "time_to_ppl.png")
     print(text)
-    failed = [run for run in runs if run.returncode != 0]
+    failed = [run for run in runs if run.returncode != 0 and not run.skipped]
     if failed:
         raise SystemExit(f"{len(failed)} run(s) failed; logs and checkpoints kept in {work_dir}")
     if args.work_dir is None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bench.load import MIX, drive, report, resident_kib
 from bench.serve import live_server
+from model.hardware import cpu_name
 
 
 def test_64_clients_on_mixed_endpoints_get_no_errors(tiny_checkpoint: Path, tmp_path) -> None:
@@ -21,6 +22,7 @@ def test_64_clients_on_mixed_endpoints_get_no_errors(tiny_checkpoint: Path, tmp_
     assert result.memory_kib.get(1_000, memory) > 10_000  # a server's RSS is megabytes
     page = report(result, "test")
     assert "| errors (not 200 or 429) | 0 |" in page
+    assert f"Machine: {cpu_name()}, " in page
 
 
 def test_resident_memory_is_read_from_proc() -> None:

@@ -6,12 +6,16 @@ import json
 import pytest
 
 from bench.time_to_ppl import (
+    KN5_VALID_PPL,
     Ratio,
+    Run,
+    corpus_table,
     extends,
     format_time,
     format_time_ratio,
     overall_tokens_per_second,
     same_settings,
+    summarise,
     time_ratio,
     time_to_target,
 )
@@ -149,3 +153,12 @@ def test_a_setting_added_since_a_run_counts_as_its_default_then(tmp_path):
     (output / "config.json").write_text(json.dumps(older), encoding="utf-8")
     assert same_settings(TRAIN, output)  # the plain preset leaves it at its default
     assert not same_settings([*TRAIN, "--word2vec-init"], output)
+
+
+def test_a_skipped_mode_says_why_in_its_row():
+    plain = Run("peoples-daily", "plain", [], "/tmp/plain", "/tmp/plain.log")
+    plain.skipped = "--precision bf16 cannot run here: no AVX-512 BF16"
+    summary = summarise([plain], "peoples-daily", KN5_VALID_PPL)
+    row = corpus_table([plain], "peoples-daily", summary)[-1]
+    assert row.startswith("| plain | skipped: --precision bf16 cannot run here: no AVX-512 BF16 |")
+    assert row.count("|") == 9  # the table's eight columns
