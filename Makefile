@@ -12,7 +12,7 @@ PORT ?= 8000
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[train,dev]"
 	touch $(STAMP)
 
 # Train the default model unless a finished checkpoint exists (an interrupted run is resumed),

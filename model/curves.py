@@ -7,8 +7,9 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+from model.extras import import_training_package
 
+matplotlib = import_training_package("matplotlib", "drawing training curves")
 matplotlib.use("Agg")  # files only; never a display
 import matplotlib.pyplot as plt  # noqa: E402
 

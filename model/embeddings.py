@@ -14,10 +14,17 @@ import io
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from model.extras import MissingTrainingPackage, missing_training_package
 from model.vocab import Vocab
+
+try:
+    import numpy as np
+except ModuleNotFoundError:  # as in the API image, which leaves the `train` extra out
+    raise MissingTrainingPackage(
+        missing_training_package("numpy", "pretrained embeddings")
+    ) from None
 
 # a binary record's word longer than this means the file is not what its header says
 _MAX_WORD_BYTES = 4096

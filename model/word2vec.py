@@ -23,6 +23,7 @@ import torch
 from model.config import TrainConfig
 from model.data import Data, prepare_data
 from model.embeddings import copy_vectors, load_pretrained
+from model.extras import import_training_package
 from model.vocab import EOS
 
 # skip-gram settings of both the command line's defaults and --word2vec-init
@@ -111,9 +112,8 @@ def fit_vectors(
 ):
     """A gensim Word2Vec model trained on `sentences` (gensim is imported here, when vectors are
     trained, since it takes a second to import)."""
-    from gensim.models import Word2Vec
-
-    return Word2Vec(
+    gensim_models = import_training_package("gensim.models", "training word2vec vectors")
+    return gensim_models.Word2Vec(
         sentences=sentences,
         vector_size=size,
         window=window,

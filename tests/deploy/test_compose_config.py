@@ -1,4 +1,5 @@
-"""docker-compose.yml: valid, trainer before api, one model volume, every mounted file present."""
+"""docker-compose.yml: valid, trainer before api, each from its Dockerfile target, one model
+volume, every mounted file present, monitoring behind a profile."""
 
 from __future__ import annotations
 
@@ -49,3 +50,29 @@ def test_prometheus_scrapes_the_api_service_on_its_container_port(compose_config
     assert job["metrics_path"] == "/metrics"
     assert job["static_configs"] == [{"targets": ["api:8000"]}]
     assert compose_config["services"]["api"]["ports"][0]["target"] == 8000
+
+
+def test_trainer_and_api_build_their_targets_of_the_one_dockerfile(compose_config: dict) -> None:
+    services = compose_config["services"]
+    assert services["trainer"]["build"]["target"] == "train"
+    assert services["api"]["build"]["target"] == "runtime"
+    assert services["trainer"]["image"] != services["api"]["image"]
+
+
+def test_build_arguments_default_to_the_dockerfiles_own(compose_config: dict) -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    for service in ("trainer", "api"):
+        for name, value in compose_config["services"][service]["build"]["args"].items():
+            assert f"\nARG {name}={value}\n" in dockerfile, (service, name, value)
+
+
+def test_prometheus_and_grafana_start_only_with_the_monitoring_profile(
+    compose_config: dict,
+) -> None:
+    profiles = {name: s.get("profiles", []) for name, s in compose_config["services"].items()}
+    assert profiles == {
+        "trainer": [],
+        "api": [],
+        "prometheus": ["monitoring"],
+        "grafana": ["monitoring"],
+    }

@@ -1,7 +1,12 @@
-"""Checkpoints: round trip, atomic replacement, damaged files give one clear error, no pickles."""
+"""Checkpoints: round trip, atomic replacement, files readable as the umask allows, damaged or
+unreadable files give one clear error, no pickles."""
 
 import json
+import os
 import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +19,8 @@ from model.checkpoint import (
 )
 from model.inference import score_lines
 from model.tokenizers import TokenizerSpec
+
+NOBODY = 65534
 
 
 @pytest.fixture
@@ -56,6 +63,50 @@ def test_truncated_weights_name_the_file(copy):
     weights.write_bytes(weights.read_bytes()[:1000])
     with pytest.raises(CheckpointError, match="model.safetensors is damaged or truncated"):
         load_checkpoint(copy)
+
+
+@pytest.fixture
+def umask():
+    """os.umask for one test; the process's own umask comes back after it."""
+    old = os.umask(0o022)
+    os.umask(old)
+    yield os.umask
+    os.umask(old)
+
+
+@pytest.mark.parametrize(("mask", "mode"), [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_checkpoint_files_get_the_mode_the_umask_allows(copy, tmp_path, umask, mask, mode):
+    loaded = load_checkpoint(copy)  # safetensors alone would write model.safetensors 0600
+    umask(mask)
+    save_checkpoint(tmp_path / "again", loaded.model, loaded.vocab, loaded.tokenizer_spec)
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in (tmp_path / "again").iterdir()}
+    assert modes == dict.fromkeys(["model.safetensors", "config.json", "vocab.json"], oct(mode))
+
+
+@contextmanager
+def unprivileged():
+    """Run the block as uid nobody where the tests run as root (root reads every file)."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.seteuid(NOBODY)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+
+
+def test_unreadable_weights_say_permission_denied_and_how_to_fix_it(tiny_checkpoint):
+    with tempfile.TemporaryDirectory() as parent:  # a directory that nobody may enter
+        os.chmod(parent, 0o755)
+        checkpoint = Path(parent) / "ckpt"
+        shutil.copytree(tiny_checkpoint, checkpoint)
+        os.chmod(checkpoint / "model.safetensors", 0)
+        with unprivileged(), pytest.raises(CheckpointError) as raised:
+            load_checkpoint(checkpoint)
+    message = str(raised.value)
+    assert "model.safetensors cannot be read: Permission denied" in message
+    assert f"chmod -R a+rX {checkpoint}" in message and "damaged" not in message
 
 
 def test_missing_vocab_names_the_file(copy):
