@@ -2,15 +2,15 @@
 serves (https://platform.openai.com/docs/api-reference/completions), and their limits.
 
 Parameters this server cannot honour are refused with a 400 naming them, never ignored:
-presence_penalty, frequency_penalty and logit_bias (other than their no-op values), suffix,
-and best_of other than n. Unknown fields are refused too.
+presence_penalty, frequency_penalty, logit_bias, suffix and best_of are accepted only with the
+values that change nothing (0, {}, "", 1 or null). Unknown fields are refused too.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from app.schemas import STOP_STRINGS_CEILING, StopString, Text
 
@@ -41,6 +41,11 @@ class StreamOptions(_Request):
     )
 
 
+def _only(accepted: dict) -> WithJsonSchema:
+    """The published schema of a parameter accepted only with a no-op value (or null)."""
+    return WithJsonSchema({"anyOf": [accepted, {"type": "null"}], "description": "no-op only"})
+
+
 def _refuse(name: str, reason: str) -> ValueError:
     return ValueError(f"{name} is not supported by this server: {reason}")
 
@@ -57,7 +62,7 @@ class CompletionRequest(_Request):
     max_tokens: int | None = Field(
         default=16,
         ge=0,
-        description="most tokens to generate; 0 (with echo): only score the prompt",
+        description="most tokens to generate; 0 (with echo): score the prompt",
     )
     temperature: float | None = Field(
         default=1.0, ge=0, le=100, allow_inf_nan=False, description="0 = greedy"
@@ -70,11 +75,9 @@ class CompletionRequest(_Request):
         default=None, gt=0, le=100, allow_inf_nan=False, description="vLLM's extension"
     )
     n: int = Field(default=1, ge=1, le=MAX_CHOICES, description="choices per prompt")
-    stop: StopString | list[StopString] | None = Field(
-        default=None,
-        max_length=STOP_STRINGS_CEILING,
-        description="end a choice before the first of these (not part of its text)",
-    )
+    stop: (
+        StopString | Annotated[list[StopString], Field(max_length=STOP_STRINGS_CEILING)] | None
+    ) = Field(default=None, description="end a choice before the first of these (not in its text)")
     seed: int | None = Field(
         default=None, ge=0, le=2**64 - 1, description="choice j of a prompt samples with seed + j"
     )
@@ -86,11 +89,14 @@ class CompletionRequest(_Request):
     )
     ignore_eos: bool = Field(default=False, description="vLLM's extension: never end at <eos>")
     user: str | None = Field(default=None, description="accepted and not used")
-    presence_penalty: float | None = Field(default=None, description="only 0 is accepted")
-    frequency_penalty: float | None = Field(default=None, description="only 0 is accepted")
-    logit_bias: dict[str, float] | None = Field(default=None, description="only {} is accepted")
-    best_of: int | None = Field(default=None, description="only n (or null) is accepted")
-    suffix: str | None = Field(default=None, description="only null or '' is accepted")
+    # accepted only with the values that change nothing, so the schema says those
+    presence_penalty: Annotated[float | None, _only({"const": 0})] = None
+    frequency_penalty: Annotated[float | None, _only({"const": 0})] = None
+    logit_bias: Annotated[
+        dict[str, float] | None, _only({"type": "object", "maxProperties": 0})
+    ] = None
+    best_of: Annotated[int | None, _only({"const": 1})] = None
+    suffix: Annotated[str | None, _only({"const": ""})] = None
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -114,6 +120,13 @@ class CompletionRequest(_Request):
     def _no_bias(cls, value: dict[str, float] | None) -> dict[str, float] | None:
         if value:
             raise _refuse("logit_bias", "only {} or null")
+        return value
+
+    @field_validator("best_of")
+    @classmethod
+    def _no_best_of(cls, value: int | None) -> int | None:
+        if value is not None and value != 1:
+            raise _refuse("best_of", "only 1 or null; ask for n choices instead")
         return value
 
     @field_validator("suffix")

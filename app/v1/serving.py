@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 
 from app import metrics
 from app.engine import Engine, Generation
-from app.errors import InvalidRequest, NotFound, ServiceError
+from app.errors import NotFound, ServiceError
 from app.sequences import FinishEvent, GenerationOptions, TokenEvent, TopTokens
 from app.settings import Settings
 from app.v1.choices import ChoiceText, Delta, PromptScores, echo_delta
@@ -113,21 +113,6 @@ def _prompt_list(prompt: object) -> list[str | list[int]]:
     return list(prompt)
 
 
-def _check_combination(body: CompletionRequest) -> None:
-    """InvalidRequest for parameters that are valid alone but not together."""
-    if body.max_tokens == 0 and not body.echo:
-        raise InvalidRequest(
-            "max_tokens: 0 generates nothing; give echo: true to score the prompt, or "
-            "max_tokens >= 1",
-            param="max_tokens",
-        )
-    if body.best_of is not None and body.best_of != body.n:
-        raise InvalidRequest(
-            "best_of: not supported by this server other than equal to n; leave it out",
-            param="best_of",
-        )
-
-
 async def _prepare(body: CompletionRequest, engine: Engine) -> list[_Prompt]:
     """Encode the prompts (limits as everywhere) and score them when echo wants logprobs."""
     given = _prompt_list(body.prompt)
@@ -161,7 +146,6 @@ async def start_completion(
     """Check, encode and (with echo and logprobs) score the prompts, then start every choice's
     generation; raises a plain error before anything is answered."""
     check_model(body.model, settings)
-    _check_combination(body)
     options = _options(body)
     engine.check_generation_limits(options, length_field="max_tokens")
     prompts = await _prepare(body, engine)
