@@ -17,7 +17,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from app import metrics
 from app.engine import Engine, Generation
@@ -68,8 +68,9 @@ class _Completion:
 
     body: CompletionRequest
     prompts: list[_Prompt]
-    generations: list[Generation]
+    stop: tuple[str, ...]
     model: str
+    generations: list[Generation] = field(default_factory=list)
     id: str = ""
     created: int = 0
     completion_tokens: int = 0  # so far, a closing <eos> counted as a token
@@ -83,6 +84,7 @@ class _Completion:
         return self.body.n
 
     def cancel(self) -> None:
+        """Take every choice's sequence out of the batch (no-op for finished ones)."""
         for generation in self.generations:
             generation.cancel()
 
@@ -149,7 +151,7 @@ async def start_completion(
     options = _options(body)
     engine.check_generation_limits(options, length_field="max_tokens")
     prompts = await _prepare(body, engine)
-    completion = _Completion(body, prompts, [], settings.served_model_name)
+    completion = _Completion(body, prompts, tuple(options.stop), settings.served_model_name)
     if options.max_new_tokens == 0:
         return completion
     try:
@@ -202,7 +204,7 @@ async def _deltas(completion: _Completion) -> AsyncIterator[tuple[int, Delta]]:
             entries = _entries(prompt)
             yield index, echo_delta(prompt.text, prompt.full.tokens, entries, prompt.scores)
         offset = len(prompt.text) if body.echo else 0
-        texts.append(ChoiceText(_options(body).stop, offset, with_logprobs))
+        texts.append(ChoiceText(completion.stop, offset, with_logprobs))
     if not completion.generations:  # max_tokens 0: the prompt was all there is
         for index in range(len(texts)):
             yield index, Delta(finish_reason="length")
