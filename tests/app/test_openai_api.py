@@ -264,3 +264,17 @@ def test_api_key_guards_model_routes_v1_and_info_only(make_settings, tmp_path) -
 
 def test_api_key_is_off_by_default(client: TestClient) -> None:
     assert client.get("/info").status_code == 200
+
+
+def test_deadline_applies_under_v1(make_settings) -> None:
+    settings = make_settings(max_new_tokens=1_000_000, request_timeout_seconds=0.3)
+    with TestClient(create_app(settings)) as slow:
+        answer = complete(slow, prompt="我", max_tokens=1_000_000, ignore_eos=True)
+    choice = answer["choices"][0]
+    assert choice["finish_reason"] == "length" and choice["text"]
+    assert 1 <= answer["usage"]["completion_tokens"] < 1_000_000
+    reading = make_settings(prefill_chunk=1, request_timeout_seconds=0.05)
+    with TestClient(create_app(reading)) as slow:
+        response = slow.post("/v1/completions", json={"prompt": "我爱北京天安门" * 500})
+    status, error = openai_error_of(response)
+    assert (status, error["code"]) == (504, "timeout")

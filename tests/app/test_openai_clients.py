@@ -21,6 +21,7 @@ from langchain_openai import OpenAI as LangChainOpenAI
 
 from bench.serve import uvicorn_server
 from model.corpora import PEOPLES_DAILY, raw_splits
+from tests.app.support import metric
 
 SAMPLING = {"temperature": 0.8, "top_p": 0.9, "seed": 21}
 KEY = "sk-nextword-test"
@@ -77,9 +78,14 @@ def test_sdk_echo_logprobs_equal_perplexity(sdk, keyed_url) -> None:
 
 
 def test_sdk_bad_parameter_is_bad_request_and_no_key_is_refused(sdk, keyed_url) -> None:
+    retrying = openai.OpenAI(base_url=f"{keyed_url}/v1", api_key=KEY, max_retries=2)
+    refusals = {"route": "/v1/completions", "status": "400"}
+    before = metric(httpx.get(f"{keyed_url}/metrics").text, "nextword_requests_total", **refusals)
     with pytest.raises(openai.BadRequestError) as refused:
-        sdk.completions.create(model="nextword", prompt="我", presence_penalty=1.0)
+        retrying.completions.create(model="nextword", prompt="我", presence_penalty=1.0)
+    after = metric(httpx.get(f"{keyed_url}/metrics").text, "nextword_requests_total", **refusals)
     assert refused.value.body["param"] == "presence_penalty"
+    assert after - before == 1  # answered once: the SDK does not retry a 400
     with pytest.raises(openai.NotFoundError):
         sdk.completions.create(model="gpt-3.5-turbo-instruct", prompt="我")
     wrong = openai.OpenAI(base_url=f"{keyed_url}/v1", api_key="sk-wrong", max_retries=0)
