@@ -24,7 +24,7 @@ import random
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import torch
@@ -296,8 +296,11 @@ class Engine:
             )
 
     # -- submission (event loop side) ---------------------------------------------------------
-    async def _encode(self, texts: Sequence[str], encode=encode_text) -> list[EncodedText]:
-        """Tokenize texts off the event loop, enforcing the character and token limits."""
+    async def _encode(
+        self, texts: Sequence[str], encode: Callable[..., EncodedText] = encode_text
+    ) -> list[EncodedText]:
+        """Tokenize texts off the event loop (with encode(tokenizer, vocab, text)), enforcing
+        the character and token limits."""
         limit = self.settings.max_text_chars
         for text in texts:
             if len(text) > limit:
