@@ -24,7 +24,7 @@ import random
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import torch
@@ -49,11 +49,12 @@ from app.sequences import (
     Row,
     ScoreRow,
     TokenEvent,
+    TopTokens,
 )
 from app.settings import Settings
 from model.batching import IGNORE
 from model.checkpoint import Checkpoint, load_checkpoint
-from model.inference import EncodedText, encode_text, perplexity_of
+from model.inference import EncodedText, encode_text, encode_text_with_specials, perplexity_of
 from model.sampling import choose_next
 from model.tokenizers import build_tokenizer
 
@@ -86,6 +87,7 @@ class TextScore:
     logprobs: list[float]
     perplexity: float
     mean_nll: float
+    tops: Sequence[TopTokens] = ()  # per target, when asked for
 
 
 class Generation:
@@ -189,31 +191,74 @@ class Engine:
     async def score(self, texts: Sequence[str]) -> list[TextScore]:
         """Per-target log-probabilities and perplexity of each text, each read from the start
         state: the figures of model.evaluate, whatever else shares the batch."""
-        if len(texts) > self.settings.max_texts:
-            raise TooLarge(
-                f"texts holds {len(texts)} texts; the limit is {self.settings.max_texts} "
-                "(NEXTWORD_MAX_TEXTS)"
-            )
-        encoded = await self._encode(texts)
+        self.check_text_count(len(texts), "texts")
+        return await self.score_encoded(await self._encode(texts))
+
+    async def score_encoded(
+        self, encoded: Sequence[EncodedText], top_n: int = 0
+    ) -> list[TextScore]:
+        """score() of texts already encoded; with top_n, each target also gets the top_n most
+        probable tokens at its place (one full output layer per position: dearer)."""
         channel = self._channel()
         eos = self.vocab.eos_id
-        self._submit([ScoreRow(e.ids, eos, i, channel) for i, e in enumerate(encoded)])
-        logprobs: list[torch.Tensor] = [torch.empty(0)] * len(encoded)
+        self._submit([ScoreRow(e.ids, eos, i, channel, top_n) for i, e in enumerate(encoded)])
+        results: list[tuple[torch.Tensor, list[TopTokens]]] = [(torch.empty(0), [])] * len(encoded)
         try:
             for _ in encoded:
                 result = await channel.get()
                 assert isinstance(result, tuple)
-                logprobs[result[0]] = result[1]
+                index, scores, tops = result
+                results[index] = (scores, tops)
         finally:
             channel.cancelled = True
-        metrics.SCORED_TOKENS.inc(sum(s.numel() for s in logprobs))
-        return [_text_score(e, s) for e, s in zip(encoded, logprobs, strict=True)]
+        metrics.SCORED_TOKENS.inc(sum(s.numel() for s, _ in results))
+        return [_text_score(e, s, t) for e, (s, t) in zip(encoded, results, strict=True)]
+
+    def check_text_count(self, count: int, field: str) -> None:
+        """TooLarge when a request holds more texts than NEXTWORD_MAX_TEXTS allows."""
+        if count > self.settings.max_texts:
+            raise TooLarge(
+                f"{field} holds {count} texts; the limit is {self.settings.max_texts} "
+                "(NEXTWORD_MAX_TEXTS)"
+            )
+
+    async def encode_prompts(self, prompts: Sequence[str | Sequence[int]]) -> list[EncodedText]:
+        """Prompts given as text or as token ids, as the model reads them, under the same
+        limits as every text. In text, "<eos>" and "<unk>" are read as those tokens (one id
+        each), so that a client's own tokenization and ours agree."""
+        texts = [p for p in prompts if isinstance(p, str)]
+        encoded = iter(await self._encode(texts, encode_text_with_specials))
+        results = [next(encoded) if isinstance(p, str) else self._from_ids(p) for p in prompts]
+        self._check_token_counts(results)
+        return results
+
+    def _from_ids(self, ids: Sequence[int], field: str = "prompt") -> EncodedText:
+        """A text given as token ids (InvalidRequest for an id outside the vocabulary)."""
+        size = len(self.vocab)
+        wrong = [i for i in ids if not 0 <= i < size]
+        if wrong:
+            raise InvalidRequest(
+                f"{field}: token id {wrong[0]} is not in the vocabulary (ids 0 to {size - 1})",
+                param=field,
+            )
+        tokens = self.vocab.decode(ids)
+        return EncodedText(tokens, list(ids), [i == self.vocab.unk_id for i in ids])
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        """Readable text of token ids, special tokens written as "<eos>" and "<unk>"
+        (InvalidRequest for an id outside the vocabulary)."""
+        return self.tokenizer.detokenize(self._from_ids(ids, "tokens").tokens)
 
     async def generate(self, prompt: str, options: GenerationOptions) -> Generation:
         """Start continuing prompt; raises at once (too large, overloaded, not ready) before
         any token, so that the caller can still answer with a plain error."""
-        self._check_generation_limits(options)
+        self.check_generation_limits(options)
         (encoded,) = await self._encode([prompt])
+        return self.generate_encoded(encoded, options)
+
+    def generate_encoded(self, encoded: EncodedText, options: GenerationOptions) -> Generation:
+        """generate() of a prompt already encoded, whose options passed
+        check_generation_limits."""
         channel = self._channel()
         eos = self.vocab.eos_id
         if options.seed is None:  # a random one, returned with the text so it can be replayed
@@ -223,30 +268,39 @@ class Engine:
         metrics.PROMPT_TOKENS.inc(len(encoded.ids))
         return Generation(channel)
 
-    def _check_generation_limits(self, options: GenerationOptions) -> None:
+    def check_generation_limits(
+        self, options: GenerationOptions, length_field: str = "max_new_tokens"
+    ) -> None:
         """InvalidRequest naming the field and the setting when options pass a configured
-        limit (the schema holds the fixed ones)."""
+        limit (the schema holds the fixed ones); length_field: the request's name for
+        max_new_tokens."""
         settings = self.settings
         if options.max_new_tokens > settings.max_new_tokens:
             raise InvalidRequest(
-                f"max_new_tokens: must be at most {settings.max_new_tokens} "
-                "(NEXTWORD_MAX_NEW_TOKENS)"
+                f"{length_field}: must be at most {settings.max_new_tokens} "
+                "(NEXTWORD_MAX_NEW_TOKENS)",
+                param=length_field,
             )
         if len(options.stop) > settings.max_stop_strings:
             raise InvalidRequest(
                 f"stop: at most {settings.max_stop_strings} stop strings, got "
-                f"{len(options.stop)} (NEXTWORD_MAX_STOP_STRINGS)"
+                f"{len(options.stop)} (NEXTWORD_MAX_STOP_STRINGS)",
+                param="stop",
             )
         longest = max((len(s) for s in options.stop), default=0)
         if longest > settings.max_stop_chars:
             raise InvalidRequest(
                 f"stop: a stop string is {longest} characters long; the limit is "
-                f"{settings.max_stop_chars} (NEXTWORD_MAX_STOP_CHARS)"
+                f"{settings.max_stop_chars} (NEXTWORD_MAX_STOP_CHARS)",
+                param="stop",
             )
 
     # -- submission (event loop side) ---------------------------------------------------------
-    async def _encode(self, texts: Sequence[str]) -> list[EncodedText]:
-        """Tokenize texts off the event loop, enforcing the character and token limits."""
+    async def _encode(
+        self, texts: Sequence[str], encode: Callable[..., EncodedText] = encode_text
+    ) -> list[EncodedText]:
+        """Tokenize texts off the event loop (with encode(tokenizer, vocab, text)), enforcing
+        the character and token limits."""
         limit = self.settings.max_text_chars
         for text in texts:
             if len(text) > limit:
@@ -255,8 +309,13 @@ class Engine:
                     "(NEXTWORD_MAX_TEXT_CHARS)"
                 )
         encoded = await asyncio.to_thread(
-            lambda: [encode_text(self.tokenizer, self.vocab, t) for t in texts]
+            lambda: [encode(self.tokenizer, self.vocab, t) for t in texts]
         )
+        self._check_token_counts(encoded)
+        return encoded
+
+    def _check_token_counts(self, encoded: Sequence[EncodedText]) -> None:
+        """TooLarge for a text over NEXTWORD_MAX_TEXT_TOKENS."""
         limit = self.settings.max_text_tokens
         for item in encoded:
             if len(item.ids) > limit:
@@ -264,7 +323,6 @@ class Engine:
                     f"a text has {len(item.ids)} tokens; the limit is {limit} "
                     "(NEXTWORD_MAX_TEXT_TOKENS)"
                 )
-        return encoded
 
     def _channel(self) -> Channel:
         if not self.running:
@@ -453,9 +511,21 @@ class Engine:
         for i, piece in zip(scoring, pieces, strict=True):
             row = rows[i]
             assert isinstance(row, ScoreRow)
-            scores = row.add_scores(piece)
-            if scores is not None:
-                outbox.append((row.channel, (row.index, scores)))
+            tops: list[TopTokens] = []
+            if row.top_n:
+                row_log_probs = self.model.log_probs(features[i, : len(chunks[i])])  # (T, V)
+                tops = self._top_tokens(row_log_probs, row.top_n)
+            if row.add_scores(piece, tops):
+                outbox.append((row.channel, (row.index, torch.cat(row.scores), row.tops)))
+
+    def _top_tokens(self, log_probs: torch.Tensor, k: int) -> list[TopTokens]:
+        """The k most probable tokens of each row of log_probs (N, V), with their logprobs."""
+        values, ids = log_probs.float().cpu().topk(min(k, log_probs.size(-1)), dim=-1)
+        itos = self.vocab.itos
+        return [
+            tuple((itos[i], v) for i, v in zip(row_ids, row_values, strict=True))
+            for row_ids, row_values in zip(ids.tolist(), values.tolist(), strict=True)
+        ]
 
     def _predict_rows(
         self, rows: list[Row], log_probs: torch.Tensor, outbox: list[tuple[Channel, object]]
@@ -492,12 +562,18 @@ class Engine:
             [row.history for row in generating],
             [self.vocab.unk_id],
         )
+        tops: list[TopTokens] = [()] * len(generating)
+        asking = [j for j, row in enumerate(generating) if row.options.top_logprobs]
+        if asking:
+            widest = max(generating[j].options.top_logprobs for j in asking)
+            for j, top in zip(asking, self._top_tokens(log_probs[asking], widest), strict=True):
+                tops[j] = top[: generating[j].options.top_logprobs]
         now = time.monotonic()
         produced = 0
-        for row, token_id, logprob in zip(
-            generating, chosen.tolist(), chosen_logprobs.tolist(), strict=True
+        for row, token_id, logprob, top in zip(
+            generating, chosen.tolist(), chosen_logprobs.tolist(), tops, strict=True
         ):
-            events = row.accept(token_id, self.vocab.itos[token_id], logprob)
+            events = row.accept(token_id, self.vocab.itos[token_id], logprob, top)
             outbox.extend((row.channel, event) for event in events)
             produced += isinstance(events[0], TokenEvent)
             _observe_token_time(row, now)
@@ -535,8 +611,8 @@ def _put_all(items: list[tuple[Channel, object]]) -> None:
         channel.queue.put_nowait(item)
 
 
-def _text_score(text: EncodedText, logprobs: torch.Tensor) -> TextScore:
+def _text_score(text: EncodedText, logprobs: torch.Tensor, tops: Sequence[TopTokens]) -> TextScore:
     """The figures of one scored text, pooled exactly as model.evaluate pools a split."""
     perplexity, count = perplexity_of([logprobs])
     mean_nll = -float(logprobs.double().sum()) / count
-    return TextScore(text, logprobs.tolist(), perplexity, mean_nll)
+    return TextScore(text, logprobs.tolist(), perplexity, mean_nll, tops)

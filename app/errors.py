@@ -20,12 +20,14 @@ class ServiceError(Exception):
         *,
         status_code: int | None = None,
         error_type: str | None = None,
+        param: str | None = None,
     ):
         super().__init__(message)
         self.message = message
         self.headers = headers or {}
         self.status_code = status_code or self.status_code
         self.error_type = error_type or self.error_type
+        self.param = param  # the request field at fault, where there is one
 
     def body(self) -> dict[str, str]:
         """The JSON error body."""
@@ -37,6 +39,20 @@ class InvalidRequest(ServiceError):
 
     status_code = 422
     error_type = "validation_error"
+
+
+class Unauthorized(ServiceError):
+    """An API key is configured and the request did not bring one of its keys."""
+
+    status_code = 401
+    error_type = "invalid_api_key"
+
+
+class NotFound(ServiceError):
+    """The request names something this server does not have (a model, say)."""
+
+    status_code = 404
+    error_type = "not_found"
 
 
 class TooLarge(ServiceError):

@@ -19,12 +19,14 @@ from fastapi.staticfiles import StaticFiles
 
 from app import metrics
 from app.access import RequestIdMiddleware, configure_access_log
+from app.auth import API_KEY, load_api_keys
 from app.engine import Engine
 from app.handlers import install_error_handlers
 from app.middleware import BodyLimitMiddleware, MetricsMiddleware
 from app.openapi import install_openapi
 from app.routes import generate, health, predict, score
 from app.settings import Settings
+from app.v1 import router as openai_router
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,10 @@ STATIC_DIR = Path(__file__).parent / "static"
 DESCRIPTION = """A word-level recurrent language model: next-word prediction, generation with
 temperature / top-k / top-p sampling (streamed as server-sent events on request) and
 perplexity. Concurrent requests share one batched step of the model. Every error answers
-`{"error": ..., "error_type": ...}`."""
+`{"error": ..., "error_type": ...}`, except under /v1 and the tokenizer routes: an
+OpenAI-compatible API (completions, models, tokenize) whose errors take OpenAI's shape
+`{"error": {"message", "type", "param", "code"}}`. With NEXTWORD_API_KEY set, the model routes,
+/v1 and /info need `Authorization: Bearer <key>`."""
 
 
 @asynccontextmanager
@@ -83,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.api_keys = load_api_keys(settings)
     app.state.engine = None
     app.state.not_ready_reason = "the model is loading"
     install_error_handlers(app)
@@ -92,13 +98,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["Content-Type"],
+            allow_headers=["Content-Type", "Authorization"],
         )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware)  # counts every answer, 413s included
     app.add_middleware(RequestIdMiddleware)  # outermost: every answer has an id and a log line
-    for module in (predict, generate, score, health):
-        app.include_router(module.router)
+    for module in (predict, generate, score):
+        app.include_router(module.router, dependencies=[API_KEY])
+    app.include_router(openai_router.router, dependencies=[API_KEY])
+    app.include_router(health.router)  # /info asks for the key itself
     if STATIC_DIR.is_dir():  # the playground; mounted last so that API routes come first
         app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")
     return app

@@ -33,10 +33,13 @@ REQUESTS_IN_FLIGHT = Gauge(
 ERRORS = Counter("nextword_errors_total", "Error answers, by error_type.", ["error_type"])
 
 # -- tokens --------------------------------------------------------------------------------
-PROMPT_TOKENS = Counter("nextword_prompt_tokens_total", "Prompt tokens read for /generate.")
+PROMPT_TOKENS = Counter(
+    "nextword_prompt_tokens_total", "Prompt tokens read for generation (/generate, /v1)."
+)
 GENERATED_TOKENS = Counter("nextword_generated_tokens_total", "Tokens generated.")
 SCORED_TOKENS = Counter(
-    "nextword_scored_tokens_total", "Target tokens scored by /perplexity (<eos> included)."
+    "nextword_scored_tokens_total",
+    "Target tokens scored by /perplexity and /v1 echo logprobs (<eos> included).",
 )
 SEQUENCES_FINISHED = Counter(
     "nextword_sequences_finished_total",

@@ -67,7 +67,7 @@ class BodyLimitMiddleware:
             return
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            await error_response(TooLarge(self._message()))(scope, receive, send)
+            await error_response(TooLarge(self._message()), scope["path"])(scope, receive, send)
             return
         received = 0
 

@@ -28,8 +28,62 @@ def _publish_limits(components: dict[str, Any], settings: Settings) -> None:
         text["maxLength"] = settings.max_text_chars
 
 
+def _variants(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    """The schemas a property may take: its anyOf members (nested ones too), or itself."""
+    if "anyOf" not in schema:
+        return [schema]
+    return [variant for member in schema["anyOf"] for variant in _variants(member)]
+
+
+def _publish_openai_limits(components: dict[str, Any], settings: Settings) -> None:
+    """The configured limits in the /v1 and tokenizer request schemas, in place."""
+    completion = components["CompletionRequest"]["properties"]
+    for variant in _variants(completion["max_tokens"]):
+        if variant.get("type") == "integer":
+            variant["maximum"] = settings.max_new_tokens
+    completion["n"]["maximum"] = min(completion["n"]["maximum"], settings.max_texts)
+    for variant in _variants(completion["stop"]):
+        if variant.get("type") == "array":
+            variant["maxItems"] = settings.max_stop_strings
+            variant["items"]["maxLength"] = settings.max_stop_chars
+        elif variant.get("type") == "string":
+            variant["maxLength"] = settings.max_stop_chars
+    texts = [
+        *_variants(completion["prompt"]),
+        components["TokenizeRequest"]["properties"]["prompt"],
+    ]
+    for variant in texts:
+        if variant.get("type") == "string":
+            variant["maxLength"] = settings.max_text_chars
+        elif variant.get("type") == "array" and variant["items"].get("type") == "string":
+            variant["maxItems"] = settings.max_texts
+            variant["items"]["maxLength"] = settings.max_text_chars
+
+
+def _publish_vocabulary(components: dict[str, Any], vocab_size: int) -> None:
+    """The largest token id in the schemas of token-id lists, in place."""
+    lists = [
+        *_variants(components["CompletionRequest"]["properties"]["prompt"]),
+        components["DetokenizeRequest"]["properties"]["tokens"],
+    ]
+    for variant in lists:
+        items = variant.get("items", {})
+        items = items.get("items", items)  # a list of lists of ids
+        if items.get("type") == "integer":
+            items["maximum"] = vocab_size - 1
+
+
+def _drop_security(schema: dict[str, Any]) -> None:
+    """Without an API key nothing needs one: say so by publishing no security scheme."""
+    schema["components"].pop("securitySchemes", None)
+    for operations in schema["paths"].values():
+        for operation in operations.values():
+            operation.pop("security", None)
+
+
 def install_openapi(app: FastAPI, settings: Settings) -> None:
-    """Make app's /openapi.json carry the configured limits (built once, on first request)."""
+    """Make app's /openapi.json carry the configured limits, and the bearer scheme only when
+    an API key is configured (built once, on first request)."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -37,6 +91,11 @@ def install_openapi(app: FastAPI, settings: Settings) -> None:
         schema = build()
         if first:
             _publish_limits(schema["components"]["schemas"], settings)
+            _publish_openai_limits(schema["components"]["schemas"], settings)
+            if app.state.engine is not None:  # the model loads before the first request
+                _publish_vocabulary(schema["components"]["schemas"], len(app.state.engine.vocab))
+            if settings.api_key is None and settings.api_key_file is None:
+                _drop_security(schema)
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -22,16 +22,20 @@ import torch
 from model.sampling import SamplingParams, StoppingCriteria, make_generator
 from model.tokenizers import Tokenizer
 
+TopTokens = tuple[tuple[str, float], ...]  # (vocabulary entry, logprob), most probable first
+
 
 @dataclass(frozen=True)
 class TokenEvent:
-    """One generated token: id, vocabulary entry, the text it adds (with any space before it)
-    and its log-probability under the model."""
+    """One generated token: id, vocabulary entry, the text it adds (with any space before it),
+    its log-probability under the model and, when asked for, the most probable tokens at its
+    place."""
 
     id: int
     token: str
     text: str
     logprob: float
+    top: TopTokens = ()
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class FinishEvent:
     seed: int
     prompt_tokens: int
     generated_tokens: int
+    end: TokenEvent | None = None  # the <eos> that ended the text (its text is "")
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,7 @@ class GenerationOptions:
     seed: int | None = None  # None: the engine draws one (and reports it)
     stop: Sequence[str] = ()
     ignore_eos: bool = False  # never produce <eos>: the text ends on a length or a stop string
+    top_logprobs: int = 0  # how many of the most probable tokens each TokenEvent carries
 
 
 class Channel:
@@ -106,22 +112,24 @@ class Row:
 
 
 class ScoreRow(Row):
-    """Scores one text of a /perplexity request (index: its place in the request)."""
+    """Scores one text of a request (index: its place in the request); with top_n, also the
+    top_n most probable tokens at each target's place."""
 
-    def __init__(self, ids: list[int], eos_id: int, index: int, channel: Channel):
+    def __init__(self, ids: list[int], eos_id: int, index: int, channel: Channel, top_n: int = 0):
         super().__init__([eos_id, *ids], channel)
         self.targets = [*ids, eos_id]  # targets[i] follows tokens[i]
         self.index = index
+        self.top_n = top_n
         self.scores: list[torch.Tensor] = []
+        self.tops: list[TopTokens] = []
 
-    def add_scores(self, scores: torch.Tensor) -> torch.Tensor | None:
-        """Record the log-probabilities of the last chunk's targets; all of them (T,) once the
-        text is read, else None."""
+    def add_scores(self, scores: torch.Tensor, tops: Sequence[TopTokens] = ()) -> bool:
+        """Record the log-probabilities (and top tokens) of the last chunk's targets; True once
+        the text is read."""
         self.scores.append(scores)
-        if not self.caught_up:
-            return None
-        self.finished = True
-        return torch.cat(self.scores)
+        self.tops.extend(tops)
+        self.finished = self.caught_up
+        return self.finished
 
 
 class PredictRow(Row):
@@ -175,12 +183,16 @@ class GenerateRow(Row):
         joined = self.tokenizer.detokenize([self.previous, token])
         return joined[len(self.tokenizer.detokenize([self.previous])) :]
 
-    def accept(self, token_id: int, token: str, logprob: float) -> list[object]:
+    def accept(
+        self, token_id: int, token: str, logprob: float, top: TopTokens = ()
+    ) -> list[object]:
         """Take the sampled token: the events it produces (a TokenEvent unless it is <eos>,
         then a FinishEvent if generation ends with it). Otherwise the row reads it next."""
         events: list[object] = []
+        end = None
         if token_id == self.eos_id:
             reason = self.criteria.check(token_id, "")
+            end = TokenEvent(token_id, token, "", logprob, top)
         else:
             piece = self._piece(token)
             # a stop string not seen before must end in this piece: the tail holds its start
@@ -190,19 +202,15 @@ class GenerateRow(Row):
             self.pieces.append(piece)
             self.previous = token
             self.history.append(token_id)
-            events.append(TokenEvent(token_id, token, piece, logprob))
+            events.append(TokenEvent(token_id, token, piece, logprob, top))
         if reason is None:
             self.tokens.append(token_id)
         else:
             self.finished = True
-            events.append(self._finish(reason))
+            events.append(self._finish(reason, end))
         return events
 
-    def _finish(self, reason: str) -> FinishEvent:
+    def _finish(self, reason: str, end: TokenEvent | None) -> FinishEvent:
         return FinishEvent(
-            "".join(self.pieces),
-            reason,
-            self.seed,
-            self.prompt_tokens,
-            len(self.pieces),
+            "".join(self.pieces), reason, self.seed, self.prompt_tokens, len(self.pieces), end
         )

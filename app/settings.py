@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.schemas import STOP_CHARS_CEILING, STOP_STRINGS_CEILING
@@ -29,6 +29,16 @@ class Settings(BaseSettings):
     # the process (used by `python -m app`; uvicorn's own flags win when run through it)
     host: str = Field(default="0.0.0.0", description="interface to listen on")
     port: int = Field(default=8000, ge=1, le=65535, description="TCP port")
+    served_model_name: str = Field(
+        default="nextword", min_length=1, description="the model's name under /v1 (its `model`)"
+    )
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="if set, model routes, /v1 and /info need `Authorization: Bearer <key>`",
+    )
+    api_key_file: Path | None = Field(
+        default=None, description="a file of accepted API keys, one a line (with api_key or not)"
+    )
     cors_origins: list[str] = Field(
         default_factory=list,
         description='origins allowed by CORS, as JSON (["https://x.org"]); empty: CORS off',

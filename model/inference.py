@@ -5,6 +5,7 @@ engine all build on these, so a text gets the same figure everywhere.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -14,7 +15,7 @@ from model.batching import IGNORE, make_batches
 from model.rnn import RNNLanguageModel
 from model.sampling import SamplingParams, StoppingCriteria, choose_next, make_generator
 from model.tokenizers import Tokenizer
-from model.vocab import Vocab
+from model.vocab import SPECIALS, UNK, Vocab
 
 
 @dataclass
@@ -31,6 +32,27 @@ def encode_text(tokenizer: Tokenizer, vocab: Vocab, text: str) -> EncodedText:
     tokens = tokenizer.tokenize(text)
     ids = vocab.encode(tokens)
     return EncodedText(tokens, ids, [i == vocab.unk_id for i in ids])
+
+
+_SPECIAL_TOKENS = re.compile("(" + "|".join(re.escape(s) for s in SPECIALS) + ")")
+
+
+def encode_text_with_specials(tokenizer: Tokenizer, vocab: Vocab, text: str) -> EncodedText:
+    """encode_text, except that "<eos>" and "<unk>" written in the text are those tokens, one
+    id each (a plain tokenizer would cut them into pieces): what clients that tokenize with
+    special tokens, such as lm-evaluation-harness, expect."""
+    parts = [
+        EncodedText([part], [vocab.stoi[part]], [part == UNK])
+        if part in SPECIALS
+        else encode_text(tokenizer, vocab, part)
+        for part in _SPECIAL_TOKENS.split(text)
+        if part
+    ]
+    return EncodedText(
+        [t for p in parts for t in p.tokens],
+        [i for p in parts for i in p.ids],
+        [o for p in parts for o in p.oov],
+    )
 
 
 @torch.inference_mode()

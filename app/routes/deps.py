@@ -19,6 +19,7 @@ T = TypeVar("T")
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": description}
     for code, description in (
+        (401, "an API key is configured (NEXTWORD_API_KEY) and the request did not bring it"),
         (413, "a text or the request is over a configured limit"),
         (422, "a field breaks a rule: the message names the field and the rule"),
         (429, "overloaded: every batch slot busy and the queue full; see Retry-After"),

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from app import metrics
+from app.auth import API_KEY
 from app.card import model_card
 from app.routes.deps import ERROR_RESPONSES, EngineDep, SettingsDep
 from app.schemas import HealthResponse, InfoResponse, ReadyResponse
@@ -34,7 +35,7 @@ async def ready(request: Request) -> ReadyResponse | JSONResponse:
     return JSONResponse(ReadyResponse(ready=False, reason=reason).model_dump(), status_code=503)
 
 
-@router.get("/info", responses={503: ERROR_RESPONSES[503]})
+@router.get("/info", responses={c: ERROR_RESPONSES[c] for c in (401, 503)}, dependencies=[API_KEY])
 async def info(engine: EngineDep, settings: SettingsDep) -> InfoResponse:
     """The model card: network, vocabulary, tokenizer, corpus, training and test perplexity,
     checkpoint hash, versions and the configured limits."""

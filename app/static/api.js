@@ -1,4 +1,9 @@
 // Calls to the nextword HTTP API. Every error body is {"error", "error_type"}.
+//
+// A server started with NEXTWORD_API_KEY answers 401 without the key: the page then asks for
+// it once and keeps it in sessionStorage, so it lasts as long as the tab and no longer.
+
+const KEY_ITEM = "nextword-api-key";
 
 export class ApiError extends Error {
   constructor(message, errorType, status) {
@@ -19,14 +24,33 @@ async function errorFrom(response) {
   return new ApiError(message, body.error_type || "http_error", response.status);
 }
 
+// fetch with the tab's API key; on a 401 asks for the key (unless another request of the
+// page already got a newer one) and tries once more.
+async function send(path, init) {
+  const used = sessionStorage.getItem(KEY_ITEM);
+  const response = await fetch(path, withKey(init, used));
+  if (response.status !== 401) return response;
+  if (sessionStorage.getItem(KEY_ITEM) === used) {
+    const key = window.prompt("This server needs an API key (NEXTWORD_API_KEY):");
+    if (!key) return response;
+    sessionStorage.setItem(KEY_ITEM, key.trim());
+  }
+  return fetch(path, withKey(init, sessionStorage.getItem(KEY_ITEM)));
+}
+
+function withKey(init, key) {
+  if (!key) return init;
+  return { ...init, headers: { ...init.headers, Authorization: `Bearer ${key}` } };
+}
+
 export async function getJSON(path, signal) {
-  const response = await fetch(path, { signal });
+  const response = await send(path, { signal });
   if (!response.ok) throw await errorFrom(response);
   return response.json();
 }
 
 export async function postJSON(path, body, signal) {
-  const response = await fetch(path, {
+  const response = await send(path, {
     method: "POST",
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify(body),
@@ -39,7 +63,7 @@ export async function postJSON(path, body, signal) {
 // Yields the parsed JSON of each `data:` event of a POSTed text/event-stream until `[DONE]`.
 // EventSource cannot POST, so the body is read by hand.
 export async function* postEventStream(path, body, signal) {
-  const response = await fetch(path, {
+  const response = await send(path, {
     method: "POST",
     headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
     body: JSON.stringify(body),

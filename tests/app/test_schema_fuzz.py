@@ -1,6 +1,7 @@
 """Schema fuzzing: schemathesis reads the live OpenAPI schema of a real uvicorn and sends
 generated requests, valid (positive) and invalid (negative), to every operation: no answer is a
-5xx and every answer matches the schema (status code, content type, body, headers). Bounded: a
+5xx and every answer matches the schema (status code, content type, body, headers). The server
+wants an API key, so schemathesis also checks that requests without it are refused. Bounded: a
 fixed number of examples per operation and mode."""
 
 from __future__ import annotations
@@ -17,15 +18,36 @@ from schemathesis.config import SchemathesisConfig
 from bench.serve import uvicorn_server
 
 EXAMPLES = 25  # per operation and mode
-MODEL_OPERATIONS = [("POST", "/predict-next"), ("POST", "/generate"), ("POST", "/perplexity")]
-SERVICE_OPERATIONS = [("GET", "/health"), ("GET", "/ready"), ("GET", "/info")]
+MODEL_OPERATIONS = [
+    ("POST", "/predict-next"),
+    ("POST", "/generate"),
+    ("POST", "/perplexity"),
+    ("POST", "/v1/completions"),
+    *(
+        ("POST", f"{prefix}/{route}")
+        for prefix in ("", "/v1")
+        for route in ("tokenize", "detokenize")
+    ),
+]
+SERVICE_OPERATIONS = [
+    ("GET", "/health"),
+    ("GET", "/ready"),
+    ("GET", "/info"),
+    ("GET", "/v1/models"),
+    ("GET", "/tokenizer_info"),
+    ("GET", "/v1/tokenizer_info"),
+]
 CASES = [
     *((*operation, mode) for operation in MODEL_OPERATIONS for mode in GenerationMode),
     *((*operation, GenerationMode.POSITIVE) for operation in SERVICE_OPERATIONS),  # no input
 ]
 # a text over the configured length is refused with 413 (too large), as the issue asks
 REJECTION = [400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429]
-CONFIG = {"checks": {"negative_data_rejection": {"expected-statuses": REJECTION}}}
+KEY = "fuzz-key"  # the server wants an API key: unauthenticated cases must get 401
+CONFIG = {
+    "checks": {"negative_data_rejection": {"expected-statuses": REJECTION}},
+    "auth": {"openapi": {"HTTPBearer": {"bearer": KEY}}},
+}
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +55,8 @@ def live_schema(
     tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[schemathesis.BaseSchema]:
     """The OpenAPI schema as the live server publishes it, bound to that server."""
-    with uvicorn_server(tiny_checkpoint, tmp_path_factory.mktemp("fuzz"), threads="1") as url:
+    log_dir = tmp_path_factory.mktemp("fuzz")
+    with uvicorn_server(tiny_checkpoint, log_dir, threads="1", api_key=KEY) as url:
         config = SchemathesisConfig.from_dict(CONFIG)
         yield schemathesis.openapi.from_url(f"{url}/openapi.json", config=config)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
@@ -32,6 +33,7 @@ SERVER_START_TIMEOUT_S = 40
 # Loopback only: no proxy from the environment may stand between the test and its server.
 DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 WAIT_S = 15
+API_KEY = "playground-key"
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -72,9 +74,25 @@ def wait_until_ready(url: str, process: subprocess.Popen, log_path: Path) -> Non
 @pytest.fixture(scope="module")
 def server_url(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL of a real uvicorn serving the tiny checkpoint on a free loopback port."""
+    yield from serve(tiny_checkpoint, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def keyed_server_url(
+    tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """server_url's server, wanting the API key API_KEY."""
+    yield from serve(tiny_checkpoint, tmp_path_factory, NEXTWORD_API_KEY=API_KEY)
+
+
+def serve(
+    tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory, **variables: str
+) -> Iterator[str]:
+    """Run uvicorn on the tiny checkpoint with extra environment variables; yield its URL."""
     log_path = tmp_path_factory.mktemp("uvicorn") / "uvicorn.log"
     port = free_port()
     env = {**os.environ, "NEXTWORD_MODEL_DIR": str(tiny_checkpoint), "NEXTWORD_THREADS": "1"}
+    env.update(variables)
     command = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory"]
     command += ["--host", "127.0.0.1", "--port", str(port)]
     with open(log_path, "wb") as log:
@@ -241,3 +259,32 @@ def test_playground_fits_a_phone_width_window(
     assert overflow <= 0, f"the page is {overflow}px wider than a 390px screen"
     save_screenshot(browser, tmp_path, "playground-390.png")
     assert console_errors(browser) == []
+
+
+def test_playground_asks_for_the_api_key_once_per_tab(
+    browser: WebDriver, keyed_server_url: str
+) -> None:
+    browser.get(keyed_server_url + "/")
+    alert = wait_for(browser, lambda d: _alert(d), "the page never asked for the key")
+    alert.send_keys(API_KEY)
+    alert.accept()
+    summary = browser.find_element(By.ID, "model-summary")
+    wait_for(browser, lambda d: "loading" not in summary.text, "the model card never loaded")
+    assert "unavailable" not in summary.text
+    check_typing_shows_candidates(browser)
+    assert browser.execute_script("return sessionStorage.getItem('nextword-api-key')") == API_KEY
+    browser.refresh()  # the same tab keeps the key: no second question
+    summary = browser.find_element(By.ID, "model-summary")
+    wait_for(browser, lambda d: "loading" not in summary.text, "the model card never loaded")
+    assert _alert(browser) is None and "unavailable" not in summary.text
+    assert [e for e in console_errors(browser) if "401" not in e] == []
+
+
+def _alert(driver: WebDriver):
+    """The open alert or prompt, or None."""
+    try:
+        alert = driver.switch_to.alert
+        alert.text  # noqa: B018 - raises when there is none
+        return alert
+    except NoAlertPresentException:
+        return None

@@ -1,0 +1,150 @@
+"""The OpenAI-compatible HTTP routes: /v1/completions, /v1/models, and the tokenizer routes
+(at the root, where lm-evaluation-harness's remote tokenizer looks, and under /v1). They
+validate, call app.v1.serving or the engine, and shape the answer; errors take OpenAI's shape
+(app.v1.errors)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.sse import EventSourceResponse
+
+from app.errors import NotFound
+from app.routes.deps import EngineDep, SettingsDep, unless_disconnected
+from app.v1 import serving
+from app.v1.protocol import (
+    CompletionRequest,
+    CompletionResponse,
+    DetokenizeRequest,
+    DetokenizeResponse,
+    ModelCard,
+    ModelList,
+    TokenizeRequest,
+    TokenizeResponse,
+    TokenizerInfoResponse,
+)
+from model.vocab import EOS, UNK
+
+router = APIRouter(tags=["openai"])
+_STARTED = int(time.time())
+
+
+def _error_doc(description: str) -> dict[str, Any]:
+    error = {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["message", "type", "param", "code"],
+                "properties": {
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                    "param": {"type": ["string", "null"]},
+                    "code": {"type": "string"},
+                },
+            }
+        },
+    }
+    return {"description": description, "content": {"application/json": {"schema": error}}}
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: _error_doc(description)
+    for code, description in (
+        (400, "a field breaks a rule: param names it"),
+        (401, "an API key is configured and the request did not bring one"),
+        (404, "the model named is not served here"),
+        (413, "a prompt or the request is over a configured limit"),
+        (429, "overloaded: every batch slot busy and the queue full; see Retry-After"),
+        (503, "the model is not loaded"),
+        (504, "the deadline (see /info) passed before anything could be answered"),
+    )
+}
+STREAM_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "JSON, or with stream: true, server-sent events: CompletionResponse "
+        "chunks, an optional usage chunk, then `data: [DONE]`",
+        "content": {"text/event-stream": {"schema": {"type": "object"}}},
+    }
+}
+
+
+@router.post(
+    "/v1/completions", response_model=CompletionResponse, responses={**STREAM_DOC, **ERRORS}
+)
+async def create_completion(
+    body: CompletionRequest, engine: EngineDep, settings: SettingsDep, request: Request
+) -> CompletionResponse | Response:
+    """OpenAI's completions, as vLLM serves them, through the same engine (batching, seeds,
+    deadlines and limits) as /generate. Choices are prompt-major: index = prompt * n + j."""
+    completion = await serving.start_completion(body, engine, settings)
+    if body.stream:
+        return EventSourceResponse(
+            serving.stream(completion),
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    return await unless_disconnected(request, serving.collect(completion))
+
+
+@router.get("/v1/models", responses=ERRORS)
+async def list_models(engine: EngineDep, settings: SettingsDep) -> ModelList:
+    """The served model (one)."""
+    card = ModelCard(
+        id=settings.served_model_name, created=_STARTED, max_model_len=settings.max_text_tokens
+    )
+    return ModelList(data=[card])
+
+
+@router.post("/v1/chat/completions", include_in_schema=False)
+async def chat_completions() -> None:
+    """Not served: a word-level model trained on news text has no chat turns to follow."""
+    raise NotFound(
+        "/v1/chat/completions is not served: nextword is a word-level language model trained "
+        "on plain text, with no chat template or chat training; use /v1/completions",
+        error_type="not_found",
+    )
+
+
+def _tokenizer_routes(prefix: str) -> None:
+    """Register the tokenizer routes under prefix ("" or "/v1")."""
+
+    @router.get(f"{prefix}/tokenizer_info", responses=ERRORS)
+    async def tokenizer_info(engine: EngineDep, settings: SettingsDep) -> TokenizerInfoResponse:
+        """The special tokens ("<eos>" encodes to exactly one id) and the limits."""
+        return TokenizerInfoResponse(
+            eos_token=EOS,
+            unk_token=UNK,
+            bos_token=None,
+            model_max_length=settings.max_text_tokens,
+            vocab_size=len(engine.vocab),
+            tokenizer_class=f"nextword-{engine.tokenizer.spec.name}",
+        )
+
+    @router.post(f"{prefix}/tokenize", responses=ERRORS, response_model_exclude_none=True)
+    async def tokenize(
+        body: TokenizeRequest, engine: EngineDep, settings: SettingsDep
+    ) -> TokenizeResponse:
+        """A text's token ids, as /v1/completions reads it."""
+        serving.check_model(body.model, settings)
+        (encoded,) = await engine.encode_prompts([body.prompt])
+        return TokenizeResponse(
+            tokens=encoded.ids,
+            count=len(encoded.ids),
+            max_model_len=settings.max_text_tokens,
+            token_strs=engine.vocab.decode(encoded.ids) if body.return_token_strs else None,
+        )
+
+    @router.post(f"{prefix}/detokenize", responses=ERRORS)
+    async def detokenize(
+        body: DetokenizeRequest, engine: EngineDep, settings: SettingsDep
+    ) -> DetokenizeResponse:
+        """The text of token ids."""
+        serving.check_model(body.model, settings)
+        return DetokenizeResponse(prompt=engine.detokenize(body.tokens))
+
+
+for _prefix in ("", "/v1"):
+    _tokenizer_routes(_prefix)
