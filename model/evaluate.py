@@ -2,7 +2,7 @@
 `python -m model.evaluate --checkpoint DIR [--corpus C --split valid|test] [--json]`.
 
 Prints the split's token count, vocabulary size and <unk> rate beside the perplexity, so that
-anyone can check the figure is measured on the benchmark DATA.md defines.
+anyone can check the figure is measured on the benchmark docs/data.md defines.
 """
 
 from __future__ import annotations

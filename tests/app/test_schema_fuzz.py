@@ -41,7 +41,7 @@ CASES = [
     *((*operation, mode) for operation in MODEL_OPERATIONS for mode in GenerationMode),
     *((*operation, GenerationMode.POSITIVE) for operation in SERVICE_OPERATIONS),  # no input
 ]
-# a text over the configured length is refused with 413 (too large), as the issue asks
+# a text over the configured length is refused with 413 (too large), as docs/api.md says
 REJECTION = [400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429]
 KEY = "fuzz-key"  # the server wants an API key: unauthenticated cases must get 401
 CONFIG = {

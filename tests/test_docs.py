@@ -1,0 +1,173 @@
+"""The documentation stays true to the repository: every doc (README.md, CHANGELOG.md and the
+other top-level pages, docs/**/*.md) links and names only files that exist in it, cites no path
+of one machine, no file from outside the repository and no issue number; and the README stays
+within the budget a newcomer reads in five minutes."""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README_BUDGET = 10_000  # characters
+
+URL = re.compile(r"[a-z][a-z0-9+.-]*://\S+|mailto:\S+", re.IGNORECASE)
+LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+# directories that exist on one machine (a workspace, a home, a scratch or temporary place)
+MACHINE_PATH = re.compile(
+    r"(?<![\w.~-])/(?:work|home|Users|root|mnt|scratch|tmp|var/folders)/[^\s`'\"()<>\[\],;]*"
+)
+PARENT_PATH = re.compile(r"(?<![\w/.-])(?:\.\./)+[\w.-][^\s`'\"()<>\[\],;]*")
+ISSUE_NUMBER = re.compile(r"\bissues?\s*(?:no\.\s*)?#?\d+|(?<![\w&/#])#\d+\b", re.IGNORECASE)
+MARKDOWN_NAME = re.compile(r"(?<![\w/.-])([\w-][\w./-]*\.md)\b")
+# a mention such as `model/rnn.py` or docs/api.md: its first part is a tracked top-level folder
+TOP_FOLDERS = ("model", "app", "bench", "deploy", "tests", "docs", ".ci")
+REPO_PATH = re.compile(
+    r"(?<![\w./~-])((?:" + "|".join(re.escape(f) for f in TOP_FOLDERS) + r")/[\w./-]*)"
+)
+# where the code names a path it uses at run time (such a path is the project's, not a machine's)
+SOURCE_GLOBS = ("model/**/*.py", "app/**/*.py", "deploy/**/*", "Dockerfile", "*.yml", "Makefile")
+
+
+def project_docs(root: Path = ROOT) -> list[Path]:
+    """Every markdown page a reader of the repository meets."""
+    return sorted({*root.glob("*.md"), *(root / "docs").rglob("*.md")})
+
+
+@functools.lru_cache(maxsize=4)
+def _source_text(root: Path) -> str:
+    """The code and deployment files, to tell a path the project uses from a machine's."""
+    files = {path for pattern in SOURCE_GLOBS for path in root.glob(pattern) if path.is_file()}
+    return "\n".join(path.read_text(encoding="utf-8", errors="replace") for path in sorted(files))
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path.resolve().is_relative_to(root.resolve())
+
+
+def _exists_in_repo(doc: Path, name: str, root: Path) -> bool:
+    """Whether name, read from doc's folder or from the repository root, is a file or folder
+    of the repository."""
+    return any(_inside(base / name, root) and (base / name).exists() for base in (doc.parent, root))
+
+
+def _link_problems(doc: Path, text: str, root: Path) -> list[tuple[str, str]]:
+    """(target, problem) of markdown links and images whose target is not in the repository."""
+    problems = []
+    for target in LINK.findall(text):
+        if URL.match(target) or target.startswith("#"):
+            continue
+        path = target.split("#", 1)[0]
+        resolved = (root / path.lstrip("/")) if path.startswith("/") else doc.parent / path
+        if not _inside(resolved, root):
+            problems.append((path, f"links {target}, outside the repository"))
+        elif not resolved.exists():
+            problems.append((path, f"links {target}, which does not exist"))
+    return problems
+
+
+def _citation_problems(doc: Path, text: str, root: Path) -> list[tuple[str, str]]:
+    """(citation, problem) of paths of one machine, paths leaving the repository, issue
+    numbers, and repository files or markdown pages named in the text that do not exist."""
+    problems = []
+    for path in (p.rstrip(".:") for p in MACHINE_PATH.findall(text)):
+        if path not in _source_text(root):
+            problems.append((path, f"cites {path}, a path of one machine"))
+    for path in (p.rstrip(".:") for p in PARENT_PATH.findall(text)):
+        if not _inside(doc.parent / path, root):
+            problems.append((path, f"cites {path}, outside the repository"))
+        elif not (doc.parent / path).exists():
+            problems.append((path, f"cites {path}, which does not exist"))
+    for match in ISSUE_NUMBER.finditer(text):
+        problems.append((match.group(0), f"cites an issue number ({match.group(0)})"))
+    for name in MARKDOWN_NAME.findall(text):
+        if not _exists_in_repo(doc, name, root):
+            problems.append((name, f"names {name}, which is not in the repository"))
+    for path in (p.rstrip(".,:") for p in REPO_PATH.findall(text)):
+        if not (root / path).exists():
+            problems.append((path, f"names {path}, which does not exist"))
+    return problems
+
+
+def doc_problems(doc: Path, root: Path = ROOT) -> list[str]:
+    """What in one doc points outside the repository or at nothing, once per cited thing
+    (empty when the doc is clean)."""
+    text = doc.read_text(encoding="utf-8")
+    prose = URL.sub(" ", text)  # addresses on the web are not citations of files
+    found = _link_problems(doc, text, root) + _citation_problems(doc, prose, root)
+    first_problem: dict[str, str] = {}
+    for cited, problem in found:
+        first_problem.setdefault(cited, problem)
+    return list(first_problem.values())
+
+
+def readme_problems(readme: Path) -> list[str]:
+    """The README's length when it is over its budget."""
+    length = len(readme.read_text(encoding="utf-8"))
+    if length <= README_BUDGET:
+        return []
+    return [f"{readme.name} is {length:,} characters; the budget is {README_BUDGET:,}"]
+
+
+@pytest.mark.parametrize("doc", project_docs(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_doc_points_only_at_files_of_the_repository(doc):
+    problems = doc_problems(doc)
+    assert not problems, "\n".join(problems)
+
+
+def test_readme_is_within_its_budget():
+    problems = readme_problems(ROOT / "README.md")
+    assert not problems, problems[0] if problems else ""
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_the_check_finds_every_kind_of_bad_citation(tmp_path):
+    _write(tmp_path / "model" / "rnn.py", "")
+    _write(tmp_path / "docs" / "api.md", "# API\n")
+    bad = _write(
+        tmp_path / "docs" / "bad.md",
+        "See [the API](api.md), [gone](gone.md), [up](../../elsewhere.md) and ![c](c.png).\n"
+        "Runs live in /work/runs/ttp and /tmp/scratch; corpora in ../../shared/corpora, ../data.\n"
+        "As issue 6 and #14 ask, DATA.md defines it; model/rnn.py and model/forward.py.\n",
+    )
+    problems = "\n".join(doc_problems(bad, tmp_path))
+    for expected in (
+        "links gone.md, which does not exist",
+        "links ../../elsewhere.md, outside the repository",
+        "links c.png, which does not exist",
+        "cites /work/runs/ttp, a path of one machine",
+        "cites /tmp/scratch",
+        "cites ../../shared/corpora, outside the repository",
+        "cites ../data, which does not exist",
+        "cites an issue number (issue 6)",
+        "cites an issue number (#14)",
+        "names DATA.md, which is not in the repository",
+        "names model/forward.py, which does not exist",
+    ):
+        assert expected in problems
+    assert "api.md," not in problems and "model/rnn.py," not in problems
+
+
+def test_a_clean_doc_passes_and_a_path_the_code_uses_is_not_a_machines(tmp_path):
+    _write(tmp_path / "deploy" / "serve.sh", 'DIR="${DIR:-/tmp/nextword-metrics}"\n')
+    _write(tmp_path / "README.md", "# x\n")
+    doc = _write(
+        tmp_path / "docs" / "ok.md",
+        "[Home](../README.md), <https://example.org/issues/6>, metrics in "
+        "`/tmp/nextword-metrics`, the code in deploy/serve.sh.\n",
+    )
+    assert doc_problems(doc, tmp_path) == []
+
+
+def test_a_readme_over_its_budget_fails(tmp_path):
+    assert readme_problems(_write(tmp_path / "README.md", "x" * README_BUDGET)) == []
+    (problem,) = readme_problems(_write(tmp_path / "README.md", "x" * (README_BUDGET + 1)))
+    assert "10,001 characters" in problem
