@@ -1,4 +1,4 @@
-"""The stronger-recipe study: each option of issue 6's list added alone to the default preset,
+"""The stronger-recipe study: each strong-recipe option added alone to the default preset,
 trained at the default budget on peoples-daily, one run at a time with every core.
 
     python -m bench.recipe                                   # base + the default variants

@@ -10,7 +10,7 @@
 5. with --int8: the same step and the test-split perplexity with NEXTWORD_QUANTIZE=int8.
 
 Every client sends a fixed number of requests, so the load is bounded in count; nothing leaves
-127.0.0.1. The issue's floors are checked at the end of the table.
+127.0.0.1. The serving floors are checked at the end of the table.
 """
 
 from __future__ import annotations

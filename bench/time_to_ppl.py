@@ -16,7 +16,7 @@ By default one run at a time, with all the cores (torch's default threads). --tw
 two processes at once, one thread each: plain in one lane, the ours modes in the other (on this
 2-core machine the two then slow each other down 2-3x, so the default is one at a time).
 Corpora: peoples-daily, target valid ppl 295 (the Kneser-Ney 5-gram's valid figure in
-DATA.md), and wikitext-2 trained on valid.txt with test.txt held out (DATA.md), target the
+docs/data.md), and wikitext-2 trained on valid.txt with test.txt held out (docs/data.md), target the
 plain mode's best held-out ppl. Figures come from each run's
 metrics.jsonl (wall_seconds: training time) and config.json (test ppl). Writes OUT/time_to_ppl
 .md, .json and .png (OUT = --out-dir, default docs/) and prints the table.
@@ -46,8 +46,8 @@ from model.config import TrainConfig, parse_config
 from model.hardware import describe_cpu
 
 ROOT = Path(__file__).resolve().parents[1]
-KN5_VALID_PPL = 295.0  # DATA.md: interpolated modified Kneser-Ney 5-gram, peoples-daily valid
-FLOOR = 5.0  # issue 6: ours-small >= 5x plain's tokens/s, and <= 1/5 of its time to target
+KN5_VALID_PPL = 295.0  # docs/data.md: interpolated modified Kneser-Ney 5-gram, peoples-daily valid
+FLOOR = 5.0  # the floor: ours-small >= 5x plain's tokens/s, and <= 1/5 of its time to target
 MODES: dict[str, tuple[str, ...]] = {
     "plain": ("--preset", "plain"),
     "ours-small": ("--preset", "default", "--embedding-size", "200", "--hidden-size", "200"),
@@ -172,7 +172,7 @@ class Run:
 
 
 def corpus_args(corpus: str, wikitext_dir: Path) -> list[str]:
-    """model.train flags that select a corpus as DATA.md defines it (wikitext-2: valid.txt is the
+    """model.train flags selecting a corpus as docs/data.md defines it (wikitext-2: valid.txt is the
     training text, test.txt the held-out text; whitespace tokens without NFKC, which would
     rewrite 84 of its tokens such as ″ and ½)."""
     if corpus == "peoples-daily":
@@ -348,7 +348,7 @@ def summarise(runs: Sequence[Run], corpus: str, kn5_target: float) -> dict:
     mine = [r for r in runs if r.corpus == corpus]
     plain = next((r for r in mine if r.mode == "plain" and r.curve), None)
     target: float | None = kn5_target
-    source = "Kneser-Ney 5-gram valid ppl (DATA.md)"
+    source = "Kneser-Ney 5-gram valid ppl (docs/data.md)"
     if kn5_target != KN5_VALID_PPL:
         source = f"set by --target (the Kneser-Ney 5-gram's is {KN5_VALID_PPL:g})"
     if corpus != "peoples-daily":
@@ -412,7 +412,7 @@ def corpus_table(runs: Sequence[Run], corpus: str, summary: dict) -> list[str]:
     ratios = summary["ratios"].get("ours-small")
     if ratios:
         speed, clock = ratios["tokens_per_second"], ratios["time"]
-        out += ["", "| floor (issue 6) | measured | met |", "|---|---|---|"]
+        out += ["", "| floor | measured | met |", "|---|---|---|"]
         out.append(
             f"| ours-small tokens/s ≥ {FLOOR:g}× plain's | {speed['text']} | {speed['verdict']} |"
         )
@@ -439,7 +439,7 @@ def markdown(report: dict, runs: Sequence[Run]) -> str:
         "- Modes: `plain` = `--preset plain` (the reference PyTorch word_language_model recipe: "
         "2-layer LSTM 200, full softmax, SGD lr 20 divided by 4 when valid stops improving, clip "
         "0.25, 20 lines a batch, BPTT 35, dropout 0.2; lines read as our trainer reads them, each "
-        "from the `<eos>` state, so that perplexities follow DATA.md); `ours-small` = `--preset "
+        "from the `<eos>` state, as docs/data.md defines); `ours-small` = `--preset "
         "default --embedding-size 200 --hidden-size 200`; `ours-default` = `--preset default`.",
         f"- Every run is `python -m model.train <mode> --eval-every-minutes "
         f"{report['eval_every_minutes']:g}` (see the JSON for each command). Times are training "
@@ -450,7 +450,7 @@ def markdown(report: dict, runs: Sequence[Run]) -> str:
         "then a bound. \"vs plain\": tokens/s ÷ plain's, and time as a fraction of plain's.",
         "- wikitext-2: trained on `valid.txt` (217,646 tokens), `test.txt` (245,569) held out as "
         "both valid and test; whitespace tokens without NFKC, one `<eos>` a line, blank lines "
-        "included (DATA.md); not comparable with published WikiText-2 figures.",
+        "included (docs/data.md); not comparable with published WikiText-2 figures.",
         "- The JSON holds every run's command, validation curve, and start and end (`started_s`, "
         "`finished_s`: seconds into the benchmark, to see which runs overlapped). A mode marked "
         "(reused) was trained by an earlier invocation with the same command and --work-dir on "
@@ -551,7 +551,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.corpus != "peoples-daily" and not all(path.is_file() for path in wikitext):
         parser.error(
             f"wikitext-2 needs {wikitext[0]} and {wikitext[1]} (this machine's shared corpora, "
-            "see DATA.md); pass --wikitext-dir DIR, or --corpus peoples-daily"
+            "see docs/data.md); pass --wikitext-dir DIR, or --corpus peoples-daily"
         )
     args.wikitext_dir = args.wikitext_dir.resolve()
     return args

@@ -91,8 +91,8 @@ class TrainConfig:
     )
     max_tokens: int | None = _flag(
         None,
-        "training budget in tokens (targets read): the same on every machine, so the same "
-        "command gives the same model; the cosine schedule spans it",
+        "training budget in tokens (targets read; 0: none): the same on every machine, so the "
+        "same command gives the same model; the cosine schedule spans it",
     )
     max_steps: int | None = _flag(None, "stop after this many optimizer steps")
     max_minutes: float | None = _flag(

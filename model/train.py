@@ -265,7 +265,7 @@ class Trainer:
 
     # -- evaluation ---------------------------------------------------------------------
     def evaluate(self, split: str, model: RNNLanguageModel | None = None) -> float:
-        """Perplexity of a split (DATA.md's definition) under the live (or a given) model."""
+        """Perplexity of a split (docs/data.md's definition) under the live (or a given) model."""
         lines = self.data.ids[split][self.world.rank :: self.world.size]  # each rank a share
         scores = score_lines(model or self.model, lines, self.data.vocab.eos_id)
         log_likelihood, count = self.world.total(
@@ -358,7 +358,7 @@ class Trainer:
         c, p = self.config, self.progress
         if c.max_steps is not None and p.step >= c.max_steps:
             return True
-        return c.max_tokens is not None and p.tokens_seen >= c.max_tokens
+        return bool(c.max_tokens) and p.tokens_seen >= (c.max_tokens or 0)
 
     def time_cap_reached(self) -> bool:
         """True once --max-minutes of training (word2vec included) have passed."""
@@ -497,7 +497,7 @@ class Trainer:
         """Which limit ended the run: 'tokens', 'steps', 'max_minutes', 'patience' or
         'epochs'."""
         c, p = self.config, self.progress
-        if c.max_tokens is not None and p.tokens_seen >= c.max_tokens:
+        if c.max_tokens and p.tokens_seen >= c.max_tokens:
             return "tokens"
         if c.max_steps is not None and p.step >= c.max_steps:
             return "steps"
