@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from model.checkpoint import CONFIG
+from model.config import preset_differences
 from model.resume import RESUME_STATE
 from model.train import main as train_main
 
@@ -35,12 +36,34 @@ def training_arguments(model_dir: Path, extra: list[str]) -> list[str] | None:
     return [*arguments, "--resume", *extra]
 
 
+def describe_checkpoint(model_dir: Path) -> str:
+    """One line naming what a kept checkpoint is: the default preset, or which settings differ
+    from it (a model copied in, or trained by another command, is never served silently)."""
+    config = model_dir / CONFIG
+    if not config.is_file():
+        return f"checkpoint {model_dir} has no {CONFIG}"
+    training = json.loads(config.read_text(encoding="utf-8")).get("training", {})
+    settings = training.get("config")
+    if not settings:
+        return f"checkpoint {model_dir} records no training settings: not the default preset's"
+    differences = preset_differences("default", settings)
+    scores = f"test ppl {training['test_ppl']:.1f}" if training.get("test_ppl") else "no test ppl"
+    if not differences:
+        return f"checkpoint {model_dir}: the default preset's model ({scores})"
+    listed = ", ".join(
+        f"{k}={mine!r} (preset: {theirs!r})" for k, (theirs, mine) in differences.items()
+    )
+    return f"checkpoint {model_dir} is NOT the default preset's ({scores}): {listed}"
+
+
 def main(argv: list[str]) -> None:
-    """Train, resume or skip, as training_arguments decides; says which on stdout."""
+    """Train, resume or skip, as training_arguments decides; says which on stdout, and what a
+    kept checkpoint is."""
     model_dir = Path(os.environ.get("NEXTWORD_MODEL_DIR") or DEFAULT_MODEL_DIR)
     arguments = training_arguments(model_dir, argv)
     if arguments is None:
         print(f"checkpoint {model_dir} is complete: not training", flush=True)
+        print(describe_checkpoint(model_dir), flush=True)
         return
     print(f"training: python -m model.train {' '.join(arguments)}", flush=True)
     train_main(arguments)

@@ -106,7 +106,11 @@ class TrainConfig:
     device: str = _flag("auto", "auto | cpu | cuda | cuda:N")
     precision: str = _flag("auto", "auto | bf16 | fp32 (auto: bf16 where the hardware has it)")
     threads: int | None = _flag(None, "torch CPU threads (default: torch's choice)")
-    output: str = _flag("checkpoints/default", "checkpoint directory to write")
+    output: str = _flag(
+        "checkpoints/run",
+        "checkpoint directory to write (checkpoints/default is the default preset's, which "
+        "`make serve` trains and serves)",
+    )
     resume: bool = _flag(False, "continue the interrupted run in --output")
     progress: bool = _flag(True, "show a progress bar")
 
@@ -124,6 +128,7 @@ class TrainConfig:
 # AMX Xeon (docs/training.md). Sized so that it trains in about 11 minutes on a 2-core
 # AVX2-only CPU.
 _DEFAULT: dict[str, Any] = dict(
+    output="checkpoints/default",  # that directory holds the default preset's model only
     max_tokens=2_400_000,  # 2.5 passes over peoples-daily's 952,711 training tokens
     precision="fp32",  # bf16 exists only on some CPUs and learns a little less per token
     word2vec_init=True,  # the embeddings start from vectors of the training text
@@ -178,6 +183,22 @@ PRESETS: dict[str, dict[str, Any]] = {
         precision="fp32",  # the reference trains in fp32
     ),
 }
+
+
+# settings that do not change the model a run trains (where it writes, how it reports)
+NOT_RECIPE = frozenset({"output", "resume", "progress", "threads", "device", "snapshot_minutes"})
+
+
+def preset_differences(preset: str, settings: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """{field: (the preset's value, the run's)} for every recipe setting in which a run's
+    recorded config (config.json's training.config) differs from a preset; empty when the run
+    is that preset."""
+    wanted = TrainConfig(**PRESETS[preset]).to_dict()
+    return {
+        name: (value, settings.get(name))
+        for name, value in wanted.items()
+        if name not in NOT_RECIPE and settings.get(name, value) != value
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:

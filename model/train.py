@@ -16,7 +16,7 @@ import sys
 import time
 from contextlib import nullcontext
 from copy import deepcopy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -51,24 +51,10 @@ log = logging.getLogger("nextword.train")
 
 def build_model(config: TrainConfig, vocab: Vocab) -> tuple[RNNLanguageModel, float | None]:
     """The network a config describes, with pretrained embeddings loaded (and their coverage)."""
-    model = RNNLanguageModel(
-        ModelConfig(
-            vocab_size=len(vocab),
-            cell=config.cell,
-            embedding_size=config.embedding_size,
-            hidden_size=config.hidden_size,
-            num_layers=config.num_layers,
-            dropout_embedding=config.dropout_embedding,
-            dropout_hidden=config.dropout_hidden,
-            dropout_output=config.dropout_output,
-            tie_weights=config.tie_weights,
-            output_layer=config.output_layer,
-            cutoffs=list(config.cutoffs),
-            adaptive_div_value=config.adaptive_div_value,
-            variational_dropout=config.variational_dropout,
-            dropout_words=config.dropout_words,
-        )
-    )
+    shared = {f.name for f in fields(ModelConfig)} - {"vocab_size"}  # same names, one copy
+    settings = {name: getattr(config, name) for name in shared}
+    settings["cutoffs"] = list(config.cutoffs)
+    model = RNNLanguageModel(ModelConfig(vocab_size=len(vocab), **settings))
     coverage = None
     if config.pretrained_embeddings and config.word2vec_init:
         raise ValueError(

@@ -48,6 +48,9 @@ def test_finished_checkpoint_is_kept_untouched(tiny_checkpoint: Path, tmp_path: 
     result = run_trainer(model_dir, [])
     assert result.returncode == 0, result.stderr
     assert "not training" in result.stdout
+    # the tiny checkpoint is not the default preset's, and make serve says so before serving it
+    assert f"checkpoint {model_dir} is NOT the default preset's" in result.stdout
+    assert "hidden_size=32 (preset: 512)" in result.stdout
     assert (model_dir / "model.safetensors").stat().st_mtime_ns == weights
 
 
