@@ -38,13 +38,10 @@ from app.errors import (
     ServiceError,
     TooLarge,
 )
-from app.forward import forward_rows
-from app.quantize import quantize_int8
 from app.sequences import (
     Channel,
     FinishEvent,
     GenerateRow,
-    GenerationOptions,
     PredictRow,
     Row,
     ScoreRow,
@@ -52,11 +49,14 @@ from app.sequences import (
     TopTokens,
 )
 from app.settings import Settings
-from model.batching import IGNORE
 from model.checkpoint import Checkpoint, load_checkpoint
+from model.forward import chunk_target_log_probs, forward_rows
+from model.generation import Decoding, choose_tokens
 from model.inference import EncodedText, encode_text, encode_text_with_specials, perplexity_of
-from model.sampling import choose_next
+from model.quantize import quantize_int8
+from model.sampling import SamplingOptions
 from model.tokenizers import build_tokenizer
+from model.vocab import EOS, UNK
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,11 @@ class TextScore:
     perplexity: float
     mean_nll: float
     tops: Sequence[TopTokens] = ()  # per target, when asked for
+
+    @property
+    def targets(self) -> list[tuple[str, bool]]:
+        """(token, out of vocabulary) of each target, in order: the text's tokens, then <eos>."""
+        return [*zip(self.text.tokens, self.text.oov, strict=True), (EOS, False)]
 
 
 class Generation:
@@ -127,6 +132,7 @@ class Engine:
         self.model = checkpoint.model
         self.vocab = checkpoint.vocab
         self.tokenizer = build_tokenizer(checkpoint.tokenizer_spec)
+        self.eos_token, self.unk_token = EOS, UNK  # the special tokens, as clients write them
         self.settings = settings
         self._wake = threading.Condition()
         self._waiting: deque[deque[Row]] = deque()  # one inner deque per request
@@ -249,27 +255,29 @@ class Engine:
         (InvalidRequest for an id outside the vocabulary)."""
         return self.tokenizer.detokenize(self._from_ids(ids, "tokens").tokens)
 
-    async def generate(self, prompt: str, options: GenerationOptions) -> Generation:
+    async def generate(self, prompt: str, options: SamplingOptions) -> Generation:
         """Start continuing prompt; raises at once (too large, overloaded, not ready) before
         any token, so that the caller can still answer with a plain error."""
         self.check_generation_limits(options)
         (encoded,) = await self._encode([prompt])
         return self.generate_encoded(encoded, options)
 
-    def generate_encoded(self, encoded: EncodedText, options: GenerationOptions) -> Generation:
+    def generate_encoded(self, encoded: EncodedText, options: SamplingOptions) -> Generation:
         """generate() of a prompt already encoded, whose options passed
         check_generation_limits."""
         channel = self._channel()
         eos = self.vocab.eos_id
         if options.seed is None:  # a random one, returned with the text so it can be replayed
             options = replace(options, seed=random.randrange(2**63))
-        row = GenerateRow(encoded.ids, encoded.tokens, options, eos, self.tokenizer, channel)
-        self._submit([row])
+        decoding = Decoding(
+            encoded.ids, encoded.tokens, options, eos, self.tokenizer, channel.deadline
+        )
+        self._submit([GenerateRow(decoding, len(encoded.ids), eos, channel)])
         metrics.PROMPT_TOKENS.inc(len(encoded.ids))
         return Generation(channel)
 
     def check_generation_limits(
-        self, options: GenerationOptions, length_field: str = "max_new_tokens"
+        self, options: SamplingOptions, length_field: str = "max_new_tokens"
     ) -> None:
         """InvalidRequest naming the field and the setting when options pass a configured
         limit (the schema holds the fixed ones); length_field: the request's name for
@@ -499,15 +507,12 @@ class Engine:
     ) -> None:
         """Log-probabilities of the targets the scoring rows just read, in one output-layer
         call; a row whose text is read sends (index, scores) to its request."""
-        targets = torch.full((len(scoring), features.size(1)), IGNORE, dtype=torch.long)
-        for j, i in enumerate(scoring):
+        targets = []
+        for i in scoring:
             row = rows[i]
             assert isinstance(row, ScoreRow)
-            chunk_targets = row.targets[starts[i] : starts[i] + len(chunks[i])]
-            targets[j, : len(chunk_targets)] = torch.as_tensor(chunk_targets)
-        device = features.device
-        values = self.model.target_log_probs(features[scoring], targets.to(device))
-        pieces = values.float().cpu().split([len(chunks[i]) for i in scoring])
+            targets.append(row.targets[starts[i] : starts[i] + len(chunks[i])])
+        pieces = chunk_target_log_probs(self.model, features[scoring], targets)
         for i, piece in zip(scoring, pieces, strict=True):
             row = rows[i]
             assert isinstance(row, ScoreRow)
@@ -552,15 +557,8 @@ class Engine:
         """Next token of every generating row at once, each with its own parameters and
         generator; the events go to each row's request."""
         generating = [row for row in rows if isinstance(row, GenerateRow)]
-        ignoring_eos = [j for j, row in enumerate(generating) if row.options.ignore_eos]
-        if ignoring_eos:
-            log_probs[ignoring_eos, self.vocab.eos_id] = float("-inf")
-        chosen, chosen_logprobs = choose_next(
-            log_probs,
-            [row.options.params for row in generating],
-            [row.generator for row in generating],
-            [row.history for row in generating],
-            [self.vocab.unk_id],
+        chosen, chosen_logprobs = choose_tokens(
+            log_probs, [row.decoding for row in generating], self.vocab.unk_id
         )
         tops: list[TopTokens] = [()] * len(generating)
         asking = [j for j, row in enumerate(generating) if row.options.top_logprobs]

@@ -20,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 
+from model.sampling import SamplingOptions
+
 STOP_STRINGS_CEILING = 64  # the most NEXTWORD_MAX_STOP_STRINGS may allow
 STOP_CHARS_CEILING = 256  # the most NEXTWORD_MAX_STOP_CHARS may allow
 
@@ -36,7 +38,7 @@ def _well_formed(text: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_well_formed)]
-FinishReason = Literal["length", "eos_token", "stop_sequence", "time_limit"]  # model.sampling's
+FinishReason = Literal["length", "eos_token", "stop_sequence", "time_limit"]  # model.generation's
 StopString = Annotated[
     str,
     StringConstraints(min_length=1, max_length=STOP_CHARS_CEILING),
@@ -163,6 +165,19 @@ class GenerateRequest(_Request):
         }
     )  # fmt: skip
 
+    def to_sampling_options(self) -> SamplingOptions:
+        """How this request samples and when it stops, for the engine."""
+        return SamplingOptions(
+            temperature=self.temperature,
+            top_k=self.top_k,
+            top_p=self.top_p,
+            repetition_penalty=self.repetition_penalty,
+            max_new_tokens=self.max_new_tokens,
+            seed=self.seed,
+            stop=tuple(self.stop),
+            ignore_eos=self.ignore_eos,
+        )
+
 
 class Usage(BaseModel):
     """Token counts of a generation (<eos> is not counted as generated)."""
@@ -245,8 +260,7 @@ class TextPerplexity(BaseModel):
 
 
 class PerplexityResponse(BaseModel):
-    """The answer to {"texts": [...]}: one result per text, in the order given ({"text": ...}
-    is answered with one TextPerplexity)."""
+    """One result per text, in the order given: {"text": ...} gets a list of one."""
 
     results: list[TextPerplexity]
 

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from model.sampling import SamplingParams, StoppingCriteria, make_generator
-from model.tokenizers import Tokenizer
+from model.generation import Decoding
 
 TopTokens = tuple[tuple[str, float], ...]  # (vocabulary entry, logprob), most probable first
 
@@ -48,18 +47,6 @@ class FinishEvent:
     prompt_tokens: int
     generated_tokens: int
     end: TokenEvent | None = None  # the <eos> that ended the text (its text is "")
-
-
-@dataclass(frozen=True)
-class GenerationOptions:
-    """How one generation samples and when it stops."""
-
-    params: SamplingParams
-    max_new_tokens: int
-    seed: int | None = None  # None: the engine draws one (and reports it)
-    stop: Sequence[str] = ()
-    ignore_eos: bool = False  # never produce <eos>: the text ends on a length or a stop string
-    top_logprobs: int = 0  # how many of the most probable tokens each TokenEvent carries
 
 
 class Channel:
@@ -142,75 +129,42 @@ class PredictRow(Row):
 
 class GenerateRow(Row):
     """Continues a prompt, one sampled token per step, carrying its state: a token costs the
-    same however many came before it. Decisions mirror model.inference.generate."""
+    same however many came before it. What a token does (its text, the stop rules) is
+    model.generation's Decoding, the loop `python -m model.generate` runs too."""
 
-    def __init__(
-        self,
-        prompt_ids: list[int],
-        prompt_tokens: list[str],
-        options: GenerationOptions,
-        eos_id: int,
-        tokenizer: Tokenizer,
-        channel: Channel,
-    ):
-        super().__init__([eos_id, *prompt_ids], channel)
-        assert options.seed is not None, "the engine resolves the seed before queueing"
-        self.options = options
-        self.seed = options.seed
-        self.eos_id = eos_id
-        self.tokenizer = tokenizer
-        self.generator = make_generator(options.seed)
-        self.criteria = StoppingCriteria(
-            options.max_new_tokens, eos_id, options.stop, deadline=channel.deadline
-        )
-        self.history = list(prompt_ids)  # what the repetition penalty looks at
-        self.prompt_tokens = len(prompt_ids)
-        self.previous = prompt_tokens[-1] if prompt_tokens else None
-        self.pieces: list[str] = []
-        self.stop_tail = ""  # the last characters a stop string could still begin in
-        self.stop_keep = max((len(s) for s in options.stop), default=1) - 1
+    def __init__(self, prompt: Decoding, prompt_tokens: int, eos_id: int, channel: Channel):
+        super().__init__([eos_id, *prompt.history], channel)
+        self.decoding = prompt
+        self.options = prompt.options
+        self.prompt_tokens = prompt_tokens
         self.last_token_at: float | None = None
 
     @property
     def produced(self) -> bool:
         """Whether a token went out: past the deadline the text then ends with "time_limit"."""
-        return bool(self.pieces)
-
-    def _piece(self, token: str) -> str:
-        """The text a token adds after the previous one (a space before it or not)."""
-        if self.previous is None:
-            return self.tokenizer.detokenize([token])
-        joined = self.tokenizer.detokenize([self.previous, token])
-        return joined[len(self.tokenizer.detokenize([self.previous])) :]
+        return bool(self.decoding.pieces)
 
     def accept(
         self, token_id: int, token: str, logprob: float, top: TopTokens = ()
     ) -> list[object]:
         """Take the sampled token: the events it produces (a TokenEvent unless it is <eos>,
         then a FinishEvent if generation ends with it). Otherwise the row reads it next."""
-        events: list[object] = []
-        end = None
-        if token_id == self.eos_id:
-            reason = self.criteria.check(token_id, "")
-            end = TokenEvent(token_id, token, "", logprob, top)
-        else:
-            piece = self._piece(token)
-            # a stop string not seen before must end in this piece: the tail holds its start
-            window = self.stop_tail + piece
-            reason = self.criteria.check(token_id, window)
-            self.stop_tail = window[-self.stop_keep :] if self.stop_keep else ""
-            self.pieces.append(piece)
-            self.previous = token
-            self.history.append(token_id)
-            events.append(TokenEvent(token_id, token, piece, logprob, top))
-        if reason is None:
+        step = self.decoding.accept(token_id, token)
+        event = TokenEvent(token_id, token, step.piece, logprob, top)
+        ends_text = token_id == self.decoding.eos_id
+        events: list[object] = [] if ends_text else [event]
+        if step.finish_reason is None:
             self.tokens.append(token_id)
         else:
             self.finished = True
-            events.append(self._finish(reason, end))
+            events.append(
+                FinishEvent(
+                    self.decoding.text,
+                    step.finish_reason,
+                    self.decoding.seed,
+                    self.prompt_tokens,
+                    len(self.decoding.pieces),
+                    event if ends_text else None,
+                )
+            )
         return events
-
-    def _finish(self, reason: str, end: TokenEvent | None) -> FinishEvent:
-        return FinishEvent(
-            "".join(self.pieces), reason, self.seed, self.prompt_tokens, len(self.pieces), end
-        )

@@ -200,13 +200,13 @@ def bare_step_ms(checkpoint: Path, batch: int, quantize: str, steps: int = 200) 
     output distribution) and the whole step (plus choose_next with the bench's sampling)."""
     import torch
 
-    from app.quantize import quantize_int8
     from model.checkpoint import load_checkpoint
-    from model.sampling import SamplingParams, choose_next, make_generator
+    from model.quantize import quantize_int8
+    from model.sampling import SamplingOptions, choose_next, make_generator
 
     loaded = load_checkpoint(checkpoint)
     model = quantize_int8(loaded.model) if quantize == "int8" else loaded.model
-    params = [SamplingParams(**SAMPLING)] * batch
+    params = [SamplingOptions(**SAMPLING)] * batch
     generators = [make_generator(i) for i in range(batch)]
     history: list[list[int]] = [[] for _ in range(batch)]
     banned = [loaded.vocab.unk_id]
@@ -230,10 +230,10 @@ def bare_step_ms(checkpoint: Path, batch: int, quantize: str, steps: int = 200) 
 
 def test_perplexity(checkpoint: Path, quantize: str) -> float:
     """Perplexity of the checkpoint (quantised or not) on its corpus' test split."""
-    from app.quantize import quantize_int8
     from model.checkpoint import load_checkpoint
     from model.corpora import load_corpus
     from model.inference import perplexity_of, score_lines
+    from model.quantize import quantize_int8
     from model.tokenizers import build_tokenizer
 
     loaded = load_checkpoint(checkpoint)

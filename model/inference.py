@@ -1,6 +1,6 @@
-"""Reading text with a trained model: encoding, per-token scores of whole lines, the next-word
-distribution and unbatched generation. `model.evaluate`, `model.generate` and the service's
-engine all build on these, so a text gets the same figure everywhere.
+"""Reading text with a trained model: encoding, per-token scores of whole lines and the state
+after a prompt. `model.evaluate`, `model.generation` and the service's engine all build on
+these, so a text gets the same figure everywhere.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import torch
 
 from model.batching import IGNORE, make_batches
 from model.rnn import RNNLanguageModel
-from model.sampling import SamplingParams, StoppingCriteria, choose_next, make_generator
 from model.tokenizers import Tokenizer
 from model.vocab import SPECIALS, UNK, Vocab
 
@@ -25,6 +24,18 @@ class EncodedText:
     tokens: list[str]
     ids: list[int]
     oov: list[bool]
+
+    def entries(self) -> list[str]:
+        """The vocabulary entry of each token: the token, or <unk> where it is out of
+        vocabulary."""
+        return [UNK if oov else token for token, oov in zip(self.tokens, self.oov, strict=True)]
+
+    def after_start(self, eos_id: int) -> EncodedText:
+        """The text without a leading <eos>: what a model reads after its start state (which
+        is the state after <eos>)."""
+        if self.ids[:1] != [eos_id]:
+            return self
+        return EncodedText(self.tokens[1:], self.ids[1:], self.oov[1:])
 
 
 def encode_text(tokenizer: Tokenizer, vocab: Vocab, text: str) -> EncodedText:
@@ -101,53 +112,3 @@ def read_prompt(
     tokens = torch.tensor([[eos_id, *ids]], dtype=torch.long, device=device)  # (1, T)
     features, state = model(tokens)
     return model.log_probs(features[0, -1:])[0], state
-
-
-@dataclass
-class Generation:
-    """What one generation produced and why it stopped."""
-
-    token_ids: list[int]
-    tokens: list[str]
-    logprobs: list[float]
-    text: str
-    finish_reason: str
-
-
-@torch.inference_mode()
-def generate(
-    model: RNNLanguageModel,
-    tokenizer: Tokenizer,
-    vocab: Vocab,
-    prompt: str,
-    params: SamplingParams,
-    max_new_tokens: int,
-    seed: int,
-    stop: Sequence[str] = (),
-) -> Generation:
-    """Continue a prompt one token at a time, carrying the state: a token's cost does not grow
-    with the length before it. <unk> is never generated; <eos> ends the text."""
-    prompt_ids = encode_text(tokenizer, vocab, prompt).ids
-    log_probs, state = read_prompt(model, prompt_ids, vocab.eos_id)
-    generator = make_generator(seed)
-    criteria = StoppingCriteria(max_new_tokens, vocab.eos_id, stop)
-    ids: list[int] = []
-    logprobs: list[float] = []
-    device = model.device
-    while True:
-        chosen, logprob = choose_next(
-            log_probs[None].cpu(), [params], [generator], [prompt_ids + ids], [vocab.unk_id]
-        )
-        token_id = int(chosen[0])
-        text = (
-            tokenizer.detokenize(vocab.decode(ids + [token_id])) if token_id != vocab.eos_id else ""
-        )
-        reason = criteria.check(token_id, text)
-        if token_id != vocab.eos_id:
-            ids.append(token_id)
-            logprobs.append(float(logprob[0]))
-        if reason is not None:
-            tokens = vocab.decode(ids)
-            return Generation(ids, tokens, logprobs, tokenizer.detokenize(tokens), reason)
-        features, state = model(torch.tensor([[token_id]], device=device), state)
-        log_probs = model.log_probs(features[0, -1:])[0]

@@ -1,27 +1,32 @@
-"""Choosing the next token (temperature, top-k, top-p, repetition penalty, seeded per row) and
-deciding when to stop (length, <eos>, stop strings, deadline). Used by `model.generate` and by
-the service's engine, one row per request, all rows of a batch at once.
+"""How a generation samples and when it stops (SamplingOptions, the one options type of the CLI,
+the engine and every request schema), and choosing the next token of every row of a batch at
+once (temperature, top-k, top-p, repetition penalty, each row seeded by its own generator).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
-FINISH_REASONS = ("length", "eos_token", "stop_sequence", "time_limit")
-
 
 @dataclass(frozen=True)
-class SamplingParams:
-    """How one request samples. temperature 0 means greedy; top_k None and top_p 1 are off."""
+class SamplingOptions:
+    """How one generation samples and when it stops. temperature 0 means greedy; top_k None
+    and top_p 1 are off; seed None lets the engine draw one (and report it); ignore_eos never
+    produces <eos>, so the text ends on max_new_tokens or a stop string; top_logprobs: how many
+    of the most probable tokens to report at each generated token."""
 
     temperature: float = 1.0
     top_k: int | None = None
     top_p: float = 1.0
     repetition_penalty: float = 1.0
+    max_new_tokens: int = 30
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    ignore_eos: bool = False
+    top_logprobs: int = 0
 
     def __post_init__(self) -> None:
         if not self.temperature >= 0:
@@ -32,6 +37,8 @@ class SamplingParams:
             raise ValueError("top_p must be in (0, 1]")
         if not self.repetition_penalty > 0:
             raise ValueError("repetition_penalty must be > 0")
+        if self.max_new_tokens < 0:
+            raise ValueError("max_new_tokens must be >= 0")
 
     @property
     def truncates(self) -> bool:
@@ -84,7 +91,7 @@ _FIRST_CANDIDATES = 256  # top-p rows try this many candidates before paying for
 
 
 def _truncated_choice(
-    scaled: torch.Tensor, params: Sequence[SamplingParams], uniforms: torch.Tensor
+    scaled: torch.Tensor, params: Sequence[SamplingOptions], uniforms: torch.Tensor
 ) -> torch.Tensor:
     """Token ids drawn from scaled scores (R, V) under each row's top-k / top-p cut.
 
@@ -121,7 +128,7 @@ def _truncated_choice(
 
 def choose_next(
     log_probs: torch.Tensor,
-    params: Sequence[SamplingParams],
+    params: Sequence[SamplingOptions],
     generators: Sequence[torch.Generator],
     history: Sequence[Sequence[int]],
     banned: Sequence[int] = (),
@@ -165,27 +172,3 @@ def choose_next(
         else:
             chosen[rows] = picked
     return chosen, log_probs.gather(1, chosen[:, None]).squeeze(1)
-
-
-@dataclass
-class StoppingCriteria:
-    """When one generation ends, and why (one of FINISH_REASONS)."""
-
-    max_new_tokens: int
-    eos_id: int
-    stop: Sequence[str] = ()
-    deadline: float | None = None  # time.monotonic() value, or None
-    generated: int = field(default=0, init=False)
-
-    def check(self, token_id: int, text_so_far: str) -> str | None:
-        """Record one generated token; the finish reason if generation ends with it."""
-        self.generated += 1
-        if token_id == self.eos_id:
-            return "eos_token"
-        if any(s and s in text_so_far for s in self.stop):
-            return "stop_sequence"
-        if self.generated >= self.max_new_tokens:
-            return "length"
-        if self.deadline is not None and time.monotonic() >= self.deadline:
-            return "time_limit"
-        return None

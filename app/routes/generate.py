@@ -21,8 +21,7 @@ from app.schemas import (
     GenerateResponse,
     Usage,
 )
-from app.sequences import FinishEvent, GenerationOptions, TokenEvent
-from model.sampling import SamplingParams
+from app.sequences import FinishEvent, TokenEvent
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["model"])
@@ -69,11 +68,7 @@ async def generate(
     """Continue the prompt with temperature, top-k, top-p and repetition penalty; the same
     seed and parameters give the same text, alone or amid other requests. <unk> is never
     generated."""
-    params = SamplingParams(body.temperature, body.top_k, body.top_p, body.repetition_penalty)
-    options = GenerationOptions(
-        params, body.max_new_tokens, body.seed, tuple(body.stop), body.ignore_eos
-    )
-    generation = await engine.generate(body.prompt, options)
+    generation = await engine.generate(body.prompt, body.to_sampling_options())
     if body.stream:
         return EventSourceResponse(
             _events(generation), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

@@ -28,7 +28,7 @@ async function score(text) {
   const detail = document.getElementById("score-detail");
   detail.textContent = "";
   try {
-    const result = await postJSON("/perplexity", { text, details: true });
+    const [result] = (await postJSON("/perplexity", { text, details: true })).results;
     summary.textContent =
       `perplexity ${formatNumber(result.perplexity, 4)} over ${result.num_tokens} tokens` +
       ` (mean −log p ${formatNumber(result.mean_nll, 3)} nats, ${result.oov_count} OOV)`;

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from app.schemas import STOP_STRINGS_CEILING, StopString, Text
+from model.sampling import SamplingOptions
 
 MAX_LOGPROBS = 20  # as vLLM's default --max-logprobs
 MAX_CHOICES = 128  # n; NEXTWORD_MAX_TEXTS bounds prompts x n further
@@ -135,6 +136,21 @@ class CompletionRequest(_Request):
         if value:
             raise _refuse("suffix", "a left-to-right model cannot write towards a suffix")
         return value
+
+    def to_sampling_options(self) -> SamplingOptions:
+        """How every choice samples and stops (seed: the first choice's; choice j of a prompt
+        uses seed + j)."""
+        return SamplingOptions(
+            temperature=1.0 if self.temperature is None else self.temperature,
+            top_k=self.top_k if self.top_k is not None and self.top_k > 0 else None,
+            top_p=1.0 if self.top_p is None else self.top_p,
+            repetition_penalty=self.repetition_penalty or 1.0,
+            max_new_tokens=16 if self.max_tokens is None else self.max_tokens,
+            seed=self.seed,
+            stop=(self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ()),
+            ignore_eos=self.ignore_eos,
+            top_logprobs=self.logprobs or 0,
+        )
 
 
 class CompletionLogprobs(BaseModel):

@@ -18,11 +18,12 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from app import metrics
 from app.engine import Engine, Generation
 from app.errors import NotFound, ServiceError
-from app.sequences import FinishEvent, GenerationOptions, TokenEvent, TopTokens
+from app.sequences import FinishEvent, TokenEvent, TopTokens
 from app.settings import Settings
 from app.v1.choices import ChoiceText, Delta, PromptScores, echo_delta
 from app.v1.errors import openai_error
@@ -32,9 +33,9 @@ from app.v1.protocol import (
     CompletionResponse,
     CompletionUsage,
 )
-from model.inference import EncodedText
-from model.sampling import SamplingParams
-from model.vocab import UNK
+
+if TYPE_CHECKING:
+    from model.inference import EncodedText
 
 log = logging.getLogger(__name__)
 SEED_SPACE = 2**64
@@ -89,22 +90,6 @@ class _Completion:
             generation.cancel()
 
 
-def _options(body: CompletionRequest) -> GenerationOptions:
-    """The generation options of a request (seed: the first choice's)."""
-    top_k = body.top_k if body.top_k is not None and body.top_k > 0 else None
-    params = SamplingParams(
-        1.0 if body.temperature is None else body.temperature,
-        top_k,
-        1.0 if body.top_p is None else body.top_p,
-        body.repetition_penalty or 1.0,
-    )
-    stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
-    max_tokens = 16 if body.max_tokens is None else body.max_tokens
-    return GenerationOptions(
-        params, max_tokens, body.seed, tuple(stop), body.ignore_eos, body.logprobs or 0
-    )
-
-
 def _prompt_list(prompt: object) -> list[str | list[int]]:
     """The request's prompts: one text, texts, one list of ids, or lists of ids."""
     if isinstance(prompt, str):
@@ -121,10 +106,7 @@ async def _prepare(body: CompletionRequest, engine: Engine) -> list[_Prompt]:
     engine.check_text_count(len(given) * body.n, "prompt (times n)")
     encoded = await engine.encode_prompts(given)
     eos = engine.vocab.eos_id
-    reads = [
-        EncodedText(e.tokens[1:], e.ids[1:], e.oov[1:]) if e.ids[:1] == [eos] else e
-        for e in encoded
-    ]
+    reads = [e.after_start(eos) for e in encoded]
     scores: list[PromptScores | None] = [None] * len(given)
     if body.echo and body.logprobs is not None:
         scored = await engine.score_encoded(reads, top_n=body.logprobs)
@@ -148,7 +130,7 @@ async def start_completion(
     """Check, encode and (with echo and logprobs) score the prompts, then start every choice's
     generation; raises a plain error before anything is answered."""
     check_model(body.model, settings)
-    options = _options(body)
+    options = body.to_sampling_options()
     engine.check_generation_limits(options, length_field="max_tokens")
     prompts = await _prepare(body, engine)
     completion = _Completion(body, prompts, tuple(options.stop), settings.served_model_name)
@@ -201,7 +183,7 @@ async def _deltas(completion: _Completion) -> AsyncIterator[tuple[int, Delta]]:
     for index in range(len(completion.prompts) * completion.n):
         prompt = completion.prompts[index // completion.n]
         if body.echo:
-            entries = _entries(prompt)
+            entries = prompt.full.entries()
             yield index, echo_delta(prompt.text, prompt.full.tokens, entries, prompt.scores)
         offset = len(prompt.text) if body.echo else 0
         texts.append(ChoiceText(completion.stop, offset, with_logprobs))
@@ -216,12 +198,6 @@ async def _deltas(completion: _Completion) -> AsyncIterator[tuple[int, Delta]]:
             assert isinstance(event, FinishEvent)
             completion.completion_tokens += event.generated_tokens + (event.end is not None)
             yield index, texts[index].finish(event)
-
-
-def _entries(prompt: _Prompt) -> list[str]:
-    """The vocabulary entries of the prompt's tokens (<unk> for a word outside it)."""
-    full = prompt.full
-    return [UNK if oov else token for token, oov in zip(full.tokens, full.oov, strict=True)]
 
 
 def _usage(completion: _Completion) -> CompletionUsage:

@@ -13,8 +13,9 @@ from app.main import create_app
 from app.schemas import FinishReason
 from model.checkpoint import load_checkpoint
 from model.evaluate import evaluate
-from model.inference import encode_text, generate, read_prompt
-from model.sampling import FINISH_REASONS, SamplingParams
+from model.generation import FINISH_REASONS, generate
+from model.inference import encode_text, read_prompt
+from model.sampling import SamplingOptions
 from model.tokenizers import build_tokenizer
 from tests.app.support import metric, sse_events
 
@@ -76,10 +77,10 @@ def test_generate_same_seed_same_text(client: TestClient) -> None:
 
 
 def test_generate_equals_model_generate(client, checkpoint) -> None:
-    params = SamplingParams(0.7, 30, 0.9, 1.1)
+    options = SamplingOptions(0.7, 30, 0.9, 1.1, max_new_tokens=30, seed=9)
     reference = generate(
         checkpoint.model, build_tokenizer(checkpoint.tokenizer_spec), checkpoint.vocab,
-        "今天", params, 30, seed=9,
+        "今天", options,
     )  # fmt: skip
     request = {"prompt": "今天", "seed": 9, "max_new_tokens": 30, "temperature": 0.7,
                "top_k": 30, "top_p": 0.9, "repetition_penalty": 1.1, "details": True}  # fmt: skip
@@ -141,7 +142,7 @@ def test_perplexity_equals_model_evaluate(client, tiny_checkpoint, tmp_path) -> 
         single.write_text(text + "\n", encoding="utf-8")
         one_file = {"train": str(single), "valid": str(single), "test": str(single)}
         expected = evaluate(str(tiny_checkpoint), split_files=one_file)
-        answer = client.post("/perplexity", json={"text": text}).json()
+        (answer,) = client.post("/perplexity", json={"text": text}).json()["results"]
         assert answer["perplexity"] == pytest.approx(expected["perplexity"], rel=1e-4)
         assert answer["num_tokens"] == expected["num_tokens"]
     pooled = evaluate(str(tiny_checkpoint), split_files=files)
@@ -155,13 +156,13 @@ def test_perplexity_alone_equals_in_batch(client: TestClient) -> None:
     texts = ["我爱北京天安门。", "", "新华社北京电" * 10]
     batch = client.post("/perplexity", json={"texts": texts}).json()["results"]
     for text, batched in zip(texts, batch, strict=True):
-        alone = client.post("/perplexity", json={"text": text}).json()
+        (alone,) = client.post("/perplexity", json={"text": text}).json()["results"]
         assert alone["perplexity"] == pytest.approx(batched["perplexity"], rel=1e-4)
 
 
 def test_perplexity_details_flag_oov_and_end_with_eos(client, checkpoint) -> None:
     text = f"我爱{RARE}"
-    answer = client.post("/perplexity", json={"text": text, "details": True}).json()
+    (answer,) = client.post("/perplexity", json={"text": text, "details": True}).json()["results"]
     tokens = answer["tokens"]
     encoded = encode_text(build_tokenizer(checkpoint.tokenizer_spec), checkpoint.vocab, text)
     assert [t["token"] for t in tokens] == [*encoded.tokens, "<eos>"]
@@ -174,7 +175,7 @@ def test_perplexity_details_flag_oov_and_end_with_eos(client, checkpoint) -> Non
 
 
 def test_empty_text_scores_its_end(client: TestClient) -> None:
-    answer = client.post("/perplexity", json={"text": ""}).json()
+    (answer,) = client.post("/perplexity", json={"text": ""}).json()["results"]
     assert answer["num_tokens"] == 1 and answer["perplexity"] > 1
 
 
@@ -307,7 +308,7 @@ def test_metrics_parse_and_counters_move(client: TestClient) -> None:
     client.post("/predict-next", json={"text": "我"})
     generated = client.post("/generate", json={"prompt": "我", "max_new_tokens": 7,
                                                "ignore_eos": True}).json()  # fmt: skip
-    scored = client.post("/perplexity", json={"text": "我爱北京"}).json()
+    (scored,) = client.post("/perplexity", json={"text": "我爱北京"}).json()["results"]
     client.post("/predict-next", json={"top_k": 0})
     after = client.get("/metrics").text
 

@@ -14,9 +14,10 @@ import torch
 import app.engine
 from app.engine import Engine
 from app.errors import Overloaded, TooLarge
-from app.sequences import FinishEvent, GenerationOptions, TokenEvent
-from model.inference import encode_text, generate, score_lines
-from model.sampling import SamplingParams
+from app.sequences import FinishEvent, TokenEvent
+from model.generation import generate
+from model.inference import encode_text, score_lines
+from model.sampling import SamplingOptions
 
 TEXTS = [
     "",
@@ -25,7 +26,7 @@ TEXTS = [
     "人民日报",
     "新华社北京一月一日电",
 ]
-SAMPLED = SamplingParams(temperature=0.9, top_k=50, top_p=0.95, repetition_penalty=1.2)
+SAMPLED = SamplingOptions(temperature=0.9, top_k=50, top_p=0.95, repetition_penalty=1.2)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def engine(make_settings) -> Iterator[Engine]:
     running.stop()
 
 
-async def _generate(engine: Engine, prompt: str, options: GenerationOptions) -> list[object]:
+async def _generate(engine: Engine, prompt: str, options: SamplingOptions) -> list[object]:
     return [event async for event in await engine.generate(prompt, options)]
 
 
@@ -66,9 +67,9 @@ def test_scores_equal_score_lines_alone_and_in_any_batch(engine: Engine) -> None
 
 
 def test_generation_equals_the_unbatched_generate(engine: Engine) -> None:
-    options = GenerationOptions(SAMPLED, max_new_tokens=40, seed=11)
+    options = replace(SAMPLED, max_new_tokens=40, seed=11)
     events = asyncio.run(_generate(engine, "我爱", options))
-    reference = generate(engine.model, engine.tokenizer, engine.vocab, "我爱", SAMPLED, 40, seed=11)
+    reference = generate(engine.model, engine.tokenizer, engine.vocab, "我爱", options)
     assert _tokens(events) == reference.tokens
     final = events[-1]
     assert isinstance(final, FinishEvent)
@@ -77,11 +78,11 @@ def test_generation_equals_the_unbatched_generate(engine: Engine) -> None:
 
 
 def test_seeded_generation_is_the_same_alone_and_amid_15_others(engine: Engine) -> None:
-    options = GenerationOptions(SAMPLED, max_new_tokens=60, seed=2024)
+    options = replace(SAMPLED, max_new_tokens=60, seed=2024)
 
     async def amid_others() -> list[object]:
         others = [
-            _generate(engine, text, GenerationOptions(SamplingParams(1.0), 60 - i, seed=i))
+            _generate(engine, text, SamplingOptions(1.0, max_new_tokens=60 - i, seed=i))
             for i, text in enumerate(TEXTS * 3)
         ]
         results = await asyncio.gather(_generate(engine, "今天", options), *others)
@@ -118,7 +119,7 @@ def test_each_generated_token_is_read_once(engine: Engine, monkeypatch) -> None:
 
     monkeypatch.setattr(app.engine, "forward_rows", recording_forward)
     prompt = "中国人民银行今天宣布"  # several tokens: read 3 a step
-    options = GenerationOptions(SamplingParams(0.0), 200, seed=1, ignore_eos=True)
+    options = SamplingOptions(0.0, max_new_tokens=200, seed=1, ignore_eos=True)
     events = asyncio.run(_generate(engine, prompt, options))
     prompt_tokens = len(encode_text(engine.tokenizer, engine.vocab, prompt).ids)
     prefill_steps = -(-(prompt_tokens + 1) // 3)
@@ -128,7 +129,7 @@ def test_each_generated_token_is_read_once(engine: Engine, monkeypatch) -> None:
 
 
 def test_ignore_eos_and_length_finish(engine: Engine) -> None:
-    options = GenerationOptions(SamplingParams(1.0), 300, seed=3, ignore_eos=True)
+    options = SamplingOptions(1.0, max_new_tokens=300, seed=3, ignore_eos=True)
     events = asyncio.run(_generate(engine, "", options))
     final = events[-1]
     assert isinstance(final, FinishEvent)
@@ -137,7 +138,7 @@ def test_ignore_eos_and_length_finish(engine: Engine) -> None:
 
 
 def test_stop_sequence_ends_the_text_with_it(engine: Engine) -> None:
-    options = GenerationOptions(SamplingParams(1.0), 400, seed=5, stop=("。",), ignore_eos=True)
+    options = SamplingOptions(1.0, max_new_tokens=400, seed=5, stop=("。",), ignore_eos=True)
     final = asyncio.run(_generate(engine, "我们", options))[-1]
     assert isinstance(final, FinishEvent)
     assert final.finish_reason == "stop_sequence"
@@ -146,7 +147,7 @@ def test_stop_sequence_ends_the_text_with_it(engine: Engine) -> None:
 
 def test_abandoned_generation_leaves_the_batch(engine: Engine) -> None:
     async def start_and_leave() -> None:
-        options = GenerationOptions(SamplingParams(1.0), 5000, seed=1, ignore_eos=True)
+        options = SamplingOptions(1.0, max_new_tokens=5000, seed=1, ignore_eos=True)
         generation = await engine.generate("我", options)
         assert isinstance(await anext(generation), TokenEvent)
         generation.cancel()
@@ -175,7 +176,7 @@ def test_text_limits_are_enforced_before_any_work(make_settings) -> None:
 def test_full_queue_is_refused_at_once(make_settings) -> None:
     narrow = Engine.load(make_settings(max_batch_size=1, max_waiting=1, max_new_tokens=100_000))
     narrow.start()
-    endless = GenerationOptions(SamplingParams(1.0), 100_000, seed=1, ignore_eos=True)
+    endless = SamplingOptions(1.0, max_new_tokens=100_000, seed=1, ignore_eos=True)
 
     async def fill_then_overflow() -> Overloaded:
         running = await narrow.generate("我", endless)
@@ -204,7 +205,7 @@ def test_int8_engine_scores_close_to_float(make_settings) -> None:
     try:
         ids = [encode_text(quantized.tokenizer, quantized.vocab, t).ids for t in TEXTS]
         scores = asyncio.run(quantized.score(TEXTS))
-        options = GenerationOptions(SamplingParams(0.0), 20, seed=1, ignore_eos=True)
+        options = SamplingOptions(0.0, max_new_tokens=20, seed=1, ignore_eos=True)
         events = asyncio.run(_generate(quantized, "我爱", options))
     finally:
         quantized.stop()

@@ -86,7 +86,7 @@ def test_logprobs_hold_the_top_tokens_and_the_chosen_one(client: TestClient) -> 
 
 def test_echo_scores_the_prompt_as_perplexity_does(client: TestClient) -> None:
     text = "我爱北京天安门。"
-    scored = client.post("/perplexity", json={"text": text, "details": True}).json()
+    (scored,) = client.post("/perplexity", json={"text": text, "details": True}).json()["results"]
     answer = complete(client, prompt=text, echo=True, logprobs=1, max_tokens=0)
     (choice,) = answer["choices"]
     logprobs = choice["logprobs"]

@@ -67,7 +67,7 @@ def test_sdk_completion_equals_generate_and_stream_yields_the_same(sdk, keyed_ur
 
 def test_sdk_echo_logprobs_equal_perplexity(sdk, keyed_url) -> None:
     text = "中国人民银行今天宣布，从明天起下调存款利率。"
-    scored = native(keyed_url, "/perplexity", {"text": text, "details": True})
+    (scored,) = native(keyed_url, "/perplexity", {"text": text, "details": True})["results"]
     completion = sdk.completions.create(
         model="nextword", prompt=text, echo=True, logprobs=1, max_tokens=0
     )
@@ -132,7 +132,8 @@ def _choice_docs(lines: list[str]) -> list[dict]:
 
 def _continuation_logprob(url: str, context: str, ending: str) -> float:
     """log P(ending | context) from /perplexity and /tokenize, split as lm-eval splits it."""
-    whole = native(url, "/perplexity", {"text": context + ending, "details": True})["tokens"]
+    scored = native(url, "/perplexity", {"text": context + ending, "details": True})
+    whole = scored["results"][0]["tokens"]
     context_tokens = native(url, "/tokenize", {"prompt": context})["count"]
     return sum(t["logprob"] for t in whole[context_tokens:-1])
 
@@ -174,7 +175,7 @@ def test_lm_eval_local_completions_with_the_remote_tokenizer(keyed_url, tmp_path
     }
     rolling = sorted(samples["nextword_rolling"], key=lambda s: s["doc_id"])
     for sample, line in zip(rolling, lines, strict=True):
-        scored = native(keyed_url, "/perplexity", {"text": line})
+        (scored,) = native(keyed_url, "/perplexity", {"text": line})["results"]
         total_nll = scored["mean_nll"] * scored["num_tokens"]
         assert -_loglikelihood(sample) == pytest.approx(total_nll, abs=1e-4)
     expected = [

@@ -1,8 +1,9 @@
-"""Sampling: greedy, top-k, top-p, repetition penalty, banned ids, per-row seeds; stopping."""
+"""Sampling: greedy, top-k, top-p, repetition penalty, banned ids, per-row seeds."""
 
+import pytest
 import torch
 
-from model.sampling import SamplingParams, StoppingCriteria, choose_next, make_generator
+from model.sampling import SamplingOptions, choose_next, make_generator
 
 
 def _log_probs(rows: int = 4, vocab: int = 100, scale: float = 2.0) -> torch.Tensor:
@@ -21,19 +22,21 @@ def _draw(log_probs, params, seed, n=400, history=None):
 def test_temperature_zero_is_greedy_and_banned_ids_are_skipped():
     lp = _log_probs()
     ids, logprobs = choose_next(
-        lp, [SamplingParams(0.0)] * 4, [make_generator(i) for i in range(4)], [[]] * 4
+        lp, [SamplingOptions(0.0)] * 4, [make_generator(i) for i in range(4)], [[]] * 4
     )
     assert ids.equal(lp.argmax(-1))
     assert torch.allclose(logprobs, lp.max(-1).values)
     best = int(lp[0].argmax())
-    banned, _ = choose_next(lp[:1], [SamplingParams(0.0)], [make_generator(0)], [[]], banned=[best])
+    banned, _ = choose_next(
+        lp[:1], [SamplingOptions(0.0)], [make_generator(0)], [[]], banned=[best]
+    )
     assert int(banned[0]) != best
 
 
 def test_top_k_only_draws_from_the_k_best():
     lp = _log_probs()[:1]
     allowed = set(lp[0].topk(3).indices.tolist())
-    assert set(_draw(lp, SamplingParams(1.0, top_k=3), seed=0)) == allowed
+    assert set(_draw(lp, SamplingOptions(1.0, top_k=3), seed=0)) == allowed
 
 
 def test_top_p_draws_from_the_smallest_set_reaching_p():
@@ -41,12 +44,12 @@ def test_top_p_draws_from_the_smallest_set_reaching_p():
     values, ids = lp[0].sort(descending=True)
     mass_before = values.exp().cumsum(0) - values.exp()
     allowed = set(ids[mass_before < 0.6].tolist())
-    assert set(_draw(lp, SamplingParams(1.0, top_p=0.6), seed=0, n=1000)) == allowed
+    assert set(_draw(lp, SamplingOptions(1.0, top_p=0.6), seed=0, n=1000)) == allowed
 
 
 def test_top_p_beyond_first_candidates_matches_full_sort():
     lp = _log_probs(vocab=2000, scale=0.3)[:1]  # flat: 0.9 of the mass needs > 256 words
-    draws = set(_draw(lp, SamplingParams(1.0, top_p=0.9), seed=0, n=300))
+    draws = set(_draw(lp, SamplingOptions(1.0, top_p=0.9), seed=0, n=300))
     values, ids = lp[0].sort(descending=True)
     mass_before = values.exp().cumsum(0) - values.exp()
     assert draws <= set(ids[mass_before < 0.9].tolist()) and len(draws) > 200
@@ -55,18 +58,18 @@ def test_top_p_beyond_first_candidates_matches_full_sort():
 def test_repetition_penalty_makes_seen_tokens_rarer():
     lp = _log_probs()[:1]
     best = int(lp[0].argmax())
-    plain = _draw(lp, SamplingParams(1.0), seed=0, history=[best]).count(best)
+    plain = _draw(lp, SamplingOptions(1.0), seed=0, history=[best]).count(best)
     penalised = _draw(
-        lp, SamplingParams(1.0, repetition_penalty=3.0), seed=0, history=[best]
+        lp, SamplingOptions(1.0, repetition_penalty=3.0), seed=0, history=[best]
     ).count(best)
     assert penalised < plain
 
 
 def test_seeded_row_draws_the_same_alone_and_in_a_batch():
     lp = _log_probs(rows=8)
-    params = SamplingParams(0.9, top_k=20, top_p=0.95)
+    params = SamplingOptions(0.9, top_k=20, top_p=0.95)
     alone = choose_next(lp[:1], [params], [make_generator(42)], [[]])[0][0]
-    others = [SamplingParams(1.3)] * 7
+    others = [SamplingOptions(1.3)] * 7
     batch = choose_next(
         lp,
         [params, *others],
@@ -76,9 +79,9 @@ def test_seeded_row_draws_the_same_alone_and_in_a_batch():
     assert int(alone) == int(batch)
 
 
-def test_stopping_criteria_reports_each_reason():
-    assert StoppingCriteria(5, eos_id=0).check(0, "") == "eos_token"
-    assert StoppingCriteria(5, eos_id=0, stop=["。"]).check(3, "你好。") == "stop_sequence"
-    criteria = StoppingCriteria(2, eos_id=0)
-    assert criteria.check(3, "a") is None and criteria.check(4, "a b") == "length"
-    assert StoppingCriteria(9, eos_id=0, deadline=0.0).check(3, "a") == "time_limit"
+@pytest.mark.parametrize(
+    "field", [{"temperature": -1}, {"top_k": 0}, {"top_p": 0}, {"max_new_tokens": -1}]
+)
+def test_options_refuse_values_that_mean_nothing(field) -> None:
+    with pytest.raises(ValueError, match=next(iter(field))):
+        SamplingOptions(**field)

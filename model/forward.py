@@ -10,7 +10,7 @@ reads a chunk of it:
 Padding must not reach a row's state, so ragged steps pass the rows' lengths to the model,
 which reads a packed sequence: each row stops at its own length and its state is taken there.
 Steps where every row reads the same number of tokens (all decoding, the common case) need no
-lengths.
+lengths. The targets of the chunks just read are then scored in one output-layer call.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import torch
 
+from model.batching import IGNORE
 from model.rnn import RNNLanguageModel
 
 
@@ -36,3 +37,16 @@ def forward_rows(
     for row, chunk in enumerate(chunks):
         tokens[row, : len(chunk)] = torch.as_tensor(chunk, dtype=torch.long)
     return model(tokens.to(device), state, torch.tensor(lengths))
+
+
+def chunk_target_log_probs(
+    model: RNNLanguageModel, features: torch.Tensor, targets: Sequence[Sequence[int]]
+) -> list[torch.Tensor]:
+    """Log-probability (on the CPU, float) of each row's targets, from the features (B, T, D)
+    of forward_rows; row i's targets[i] follow the tokens its chunk read, one output-layer call
+    for all rows."""
+    padded = torch.full((len(targets), features.size(1)), IGNORE, dtype=torch.long)
+    for row, row_targets in enumerate(targets):
+        padded[row, : len(row_targets)] = torch.as_tensor(row_targets, dtype=torch.long)
+    values = model.target_log_probs(features, padded.to(features.device))
+    return list(values.float().cpu().split([len(t) for t in targets]))

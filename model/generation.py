@@ -1,0 +1,160 @@
+"""The one generation loop. What a sampled token does to a sequence (its text, its stop rules)
+and how the next token of every generating sequence is chosen live here, and both callers use
+them: `python -m model.generate` runs a batch of one, the service's engine runs every
+generating row of its batch at once. Each row reads `<eos>` and its prompt first, as training
+reads a line, then one token per step, carrying its state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from model.inference import encode_text, read_prompt
+from model.rnn import RNNLanguageModel
+from model.sampling import SamplingOptions, choose_next, make_generator
+from model.tokenizers import Tokenizer
+from model.vocab import Vocab
+
+FINISH_REASONS = ("length", "eos_token", "stop_sequence", "time_limit")
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one sampled token did: the text it adds ("" for <eos>) and, when the sequence
+    ends with it, why (one of FINISH_REASONS)."""
+
+    piece: str
+    finish_reason: str | None
+
+
+class Decoding:
+    """One sequence being generated: its seeded generator, the ids the repetition penalty looks
+    at, the text so far, and when it stops (<eos>, a stop string, max_new_tokens, deadline)."""
+
+    def __init__(
+        self,
+        prompt_ids: Sequence[int],
+        prompt_tokens: Sequence[str],
+        options: SamplingOptions,
+        eos_id: int,
+        tokenizer: Tokenizer,
+        deadline: float | None = None,
+    ):
+        if options.seed is None:
+            raise ValueError("a Decoding needs a seed: resolve it before generating")
+        self.options = options
+        self.seed: int = options.seed
+        self.eos_id = eos_id
+        self.tokenizer = tokenizer
+        self.deadline = deadline  # a time.monotonic() value, or None
+        self.generator = make_generator(options.seed)
+        self.history = list(prompt_ids)
+        self.previous = prompt_tokens[-1] if prompt_tokens else None
+        self.pieces: list[str] = []
+        self.steps = 0  # tokens accepted, a closing <eos> included
+        # a stop string not seen before must end in the newest piece, so only the last
+        # characters it could begin in are kept: no step rereads the whole text
+        self.stop_keep = max((len(s) for s in options.stop), default=1) - 1
+        self.stop_tail = ""
+
+    @property
+    def text(self) -> str:
+        """The generated text so far (with a space before it where the language puts one
+        after the prompt)."""
+        return "".join(self.pieces)
+
+    def _piece(self, token: str) -> str:
+        """The text a token adds after the previous one (a space before it or not)."""
+        if self.previous is None:
+            return self.tokenizer.detokenize([token])
+        joined = self.tokenizer.detokenize([self.previous, token])
+        return joined[len(self.tokenizer.detokenize([self.previous])) :]
+
+    def accept(self, token_id: int, token: str) -> Step:
+        """Take the sampled token (vocabulary entry `token`): its text and whether the
+        sequence ends with it. Unless it ends, the caller's model reads it next."""
+        self.steps += 1
+        if token_id == self.eos_id:
+            return Step("", "eos_token")
+        piece = self._piece(token)
+        window = self.stop_tail + piece
+        self.stop_tail = window[-self.stop_keep :] if self.stop_keep else ""
+        self.pieces.append(piece)
+        self.previous = token
+        self.history.append(token_id)
+        return Step(piece, self._finish_reason(window))
+
+    def _finish_reason(self, window: str) -> str | None:
+        if any(s in window for s in self.options.stop):
+            return "stop_sequence"
+        if self.steps >= self.options.max_new_tokens:
+            return "length"
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return "time_limit"
+        return None
+
+
+def choose_tokens(
+    log_probs: torch.Tensor, decodings: Sequence[Decoding], unk_id: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Next token id (B,) of every sequence and its model log-probability, from the
+    next-token log-probabilities (B, V) on the CPU: each row samples with its own options and
+    generator, so its tokens do not depend on the rest of the batch. <unk> is never chosen;
+    <eos> not for rows that ignore it."""
+    ignoring_eos = [i for i, d in enumerate(decodings) if d.options.ignore_eos]
+    if ignoring_eos:
+        log_probs = log_probs.clone()
+        log_probs[ignoring_eos, decodings[ignoring_eos[0]].eos_id] = float("-inf")
+    return choose_next(
+        log_probs,
+        [d.options for d in decodings],
+        [d.generator for d in decodings],
+        [d.history for d in decodings],
+        [unk_id],
+    )
+
+
+@dataclass
+class Generation:
+    """What one generation produced and why it stopped."""
+
+    token_ids: list[int]
+    tokens: list[str]
+    logprobs: list[float]
+    text: str
+    finish_reason: str
+
+
+@torch.inference_mode()
+def generate(
+    model: RNNLanguageModel,
+    tokenizer: Tokenizer,
+    vocab: Vocab,
+    prompt: str,
+    options: SamplingOptions,
+    deadline: float | None = None,
+) -> Generation:
+    """Continue a prompt as the engine does, as a batch of one: a token's cost does not grow
+    with the text before it. options.seed must be set."""
+    prompt_text = encode_text(tokenizer, vocab, prompt)
+    log_probs, state = read_prompt(model, prompt_text.ids, vocab.eos_id)
+    decoding = Decoding(
+        prompt_text.ids, prompt_text.tokens, options, vocab.eos_id, tokenizer, deadline
+    )
+    ids: list[int] = []
+    logprobs: list[float] = []
+    while True:
+        chosen, logprob = choose_tokens(log_probs[None].float().cpu(), [decoding], vocab.unk_id)
+        token_id = int(chosen[0])
+        step = decoding.accept(token_id, vocab.itos[token_id])
+        if token_id != vocab.eos_id:
+            ids.append(token_id)
+            logprobs.append(float(logprob[0]))
+        if step.finish_reason is not None:
+            return Generation(ids, vocab.decode(ids), logprobs, decoding.text, step.finish_reason)
+        features, state = model(torch.tensor([[token_id]], device=model.device), state)
+        log_probs = model.log_probs(features[0, -1:])[0]
