@@ -1,0 +1,226 @@
+"""A continuous cache pointer (Grave, Joulin & Usunier 2017, "Improving neural language models
+with a continuous cache"): the model's own recent output features, each stored with the word
+that followed it, vote for the next word.
+
+    p_cache(w | h_t) ∝ Σ_{i : x_{i+1} = w} exp(theta · h_t · h_i)     over the last W pairs
+    p(w) = (1 - lam) · p_model(w) + lam · p_cache(w)
+
+An article that names a rare word once tends to name it again; the cache gives the repeat the
+probability the model alone cannot. No training: only W, theta and lam are chosen, on the valid
+split (`python -m model.tune_cache`). Everything is computed in log space in float32. An empty
+cache (a line's first token) leaves the model's distribution exactly as it is.
+
+One PointerCache serves one stream (one batch row of the service, or the whole split read as a
+document); `mix_rows` mixes a batch of rows, each with its own cache, in one batched pass.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+
+NEG_INF = float("-inf")
+_QUERY_CHUNK = 512  # score_targets scores at most this many positions per (chunk, memory) matmul
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """The cache's three numbers, and whether <unk> counts as a word the cache can recall."""
+
+    window: int  # W: the last W (feature, next word) pairs are kept
+    theta: float  # flatness: scores are exp(theta · h_t · h_i)
+    lam: float  # interpolation weight of the cache, in [0, 1)
+    # False: <unk> entries never vote, so an <unk> target gets only (1 - lam) p_model(<unk>);
+    # True: they vote like any word (repeated <unk>s are easy to predict, which flatters the
+    # figure without helping anyone who reads the words)
+    unk_takes_mass: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.window, int) or isinstance(self.window, bool) or self.window < 1:
+            raise ValueError(f"cache window must be a whole number ≥ 1, got {self.window!r}")
+        if not self.theta >= 0 or math.isinf(self.theta):
+            raise ValueError(f"cache theta must be a finite number ≥ 0, got {self.theta!r}")
+        if not 0 <= self.lam < 1:
+            raise ValueError(f"cache lambda must be in [0, 1), got {self.lam!r}")
+
+    def to_dict(self) -> dict:
+        """Plain-JSON form (the checkpoint's config.json keeps it under inference.cache)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CacheConfig:
+        """Rebuild from the JSON form; unknown or missing keys are an error."""
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown cache settings {sorted(unknown)}")
+        return cls(**data)
+
+
+class PointerCache:
+    """One stream's cache: a bounded window of (feature vector, the word that followed).
+
+    The pairs live in a ring buffer that grows by doubling up to W rows, so memory is bounded
+    by W and a short stream pays only for what it stored."""
+
+    def __init__(self, config: CacheConfig, feature_size: int, unk_id: int):
+        self.config = config
+        self.feature_size = feature_size
+        self.unk_id = unk_id
+        self._keys = torch.empty(0, feature_size)  # (capacity, D) float32
+        self._values = torch.empty(0, dtype=torch.long)  # (capacity,)
+        self._count = 0  # pairs held, ≤ W; slots [0, count) are valid
+        self._next = 0  # ring slot of the next write
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the buffers take (at most W × (D × 4 + 8))."""
+        return self._keys.nbytes + self._values.nbytes
+
+    def _usable(self, values: torch.Tensor) -> torch.Tensor:
+        """Which stored pairs may vote (all, or all but <unk>)."""
+        if self.config.unk_takes_mass:
+            return torch.ones_like(values, dtype=torch.bool)
+        return values != self.unk_id
+
+    def _ordered(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The held pairs, oldest first: keys (n, D), values (n,)."""
+        if self._count < self._keys.size(0):
+            return self._keys[: self._count], self._values[: self._count]
+        order = torch.cat((self._keys[self._next :], self._keys[: self._next]))
+        return order, torch.cat((self._values[self._next :], self._values[: self._next]))
+
+    def _grow(self, needed: int, device: torch.device) -> None:
+        """Make room for `needed` more pairs (up to W), keeping the held ones oldest first."""
+        capacity = self._keys.size(0)
+        window = self.config.window
+        if capacity >= window or self._count + needed <= capacity:
+            return
+        keys, values = self._ordered()
+        new_capacity = min(window, max(self._count + needed, 2 * capacity, 16))
+        self._keys = torch.zeros(new_capacity, self.feature_size, device=device)
+        self._values = torch.zeros(new_capacity, dtype=torch.long, device=device)
+        self._keys[: self._count] = keys
+        self._values[: self._count] = values
+        self._next = self._count
+
+    def _write(self, features: torch.Tensor, next_ids: torch.Tensor) -> None:
+        """Append pairs (T, D), (T,) in order, dropping the oldest beyond W."""
+        window = self.config.window
+        features, next_ids = features[-window:].float(), next_ids[-window:]
+        count = next_ids.numel()
+        self._grow(count, features.device)
+        slots = (self._next + torch.arange(count, device=features.device)) % self._keys.size(0)
+        self._keys[slots] = features
+        self._values[slots] = next_ids
+        self._next = (self._next + count) % self._keys.size(0)
+        self._count = min(self._count + count, window)
+
+    def append(self, feature: torch.Tensor, next_id: int) -> None:
+        """Store one pair once the token that followed `feature` (D,) is known."""
+        self._write(feature[None], torch.tensor([next_id], device=feature.device))
+
+    def target_log_probs(
+        self, features: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log p_cache of each target (T,), whether position t saw any usable pair (T,)), each
+        position using only the W pairs before it; then appends the T pairs. The tuner mixes
+        these with several lambdas without recomputing them."""
+        pieces = []
+        for start in range(0, targets.numel(), _QUERY_CHUNK):
+            stop = start + _QUERY_CHUNK
+            pieces.append(self._target_log_probs_chunk(features[start:stop], targets[start:stop]))
+        if not pieces:
+            return features.new_empty(0), torch.zeros(0, dtype=torch.bool)
+        return torch.cat([p[0] for p in pieces]), torch.cat([p[1] for p in pieces])
+
+    def _target_log_probs_chunk(
+        self, features: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        features = features.float()
+        old_keys, old_values = self._ordered()
+        held, length = old_values.numel(), targets.numel()
+        keys = torch.cat((old_keys.to(features.device), features))  # (held + T, D)
+        values = torch.cat((old_values.to(targets.device), targets))  # (held + T,)
+        scores = self.config.theta * (features @ keys.T)  # (T, held + T)
+        # position t reads pairs [held + t - W, held + t): the earlier chunks and this one's past
+        position = held + torch.arange(length, device=features.device)[:, None]
+        index = torch.arange(held + length, device=features.device)[None, :]
+        visible = (index < position) & (index >= position - self.config.window)
+        visible &= self._usable(values)[None, :]
+        scores = scores.masked_fill(~visible, NEG_INF)
+        matching = scores.masked_fill(values[None, :] != targets[:, None], NEG_INF)
+        seen = visible.any(dim=1)
+        log_p = torch.logsumexp(matching, 1) - torch.logsumexp(scores, 1)
+        self._write(features, targets)
+        return torch.where(seen, log_p, NEG_INF), seen
+
+    def score_targets(
+        self, features: torch.Tensor, model_logp: torch.Tensor, targets: torch.Tensor
+    ) -> torch.Tensor:
+        """Mixed log-probability (T,) of each target given features (T, D) and the model's
+        log-probabilities of the targets (T,); then the T pairs join the cache. The same
+        figure as calling mix() and append() token by token, without a loop per token."""
+        cache_logp, seen = self.target_log_probs(features, targets)
+        return mix_log_probs(model_logp.float(), cache_logp, seen, self.config.lam)
+
+    def scores(self, query: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(theta · h·h_i (n,), -inf where the pair may not vote; the words w_i (n,)) of the
+        held pairs, in slot order, for a float32 query (D,)."""
+        keys, ids = self._keys[: self._count], self._values[: self._count]
+        scores = self.config.theta * (keys @ query)  # (n,)
+        return scores.masked_fill(~self._usable(ids), NEG_INF), ids
+
+    def mix(self, feature: torch.Tensor, log_probs: torch.Tensor) -> torch.Tensor:
+        """The mixed next-token log-distribution (V,) after feature (D,), for sampling / top-k;
+        the cache is not changed (call append() once the next token is known)."""
+        return mix_rows([self], feature[None], log_probs[None])[0]
+
+
+def mix_log_probs(
+    model_logp: torch.Tensor, cache_logp: torch.Tensor, seen: torch.Tensor, lam: float
+) -> torch.Tensor:
+    """log((1 - lam) p_model + lam p_cache) where the cache saw something, else log p_model
+    exactly (so an empty cache, or lam = 0, changes nothing)."""
+    if lam == 0:
+        return model_logp
+    mixed = torch.logaddexp(model_logp + math.log1p(-lam), cache_logp + math.log(lam))
+    return torch.where(seen, mixed, model_logp)
+
+
+def mix_rows(
+    caches: Sequence[PointerCache], features: torch.Tensor, log_probs: torch.Tensor
+) -> torch.Tensor:
+    """Mixed log-distributions (B, V) of a batch: row i reads features[i] (D,), the model's
+    log_probs[i] (V,) and only caches[i]. One batched pass (B small matmuls into one padded
+    score matrix, one softmax, one scatter_add), equal per row to PointerCache.mix; a row with
+    an empty cache (or lam = 0) gets its log_probs back exactly."""
+    longest = max((len(c) for c in caches), default=0)
+    if longest == 0:
+        return log_probs
+    rows, device = len(caches), log_probs.device
+    scores = torch.full((rows, longest), NEG_INF, device=device)  # (B, n)
+    values = torch.zeros(rows, longest, dtype=torch.long, device=device)  # (B, n)
+    queries = features.float()
+    for row, cache in enumerate(caches):
+        count = len(cache)
+        if count == 0 or cache.config.lam == 0:
+            continue
+        scores[row, :count], values[row, :count] = cache.scores(queries[row])
+    seen = scores.amax(dim=1) > NEG_INF  # (B,)
+    weights = torch.softmax(scores.masked_fill(~seen[:, None], 0.0), dim=1) * seen[:, None]
+    lam = torch.tensor([c.config.lam for c in caches], device=device)[:, None]  # (B, 1)
+    lam = lam * seen[:, None]  # a row whose cache has nothing to say keeps the model's own
+    # every word loses a factor (1 - lam); only the (at most n) words in the cache gain mass, so
+    # the exact mix is computed at those positions alone, not over the whole vocabulary
+    mixed = log_probs.float() + torch.log1p(-lam)  # (B, V)
+    cache_p = torch.zeros_like(mixed).scatter_add_(1, values, weights).gather(1, values)  # (B, n)
+    at_words = torch.logaddexp(
+        log_probs.float().gather(1, values) + torch.log1p(-lam), cache_p.log() + lam.log()
+    )
+    return mixed.scatter_(1, values, at_words)
