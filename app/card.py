@@ -27,6 +27,20 @@ def _package_version(name: str) -> str:
         return "not installed"
 
 
+def _reading(engine: Engine) -> dict[str, str | int | float | bool | None]:
+    """How the service reads a text: several lines as one document or line by line, and the
+    cache pointer's settings with the most memory one sequence's cache may take."""
+    cache = engine.cache_config
+    return {
+        "context": engine.context,
+        "cache": cache is not None,
+        "cache_window": cache.window if cache else None,
+        "cache_theta": cache.theta if cache else None,
+        "cache_lambda": cache.lam if cache else None,
+        "cache_bytes_per_sequence": engine.cache_bytes_per_row,
+    }
+
+
 def model_card(engine: Engine, settings: Settings) -> InfoResponse:
     """The /info answer for a running engine."""
     checkpoint = engine.checkpoint
@@ -53,7 +67,7 @@ def model_card(engine: Engine, settings: Settings) -> InfoResponse:
         },
         serving={
             "device": settings.device, "quantize": settings.quantize, "threads": settings.threads,
-            "prefill_chunk": settings.prefill_chunk,
+            "prefill_chunk": settings.prefill_chunk, **_reading(engine),
         },
         limits=settings.limits(),
     )  # fmt: skip

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import threading
@@ -49,10 +50,17 @@ from app.sequences import (
     TopTokens,
 )
 from app.settings import Settings
-from model.checkpoint import Checkpoint, load_checkpoint
+from model.cache import PointerCache, mix_rows
+from model.checkpoint import Checkpoint, load_checkpoint, load_inference_config
 from model.forward import chunk_target_log_probs, forward_rows
 from model.generation import Decoding, choose_tokens
-from model.inference import EncodedText, encode_text, encode_text_with_specials, perplexity_of
+from model.inference import (
+    EncodedText,
+    encode_document,
+    encode_text,
+    encode_text_with_specials,
+    perplexity_of,
+)
 from model.quantize import quantize_int8
 from model.sampling import SamplingOptions
 from model.tokenizers import build_tokenizer
@@ -133,6 +141,9 @@ class Engine:
         self.vocab = checkpoint.vocab
         self.tokenizer = build_tokenizer(checkpoint.tokenizer_spec)
         self.eos_token, self.unk_token = EOS, UNK  # the special tokens, as clients write them
+        # how the checkpoint reads text best (model.tune_cache): several lines as one document
+        # or line by line, and the cache pointer's settings, if it has one
+        self.context, self.cache_config = load_inference_config(checkpoint)
         self.settings = settings
         self._wake = threading.Condition()
         self._waiting: deque[deque[Row]] = deque()  # one inner deque per request
@@ -182,11 +193,13 @@ class Engine:
         return self._thread is not None and self._thread.is_alive() and not self._stopping
 
     # -- the API the routes call --------------------------------------------------------------
-    async def predict_next(self, text: str, top_k: int) -> Prediction:
-        """The top_k most probable next tokens after text (<unk> is never offered)."""
+    async def predict_next(self, text: str, top_k: int, cache: bool = True) -> Prediction:
+        """The top_k most probable next tokens after text (<unk> is never offered); with the
+        checkpoint's cache pointer unless cache is False."""
         (encoded,) = await self._encode([text])
         channel = self._channel()
-        self._submit([PredictRow(encoded.ids, self.vocab.eos_id, top_k, channel)])
+        row_cache = self._new_cache(cache)
+        self._submit([PredictRow(encoded.ids, self.vocab.eos_id, top_k, channel, row_cache)])
         try:
             candidates = await channel.get()
         finally:
@@ -194,20 +207,26 @@ class Engine:
         assert isinstance(candidates, list)
         return Prediction(encoded, candidates)
 
-    async def score(self, texts: Sequence[str]) -> list[TextScore]:
+    async def score(self, texts: Sequence[str], cache: bool = True) -> list[TextScore]:
         """Per-target log-probabilities and perplexity of each text, each read from the start
-        state: the figures of model.evaluate, whatever else shares the batch."""
+        state: the figures of model.evaluate (with the checkpoint's context and cache, unless
+        cache is False), whatever else shares the batch."""
         self.check_text_count(len(texts), "texts")
-        return await self.score_encoded(await self._encode(texts))
+        return await self.score_encoded(await self._encode(texts), cache=cache)
 
     async def score_encoded(
-        self, encoded: Sequence[EncodedText], top_n: int = 0
+        self, encoded: Sequence[EncodedText], top_n: int = 0, cache: bool = True
     ) -> list[TextScore]:
         """score() of texts already encoded; with top_n, each target also gets the top_n most
         probable tokens at its place (one full output layer per position: dearer)."""
         channel = self._channel()
         eos = self.vocab.eos_id
-        self._submit([ScoreRow(e.ids, eos, i, channel, top_n) for i, e in enumerate(encoded)])
+        self._submit(
+            [
+                ScoreRow(e.ids, eos, i, channel, top_n, self._new_cache(cache))
+                for i, e in enumerate(encoded)
+            ]
+        )
         results: list[tuple[torch.Tensor, list[TopTokens]]] = [(torch.empty(0), [])] * len(encoded)
         try:
             for _ in encoded:
@@ -272,7 +291,8 @@ class Engine:
         decoding = Decoding(
             encoded.ids, encoded.tokens, options, eos, self.tokenizer, channel.deadline
         )
-        self._submit([GenerateRow(decoding, len(encoded.ids), eos, channel)])
+        row_cache = self._new_cache(options.cache)
+        self._submit([GenerateRow(decoding, len(encoded.ids), eos, channel, row_cache)])
         metrics.PROMPT_TOKENS.inc(len(encoded.ids))
         return Generation(channel)
 
@@ -303,12 +323,28 @@ class Engine:
                 param="stop",
             )
 
+    def _new_cache(self, wanted: bool) -> PointerCache | None:
+        """A fresh cache for one row, if the checkpoint has one and the request wants it."""
+        if self.cache_config is None or not wanted:
+            return None
+        return PointerCache(self.cache_config, self.model.config.feature_size, self.vocab.unk_id)
+
+    @property
+    def cache_bytes_per_row(self) -> int:
+        """The most memory one row's cache can take (0 without a cache)."""
+        if self.cache_config is None:
+            return 0
+        return self.cache_config.window * (self.model.config.feature_size * 4 + 8)
+
     # -- submission (event loop side) ---------------------------------------------------------
     async def _encode(
         self, texts: Sequence[str], encode: Callable[..., EncodedText] = encode_text
     ) -> list[EncodedText]:
         """Tokenize texts off the event loop (with encode(tokenizer, vocab, text)), enforcing
-        the character and token limits."""
+        the character and token limits. Under document context a text of several lines is
+        read as one document, its lines joined by <eos>."""
+        if self.context == "document":
+            encode = functools.partial(encode_document, encode)
         limit = self.settings.max_text_chars
         for text in texts:
             if len(text) > limit:
@@ -472,6 +508,9 @@ class Engine:
         starts = [row.position for row in rows]
         chunks = [row.next_chunk(self.settings.prefill_chunk) for row in rows]
         features, self._state = forward_rows(self.model, chunks, self._state)  # (B, T, D)
+        for i, row in enumerate(rows):
+            if row.cache is not None and not isinstance(row, ScoreRow):
+                row.remember(features[i, : len(chunks[i])], chunks[i])
         outbox: list[tuple[Channel, object]] = []
         scoring = [i for i, row in enumerate(rows) if isinstance(row, ScoreRow)]
         if scoring:
@@ -481,7 +520,11 @@ class Engine:
         ]
         if wanting:
             last = torch.tensor([len(chunks[i]) - 1 for i in wanting])
-            log_probs = self.model.log_probs(features[wanting, last]).float().cpu()  # (N, V)
+            log_probs = self._with_caches(
+                [rows[i] for i in wanting],
+                features[wanting, last],
+                self.model.log_probs(features[wanting, last]).float().cpu(),  # (N, V)
+            )
             predicting = [j for j, i in enumerate(wanting) if isinstance(rows[i], PredictRow)]
             generating = [j for j, i in enumerate(wanting) if isinstance(rows[i], GenerateRow)]
             if predicting:
@@ -513,15 +556,34 @@ class Engine:
             assert isinstance(row, ScoreRow)
             targets.append(row.targets[starts[i] : starts[i] + len(chunks[i])])
         pieces = chunk_target_log_probs(self.model, features[scoring], targets)
-        for i, piece in zip(scoring, pieces, strict=True):
+        for i, piece, chunk_targets in zip(scoring, pieces, targets, strict=True):
             row = rows[i]
             assert isinstance(row, ScoreRow)
+            if row.cache is not None:
+                row_features = features[i, : len(chunk_targets)].float().cpu()
+                piece = row.cache.score_targets(row_features, piece, torch.tensor(chunk_targets))
             tops: list[TopTokens] = []
             if row.top_n:
                 row_log_probs = self.model.log_probs(features[i, : len(chunks[i])])  # (T, V)
                 tops = self._top_tokens(row_log_probs, row.top_n)
             if row.add_scores(piece, tops):
                 outbox.append((row.channel, (row.index, torch.cat(row.scores), row.tops)))
+
+    @staticmethod
+    def _with_caches(
+        rows: Sequence[Row], features: torch.Tensor, log_probs: torch.Tensor
+    ) -> torch.Tensor:
+        """Next-token log-distributions (N, V) of rows that read features (N, D): mixed with
+        each row's own cache where it has one, the model's alone elsewhere."""
+        cached = [j for j, row in enumerate(rows) if row.cache is not None]
+        if cached:
+            caches = [rows[j].cache for j in cached]
+            log_probs[cached] = mix_rows(
+                caches,  # type: ignore[arg-type]
+                features[cached].float().cpu(),
+                log_probs[cached],
+            )
+        return log_probs
 
     def _top_tokens(self, log_probs: torch.Tensor, k: int) -> list[TopTokens]:
         """The k most probable tokens of each row of log_probs (N, V), with their logprobs."""

@@ -78,6 +78,11 @@ class PredictRequest(_Request):
 
     text: Text = Field(default="", description="the text so far; empty: the start of a text")
     top_k: int = Field(default=10, ge=1, le=100, description="how many candidates to return")
+    cache: bool = Field(
+        default=True,
+        description="use the model's cache pointer (its memory of this text's recent words), "
+        "where the checkpoint has one (see /info); false: the network alone",
+    )
 
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"text": "我爱自然语言", "top_k": 10}]}
@@ -155,6 +160,11 @@ class GenerateRequest(_Request):
     ignore_eos: bool = Field(
         default=False, description="never end at <eos>: always max_new_tokens (or a stop string)"
     )
+    cache: bool = Field(
+        default=True,
+        description="use the model's cache pointer (its memory of this text's recent words), "
+        "where the checkpoint has one (see /info); false: the network alone",
+    )
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -176,6 +186,7 @@ class GenerateRequest(_Request):
             seed=self.seed,
             stop=tuple(self.stop),
             ignore_eos=self.ignore_eos,
+            cache=self.cache,
         )
 
 
@@ -221,6 +232,11 @@ class PerplexityRequest(_Request):
         WithJsonSchema({"type": "array", "items": {"type": "string"}, "minItems": 1}),
     ] = Field(default=None, min_length=1, description="several texts (or text)")
     details: bool = Field(default=False, description="return each token's logprob and OOV flag")
+    cache: bool = Field(
+        default=True,
+        description="use the model's cache pointer (its memory of this text's recent words), "
+        "where the checkpoint has one (see /info); false: the network alone",
+    )
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -289,5 +305,5 @@ class InfoResponse(BaseModel):
     training: dict[str, int | float | None]
     checkpoint: dict[str, str]
     versions: dict[str, str]
-    serving: dict[str, str | int | None]
+    serving: dict[str, str | int | float | bool | None]
     limits: dict[str, int | float]

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from model.cache import PointerCache
 from model.generation import Decoding
 
 TopTokens = tuple[tuple[str, float], ...]  # (vocabulary entry, logprob), most probable first
@@ -68,13 +69,28 @@ class Channel:
 
 
 class Row:
-    """A sequence in the batch: the tokens it reads, in order, and where its results go."""
+    """A sequence in the batch: the tokens it reads, in order, where its results go and, when
+    the request uses it, its cache of recent (feature, next token) pairs, which lives as long
+    as the row's recurrent state does."""
 
-    def __init__(self, tokens: list[int], channel: Channel):
+    def __init__(self, tokens: list[int], channel: Channel, cache: PointerCache | None = None):
         self.tokens = tokens
         self.position = 0  # tokens read so far
         self.channel = channel
         self.finished = False
+        self.cache = cache
+        self._pending: torch.Tensor | None = None  # the last feature, its next token unknown
+
+    def remember(self, features: torch.Tensor, chunk: Sequence[int]) -> None:
+        """Store in the cache the features (T, D) of the chunk just read, each with the token
+        that followed it; the last one waits for the token read next."""
+        if self.cache is None:
+            return
+        if self._pending is not None:
+            self.cache.append(self._pending, chunk[0])
+        if len(chunk) > 1:
+            self.cache.extend(features[:-1], torch.tensor(chunk[1:]))
+        self._pending = features[-1].clone()
 
     def next_chunk(self, limit: int) -> list[int]:
         """The next tokens to read (at most limit), counted as read."""
@@ -102,8 +118,16 @@ class ScoreRow(Row):
     """Scores one text of a request (index: its place in the request); with top_n, also the
     top_n most probable tokens at each target's place."""
 
-    def __init__(self, ids: list[int], eos_id: int, index: int, channel: Channel, top_n: int = 0):
-        super().__init__([eos_id, *ids], channel)
+    def __init__(
+        self,
+        ids: list[int],
+        eos_id: int,
+        index: int,
+        channel: Channel,
+        top_n: int = 0,
+        cache: PointerCache | None = None,
+    ):
+        super().__init__([eos_id, *ids], channel, cache)
         self.targets = [*ids, eos_id]  # targets[i] follows tokens[i]
         self.index = index
         self.top_n = top_n
@@ -122,8 +146,15 @@ class ScoreRow(Row):
 class PredictRow(Row):
     """Reads one text and reports the most probable next tokens."""
 
-    def __init__(self, ids: list[int], eos_id: int, top_k: int, channel: Channel):
-        super().__init__([eos_id, *ids], channel)
+    def __init__(
+        self,
+        ids: list[int],
+        eos_id: int,
+        top_k: int,
+        channel: Channel,
+        cache: PointerCache | None = None,
+    ):
+        super().__init__([eos_id, *ids], channel, cache)
         self.top_k = top_k
 
 
@@ -132,8 +163,15 @@ class GenerateRow(Row):
     same however many came before it. What a token does (its text, the stop rules) is
     model.generation's Decoding, the loop `python -m model.generate` runs too."""
 
-    def __init__(self, prompt: Decoding, prompt_tokens: int, eos_id: int, channel: Channel):
-        super().__init__([eos_id, *prompt.history], channel)
+    def __init__(
+        self,
+        prompt: Decoding,
+        prompt_tokens: int,
+        eos_id: int,
+        channel: Channel,
+        cache: PointerCache | None = None,
+    ):
+        super().__init__([eos_id, *prompt.history], channel, cache)
         self.decoding = prompt
         self.options = prompt.options
         self.prompt_tokens = prompt_tokens

@@ -109,8 +109,9 @@ class PointerCache:
         self._values[: self._count] = values
         self._next = self._count
 
-    def _write(self, features: torch.Tensor, next_ids: torch.Tensor) -> None:
-        """Append pairs (T, D), (T,) in order, dropping the oldest beyond W."""
+    def extend(self, features: torch.Tensor, next_ids: torch.Tensor) -> None:
+        """Store pairs (T, D), (T,) in order, each feature with the token that followed it,
+        dropping the oldest beyond W."""
         window = self.config.window
         features, next_ids = features[-window:].float(), next_ids[-window:]
         count = next_ids.numel()
@@ -123,7 +124,7 @@ class PointerCache:
 
     def append(self, feature: torch.Tensor, next_id: int) -> None:
         """Store one pair once the token that followed `feature` (D,) is known."""
-        self._write(feature[None], torch.tensor([next_id], device=feature.device))
+        self.extend(feature[None], torch.tensor([next_id], device=feature.device))
 
     def target_log_probs(
         self, features: torch.Tensor, targets: torch.Tensor
@@ -157,7 +158,7 @@ class PointerCache:
         matching = scores.masked_fill(values[None, :] != targets[:, None], NEG_INF)
         seen = visible.any(dim=1)
         log_p = torch.logsumexp(matching, 1) - torch.logsumexp(scores, 1)
-        self._write(features, targets)
+        self.extend(features, targets)
         return torch.where(seen, log_p, NEG_INF), seen
 
     def score_targets(

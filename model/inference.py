@@ -6,7 +6,7 @@ these, so a text gets the same figure everywhere.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -59,11 +59,33 @@ def encode_text_with_specials(tokenizer: Tokenizer, vocab: Vocab, text: str) -> 
         for part in _SPECIAL_TOKENS.split(text)
         if part
     ]
+    return _concatenate(parts)
+
+
+def _concatenate(parts: Sequence[EncodedText]) -> EncodedText:
+    """The encoded texts one after the other, as one."""
     return EncodedText(
         [t for p in parts for t in p.tokens],
         [i for p in parts for i in p.ids],
         [o for p in parts for o in p.oov],
     )
+
+
+def encode_document(
+    encode: Callable[[Tokenizer, Vocab, str], EncodedText],
+    tokenizer: Tokenizer,
+    vocab: Vocab,
+    text: str,
+) -> EncodedText:
+    """A text of several lines read as one document, as document context reads a split: each
+    non-blank line encoded with encode, the lines joined by <eos>. A text of one line is
+    encode's answer exactly."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return encode(tokenizer, vocab, text)
+    end_of_line = EncodedText([vocab.itos[vocab.eos_id]], [vocab.eos_id], [False])
+    parts = [encode(tokenizer, vocab, line) for line in lines]
+    return _concatenate([x for part in parts[:-1] for x in (part, end_of_line)] + parts[-1:])
 
 
 @torch.inference_mode()

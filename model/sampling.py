@@ -16,7 +16,8 @@ class SamplingOptions:
     """How one generation samples and when it stops. temperature 0 means greedy; top_k None
     and top_p 1 are off; seed None lets the engine draw one (and report it); ignore_eos never
     produces <eos>, so the text ends on max_new_tokens or a stop string; top_logprobs: how many
-    of the most probable tokens to report at each generated token."""
+    of the most probable tokens to report at each generated token; cache False leaves out the
+    checkpoint's cache pointer (the text's own recent words), if it has one."""
 
     temperature: float = 1.0
     top_k: int | None = None
@@ -27,6 +28,7 @@ class SamplingOptions:
     stop: tuple[str, ...] = ()
     ignore_eos: bool = False
     top_logprobs: int = 0
+    cache: bool = True  # use the checkpoint's cache pointer, where it has one
 
     def __post_init__(self) -> None:
         if not self.temperature >= 0:

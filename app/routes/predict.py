@@ -18,7 +18,9 @@ async def predict_next(
 ) -> PredictResponse:
     """The input as the model read it (OOV tokens flagged) and the top_k next tokens, most
     probable first. <unk> is never offered; <eos> is, as the end of the text."""
-    prediction = await unless_disconnected(request, engine.predict_next(body.text, body.top_k))
+    prediction = await unless_disconnected(
+        request, engine.predict_next(body.text, body.top_k, body.cache)
+    )
     text = prediction.text
     return PredictResponse(
         tokens=[InputToken(token=t, oov=o) for t, o in zip(text.tokens, text.oov, strict=True)],

@@ -19,7 +19,7 @@ async def perplexity(
     result per text, in order, also for a single `text`), its closing <eos> counted as a
     target (as in model.evaluate); each token's logprob with details. A text gets the same
     figure alone or in any batch."""
-    scores = await unless_disconnected(request, engine.score(body.all_texts()))
+    scores = await unless_disconnected(request, engine.score(body.all_texts(), body.cache))
     return PerplexityResponse(results=[_result(score, body.details) for score in scores])
 
 

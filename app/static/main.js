@@ -3,7 +3,7 @@
 import { setMaxNewTokensCap, setUpGenerate } from "./generate.js";
 import { loadModelCard } from "./info.js";
 import { setUpPredict } from "./predict.js";
-import { setSurprisalScale, setUpScore } from "./score.js";
+import { setCacheServed, setSurprisalScale, setUpScore } from "./score.js";
 
 setUpPredict();
 setUpGenerate();
@@ -12,5 +12,6 @@ setUpScore();
 const info = await loadModelCard();
 if (info) {
   setSurprisalScale(info.model.vocab_size);
+  setCacheServed(info.serving.cache);
   setMaxNewTokensCap(info.limits.max_new_tokens);
 }

@@ -1,4 +1,5 @@
-// Score panel: POST /perplexity with details, each token coloured by its surprisal −log p.
+// Score panel: POST /perplexity with details, each token coloured by its surprisal −log p;
+// with and without the cache pointer where the model has one.
 
 import { postJSON } from "./api.js";
 import { formatNumber } from "./text.js";
@@ -9,6 +10,14 @@ let scaleMax = 10;
 
 export function setSurprisalScale(vocabSize) {
   if (vocabSize > 1) scaleMax = Math.log(vocabSize);
+}
+
+// Whether the model has a cache pointer (/info's serving.cache): then a score also shows the
+// figure without it, so the difference the text's own recent words make is visible.
+let cacheServed = false;
+
+export function setCacheServed(served) {
+  cacheServed = Boolean(served);
 }
 
 export function setUpScore() {
@@ -29,9 +38,17 @@ async function score(text) {
   detail.textContent = "";
   try {
     const [result] = (await postJSON("/perplexity", { text, details: true })).results;
-    summary.textContent =
+    let line =
       `perplexity ${formatNumber(result.perplexity, 4)} over ${result.num_tokens} tokens` +
       ` (mean −log p ${formatNumber(result.mean_nll, 3)} nats, ${result.oov_count} OOV)`;
+    summary.dataset.perplexity = result.perplexity;
+    delete summary.dataset.perplexityWithoutCache;
+    if (cacheServed) {
+      const [plain] = (await postJSON("/perplexity", { text, cache: false })).results;
+      line += `; without the cache ${formatNumber(plain.perplexity, 4)}`;
+      summary.dataset.perplexityWithoutCache = plain.perplexity;
+    }
+    summary.textContent = line;
     renderHeatMap(result.tokens);
   } catch (error) {
     summary.textContent = `Error: ${error.message}`;

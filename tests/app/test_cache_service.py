@@ -1,0 +1,149 @@
+"""The service with a checkpoint tuned for document context and a cache pointer: every row
+keeps its own cache next to its state, so a text's figures equal the offline computation,
+stay the same in any batch, and a request can turn the cache off."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from app.engine import Engine
+from app.main import create_app
+from app.sequences import TokenEvent
+from model.cache import CacheConfig, PointerCache
+from model.checkpoint import update_inference_config
+from model.inference import encode_text
+from model.sampling import SamplingOptions
+
+CACHE = CacheConfig(window=40, theta=0.3, lam=0.4)
+REPEATING = "新华社北京一月一日电。新华社记者报道，北京一月一日。新华社北京电"
+TEXTS = ["我爱北京天安门。", REPEATING, "", "人民日报" * 6]
+
+
+@pytest.fixture(scope="module")
+def tuned_checkpoint(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the tiny checkpoint whose config.json asks for document context and a cache."""
+    copy = tmp_path_factory.mktemp("tuned") / "tiny"
+    shutil.copytree(tiny_checkpoint, copy)
+    update_inference_config(copy, {"context": "document", "cache": CACHE.to_dict()})
+    return copy
+
+
+@pytest.fixture(scope="module")
+def engine(make_settings, tuned_checkpoint: Path) -> Iterator[Engine]:
+    """Prompts read in chunks of 3 tokens, so that a text's cache spans several steps."""
+    running = Engine.load(make_settings(model_dir=tuned_checkpoint, prefill_chunk=3))
+    running.start()
+    yield running
+    running.stop()
+
+
+def _offline(engine: Engine, ids: list[int]) -> torch.Tensor:
+    """The mixed log-probability of every target of <eos> + ids, read in one forward."""
+    model, eos = engine.model, engine.vocab.eos_id
+    with torch.inference_mode():
+        features, _ = model(torch.tensor([[eos, *ids]]))
+        targets = torch.tensor([*ids, eos])
+        model_logp = model.target_log_probs(features, targets[None])
+        cache = PointerCache(CACHE, features.size(-1), engine.vocab.unk_id)
+        return cache.score_targets(features[0].float(), model_logp.float(), targets)
+
+
+def test_scores_equal_the_offline_cache_alone_and_in_any_batch(engine: Engine) -> None:
+    async def run() -> tuple[list, list]:
+        alone = [(await engine.score([t]))[0] for t in TEXTS]
+        together = await asyncio.gather(engine.score(TEXTS), engine.score(TEXTS[::-1]))
+        return alone, together[0]
+
+    alone, batched = asyncio.run(run())
+    for text, one, many in zip(TEXTS, alone, batched, strict=True):
+        expected = _offline(engine, encode_text(engine.tokenizer, engine.vocab, text).ids)
+        assert torch.allclose(torch.tensor(one.logprobs), expected, atol=1e-4)
+        assert torch.allclose(torch.tensor(many.logprobs), expected, atol=1e-4)
+
+
+def test_the_cache_helps_a_text_that_repeats_itself_and_can_be_turned_off(engine) -> None:
+    with_cache, without = asyncio.run(
+        _both(engine.score([REPEATING]), engine.score([REPEATING], False))
+    )
+    assert with_cache[0].perplexity < without[0].perplexity
+    plain = engine.model
+    ids = encode_text(engine.tokenizer, engine.vocab, REPEATING).ids
+    with torch.inference_mode():
+        features, _ = plain(torch.tensor([[engine.vocab.eos_id, *ids]]))
+        reference = plain.target_log_probs(features, torch.tensor([[*ids, engine.vocab.eos_id]]))
+    assert torch.allclose(torch.tensor(without[0].logprobs), reference, atol=1e-4)
+
+
+async def _both(first, second):
+    return await first, await second
+
+
+def test_several_lines_are_one_document_and_one_line_is_unchanged(engine: Engine) -> None:
+    lines = ["我爱北京天安门。", "天安门上太阳升。"]
+    (document,) = asyncio.run(engine.score(["\n".join(lines)]))
+    encoded = [encode_text(engine.tokenizer, engine.vocab, line).ids for line in lines]
+    joined = [*encoded[0], engine.vocab.eos_id, *encoded[1]]
+    assert len(document.logprobs) == len(joined) + 1
+    assert [t for t, _ in document.targets].count("<eos>") == 2
+    expected = _offline(engine, joined)
+    assert torch.allclose(torch.tensor(document.logprobs), expected, atol=1e-4)
+
+
+def test_seeded_generation_with_cache_is_the_same_in_any_company(engine: Engine) -> None:
+    options = SamplingOptions(temperature=1.0, top_k=50, max_new_tokens=30, seed=8,
+                              ignore_eos=True)  # fmt: skip
+
+    async def tokens(prompt: str, opts: SamplingOptions) -> list[str]:
+        generation = await engine.generate(prompt, opts)
+        return [e.token async for e in generation if isinstance(e, TokenEvent)]
+
+    async def run() -> tuple[list[str], list[list[str]]]:
+        alone = await tokens(REPEATING, options)
+        crowd = await asyncio.gather(
+            tokens(REPEATING, options),
+            *(tokens(t, replace(options, seed=i)) for i, t in enumerate(TEXTS)),
+        )
+        return alone, crowd
+
+    alone, crowd = asyncio.run(run())
+    assert len(alone) == 30 and crowd[0] == alone
+    without = asyncio.run(tokens(REPEATING, replace(options, cache=False)))
+    assert without != alone, "the cache changed no sampled token in 30"
+
+
+def test_predictions_equal_the_offline_mix(engine: Engine) -> None:
+    with_cache, without = asyncio.run(
+        _both(engine.predict_next(REPEATING, 5), engine.predict_next(REPEATING, 5, cache=False))
+    )
+    assert with_cache.candidates != without.candidates
+    tokens = [engine.vocab.eos_id, *encode_text(engine.tokenizer, engine.vocab, REPEATING).ids]
+    with torch.inference_mode():
+        features, _ = engine.model(torch.tensor([tokens]))
+        cache = PointerCache(CACHE, features.size(-1), engine.vocab.unk_id)
+        cache.extend(features[0, :-1].float(), torch.tensor(tokens[1:]))
+        mixed = cache.mix(features[0, -1].float(), engine.model.log_probs(features[0, -1:])[0])
+    mixed = mixed.clone()
+    mixed[engine.vocab.unk_id] = float("-inf")
+    values, ids = mixed.topk(5)
+    assert [c.token for c in with_cache.candidates] == engine.vocab.decode(ids.tolist())
+    got = torch.tensor([c.logprob for c in with_cache.candidates])
+    assert torch.allclose(got, values, atol=1e-4)
+
+
+def test_info_reports_the_context_and_the_cache_memory_bound(make_settings, tuned_checkpoint):
+    with TestClient(create_app(make_settings(model_dir=tuned_checkpoint))) as client:
+        serving = client.get("/info").json()["serving"]
+        feature_size = client.get("/info").json()["model"]["hidden_size"]
+        scored = client.post("/perplexity", json={"text": REPEATING, "cache": False}).json()
+    assert serving["context"] == "document" and serving["cache"] is True
+    assert serving["cache_window"] == CACHE.window and serving["cache_lambda"] == CACHE.lam
+    assert serving["cache_bytes_per_sequence"] == CACHE.window * (feature_size * 4 + 8)
+    assert len(scored["results"]) == 1
