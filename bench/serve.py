@@ -6,8 +6,13 @@
    batching on (NEXTWORD_MAX_BATCH_SIZE=64) and off (=1: one sequence per forward, same build);
 2. ms per generated token (between streamed tokens) at output lengths 16, 128 and 512;
 3. /predict-next requests/s and p50/p99 latency at 32 concurrent clients;
-4. the bare model step (one batched forward, output layer and sampling; no server);
+4. the bare model step (one batched forward, output layer and sampling; no server), and the
+   same step with the checkpoint's cache pointer (each row's cache full: W pairs) where it has
+   one, at batch 1 and 32;
 5. with --int8: the same step and the test-split perplexity with NEXTWORD_QUANTIZE=int8.
+
+`--bare-only` measures item 4 (and 5) alone: `python -m bench.serve --bare-only --checkpoint
+DIR --output docs/cache-cost` is the cache's cost in ms per generated token.
 
 Every client sends a fixed number of requests, so the load is bounded in count; nothing leaves
 127.0.0.1. The serving floors are checked at the end of the table.
@@ -197,15 +202,30 @@ def ms_per_token(url: str, length: int, repeats: int) -> float:
 # -- the model alone ----------------------------------------------------------------------------
 def bare_step_ms(checkpoint: Path, batch: int, quantize: str, steps: int = 200) -> dict[str, float]:
     """Median ms of one batched decode step without the server: the network (forward and
-    output distribution) and the whole step (plus choose_next with the bench's sampling)."""
+    output distribution), the whole step (plus choose_next with the bench's sampling) and,
+    where the checkpoint has a cache pointer, the whole step with each row's full cache mixed
+    in and the new pair stored, as the engine does."""
     import torch
 
-    from model.checkpoint import load_checkpoint
+    from model.cache import PointerCache, mix_rows
+    from model.checkpoint import load_checkpoint, load_inference_config
     from model.quantize import quantize_int8
     from model.sampling import SamplingOptions, choose_next, make_generator
 
     loaded = load_checkpoint(checkpoint)
     model = quantize_int8(loaded.model) if quantize == "int8" else loaded.model
+    cache_config = load_inference_config(loaded)[1]
+    caches = []
+    if cache_config is not None:  # full windows of plausible features: the dearest case
+        for _ in range(batch):
+            cache = PointerCache(
+                cache_config, loaded.model.config.feature_size, loaded.vocab.unk_id
+            )
+            with torch.inference_mode():
+                ids = torch.randint(0, 2000, (cache_config.window + 1,))
+                features, _ = loaded.model(ids[None])
+                cache.extend(features[0, :-1].float(), ids[1:])
+            caches.append(cache)
     params = [SamplingOptions(**SAMPLING)] * batch
     generators = [make_generator(i) for i in range(batch)]
     history: list[list[int]] = [[] for _ in range(batch)]
@@ -213,16 +233,23 @@ def bare_step_ms(checkpoint: Path, batch: int, quantize: str, steps: int = 200) 
     tokens = torch.full((batch, 1), loaded.vocab.eos_id)
     timings: dict[str, float] = {}
     with torch.inference_mode():
-        for name, sample in (("network", False), ("step", True)):
+        kinds = [("network", False, False), ("step", True, False)]
+        kinds += [("cache step", True, True)] if caches else []
+        for name, sample, cached in kinds:
             state = model.init_state(batch)
             durations = []
             for _ in range(steps + 20):  # the first 20 warm up
                 started = time.perf_counter()
                 features, state = model(tokens, state)
                 log_probs = model.log_probs(features[:, -1])
+                if cached:
+                    log_probs = mix_rows(caches, features[:, -1].float(), log_probs.float())
                 if sample:
                     chosen, _ = choose_next(log_probs, params, generators, history, banned)
                     tokens = chosen[:, None]
+                if cached:
+                    for row, cache in enumerate(caches):
+                        cache.append(features[row, -1].float(), int(chosen[row]))
                 durations.append(time.perf_counter() - started)
             timings[name] = statistics.median(durations[20:]) * 1000
     return timings
@@ -253,7 +280,7 @@ def run(args: argparse.Namespace) -> dict:
     results["machine"] = describe_cpu()
     print(f"Machine: {results['machine']}.", flush=True)
     threads = str(args.threads)
-    for mode, batch in (("batched", "64"), ("unbatched", "1")):
+    for mode, batch in () if args.bare_only else (("batched", "64"), ("unbatched", "1")):
         with uvicorn_server(
             args.checkpoint,
             args.log_dir,
@@ -303,7 +330,14 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def floors(results: dict) -> list[tuple[str, str, bool]]:
-    """The issue's three floors: (what, measured, met)."""
+    """The serving floors that the results measure: (what, measured, met)."""
+    bare = results["bare"]
+    cached = []
+    if "cache step" in bare["none/32"]:
+        ratio = bare["none/32"]["cache step"] / bare["none/32"]["step"]
+        cached = [("cache: ms/token at batch 32 ≤ 1.3× without", f"{ratio:.2f}×", ratio <= 1.3)]
+    if not results["throughput"]:
+        return cached
     batched = results["throughput"]["batched/32"]
     unbatched = results["throughput"]["unbatched/32"]
     speedup = batched["tokens_per_s"] / unbatched["tokens_per_s"]
@@ -318,6 +352,7 @@ def floors(results: dict) -> list[tuple[str, str, bool]]:
         ),
         ("ms/token at 512 ≤ 1.2× at 16", f"{growth:.2f}×", growth <= 1.2),
         ("1 client: ms/token ≤ 1.3× bare step", f"{overhead:.2f}×", overhead <= 1.3),
+        *cached,
     ]
 
 
@@ -329,6 +364,20 @@ def markdown(results: dict) -> str:
         f"Machine: {results.get('machine', 'not recorded')}.",
         f"Checkpoint `{results['checkpoint']}`, "
         "one uvicorn worker on 127.0.0.1, `python -m bench.serve` (see bench/serve.py).",
+    ]
+    if results["throughput"]:
+        out += _server_sections(results)
+    out += _bare_section(results)
+    out += ["", "## Floors", "", "| floor | measured | met |", "|---|---|---|"]
+    out += [
+        f"| {what} | {value} | {'yes' if met else 'NO'} |" for what, value, met in floors(results)
+    ]
+    return "\n".join(out) + "\n"
+
+
+def _server_sections(results: dict) -> list[str]:
+    """Throughput, ms per token and /predict-next latency, measured through the server."""
+    out = [
         "",
         "## Generated tokens/s (max_new_tokens 64)",
         "",
@@ -355,15 +404,27 @@ def markdown(results: dict) -> str:
         "| requests/s | p50 ms | p99 ms | errors |",
         "|---:|---:|---:|---:|",
         f"| {p['requests_per_s']:.0f} | {p['p50_ms']:.1f} | {p['p99_ms']:.1f} | {p['errors']} |",
+    ]
+    return out
+
+
+def _bare_section(results: dict) -> list[str]:
+    """The bare step's table (with the cache's cost where measured) and int8's perplexity."""
+    out = [
         "",
         "## The bare model step (no server)",
         "",
-        "| weights | batch | network ms | with sampling ms |",
-        "|---|---:|---:|---:|",
+        "| weights | batch | network ms | with sampling ms | and cache ms | cache cost |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for key, timing in results["bare"].items():
         quantize, batch = key.split("/")
-        out.append(f"| {quantize} | {batch} | {timing['network']:.3f} | {timing['step']:.3f} |")
+        cached = timing.get("cache step")
+        cache_cells = f"{cached:.3f} | {cached / timing['step']:.2f}×" if cached else "no cache | —"
+        out.append(
+            f"| {quantize} | {batch} | {timing['network']:.3f} | {timing['step']:.3f} | "
+            f"{cache_cells} |"
+        )
     if "perplexity" in results:
         ppl = results["perplexity"]
         change = 100 * (ppl["int8"] / ppl["none"] - 1)
@@ -374,11 +435,7 @@ def markdown(results: dict) -> str:
             f"Test-split perplexity: float {ppl['none']:.2f}, int8 {ppl['int8']:.2f} "
             f"({change:+.2f}%).",
         ]
-    out += ["", "## Floors", "", "| floor | measured | met |", "|---|---|---|"]
-    out += [
-        f"| {what} | {value} | {'yes' if met else 'NO'} |" for what, value, met in floors(results)
-    ]
-    return "\n".join(out) + "\n"
+    return out
 
 
 def chart(results: dict, path: Path) -> None:
@@ -452,13 +509,17 @@ def main(argv: list[str] | None = None) -> None:
         default=ROOT / "docs/serve-bench",
         help="writes OUTPUT.md, OUTPUT.png and OUTPUT.json",
     )
+    parser.add_argument(
+        "--bare-only", action="store_true", help="only the bare step (and --int8): no server"
+    )
     parser.add_argument("--log-dir", type=Path, default=Path("/tmp"), help="server logs")
     args = parser.parse_args(argv)
     results = run(args)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
     args.output.with_suffix(".md").write_text(markdown(results), encoding="utf-8")
-    chart(results, args.output.with_suffix(".png"))
+    if results["throughput"]:
+        chart(results, args.output.with_suffix(".png"))
     print(markdown(results))
 
 

@@ -3,10 +3,13 @@ checkpoint trained on it in a few seconds; no mocks."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
+from model.cache import CacheConfig
+from model.checkpoint import update_inference_config
 from model.config import TrainConfig
 from model.corpora import _read_lines, _strip_pos, peoples_daily_path
 from model.train import train
@@ -66,3 +69,15 @@ def tiny_checkpoint(tiny_corpus_file: Path, tmp_path_factory: pytest.TempPathFac
     output = tmp_path_factory.mktemp("checkpoint") / "tiny"
     train(make_tiny_config(tiny_corpus_file, output))
     return output
+
+
+@pytest.fixture(scope="session")
+def tuned_checkpoint(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the tiny checkpoint whose config.json asks for document context and a cache
+    pointer, as `python -m model.tune_cache` would write it."""
+    copy = tmp_path_factory.mktemp("tuned") / "tiny"
+    shutil.copytree(tiny_checkpoint, copy)
+    update_inference_config(
+        copy, {"context": "document", "cache": CacheConfig(window=40, theta=0.3, lam=0.4).to_dict()}
+    )
+    return copy

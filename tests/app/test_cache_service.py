@@ -5,7 +5,6 @@ stay the same in any batch, and a request can turn the cache off."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -17,23 +16,13 @@ from fastapi.testclient import TestClient
 from app.engine import Engine
 from app.main import create_app
 from app.sequences import TokenEvent
-from model.cache import CacheConfig, PointerCache
-from model.checkpoint import update_inference_config
+from model.cache import PointerCache
+from model.checkpoint import load_checkpoint, load_inference_config
 from model.inference import encode_text
 from model.sampling import SamplingOptions
 
-CACHE = CacheConfig(window=40, theta=0.3, lam=0.4)
 REPEATING = "新华社北京一月一日电。新华社记者报道，北京一月一日。新华社北京电"
 TEXTS = ["我爱北京天安门。", REPEATING, "", "人民日报" * 6]
-
-
-@pytest.fixture(scope="module")
-def tuned_checkpoint(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the tiny checkpoint whose config.json asks for document context and a cache."""
-    copy = tmp_path_factory.mktemp("tuned") / "tiny"
-    shutil.copytree(tiny_checkpoint, copy)
-    update_inference_config(copy, {"context": "document", "cache": CACHE.to_dict()})
-    return copy
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +41,7 @@ def _offline(engine: Engine, ids: list[int]) -> torch.Tensor:
         features, _ = model(torch.tensor([[eos, *ids]]))
         targets = torch.tensor([*ids, eos])
         model_logp = model.target_log_probs(features, targets[None])
-        cache = PointerCache(CACHE, features.size(-1), engine.vocab.unk_id)
+        cache = PointerCache(engine.cache_config, features.size(-1), engine.vocab.unk_id)
         return cache.score_targets(features[0].float(), model_logp.float(), targets)
 
 
@@ -127,7 +116,7 @@ def test_predictions_equal_the_offline_mix(engine: Engine) -> None:
     tokens = [engine.vocab.eos_id, *encode_text(engine.tokenizer, engine.vocab, REPEATING).ids]
     with torch.inference_mode():
         features, _ = engine.model(torch.tensor([tokens]))
-        cache = PointerCache(CACHE, features.size(-1), engine.vocab.unk_id)
+        cache = PointerCache(engine.cache_config, features.size(-1), engine.vocab.unk_id)
         cache.extend(features[0, :-1].float(), torch.tensor(tokens[1:]))
         mixed = cache.mix(features[0, -1].float(), engine.model.log_probs(features[0, -1:])[0])
     mixed = mixed.clone()
@@ -144,6 +133,7 @@ def test_info_reports_the_context_and_the_cache_memory_bound(make_settings, tune
         feature_size = client.get("/info").json()["model"]["hidden_size"]
         scored = client.post("/perplexity", json={"text": REPEATING, "cache": False}).json()
     assert serving["context"] == "document" and serving["cache"] is True
-    assert serving["cache_window"] == CACHE.window and serving["cache_lambda"] == CACHE.lam
-    assert serving["cache_bytes_per_sequence"] == CACHE.window * (feature_size * 4 + 8)
+    tuned = load_inference_config(load_checkpoint(tuned_checkpoint))[1]
+    assert serving["cache_window"] == tuned.window and serving["cache_lambda"] == tuned.lam
+    assert serving["cache_bytes_per_sequence"] == tuned.window * (feature_size * 4 + 8)
     assert len(scored["results"]) == 1
