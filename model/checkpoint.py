@@ -21,6 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save_file
 
+from model.cache import CacheConfig
 from model.rnn import ModelConfig, RNNLanguageModel
 from model.tokenizers import TokenizerSpec
 from model.vocab import Vocab
@@ -30,6 +31,7 @@ CONFIG = "config.json"
 VOCAB = "vocab.json"
 USER_DICT = "user_dict.txt"
 FORMAT = "nextword-checkpoint/1"
+INFERENCE = "inference"  # config.json key: how to read text (context, cache), set by tune_cache
 
 
 class CheckpointError(Exception):
@@ -249,3 +251,34 @@ def load_checkpoint(directory: Path | str, device: str | torch.device = "cpu") -
     model = RNNLanguageModel(model_config)
     digest = _load_weights(directory / WEIGHTS, model)
     return Checkpoint(model.to(device).eval(), vocab, spec, config, directory, digest)
+
+
+def update_inference_config(directory: Path | str, entries: dict) -> None:
+    """Merge `entries` into config.json's "inference" object, every other key untouched. The
+    new file is written beside the old one and renamed over it, so a reader sees one or the
+    other, and a config.json hard-linked into another checkpoint is not modified."""
+    path = Path(directory) / CONFIG
+    config = _read_json(path)
+    config[INFERENCE] = {**config.get(INFERENCE, {}), **entries}
+    temporary = path.with_name(f".{CONFIG}.tmp-{os.getpid()}")
+    with open(temporary, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(config, ensure_ascii=False, indent=2))
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.chmod(temporary, stat.S_IMODE(path.stat().st_mode))
+    os.replace(temporary, path)
+
+
+def load_inference_config(source: Checkpoint | dict) -> tuple[str, CacheConfig | None]:
+    """(context, cache settings) a checkpoint (or its config.json contents) was tuned for by
+    `python -m model.tune_cache`; ("line", None) when it was never tuned."""
+    metadata = source.metadata if isinstance(source, Checkpoint) else source
+    inference = metadata.get(INFERENCE) or {}
+    context = inference.get("context", "line")
+    if context not in ("line", "document"):
+        raise CheckpointError(f'{CONFIG}: inference.context must be "line" or "document"')
+    try:
+        cache = inference.get("cache")
+        return context, CacheConfig.from_dict(cache) if cache is not None else None
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{CONFIG}: invalid inference.cache: {error}") from None
