@@ -3,40 +3,100 @@
 
 Prints the split's token count, vocabulary size and <unk> rate beside the perplexity, so that
 anyone can check the figure is measured on the benchmark docs/data.md defines.
+
+Beyond the benchmark's own reading (`--context line`, every line from the start state) it can
+read the split as one document (`--context document`), mix in a continuous cache (`--cache`)
+and adapt the weights as it reads (`--dynamic-eval`); docs/context-and-cache.md explains them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
+from dataclasses import replace
+from pathlib import Path
 
 import torch
 
-from model.checkpoint import load_checkpoint
+from model.cache import CacheConfig
+from model.checkpoint import (
+    INFERENCE,
+    Checkpoint,
+    CheckpointError,
+    load_checkpoint,
+    load_inference_config,
+)
 from model.corpora import load_corpus
+from model.document import CONTEXTS, read_split, score_with_cache
+from model.dynamic import DynamicConfig, read_document_dynamic
 from model.inference import perplexity_of, score_lines
 from model.tokenizers import build_tokenizer
 
 
+def split_ids(
+    checkpoint: Checkpoint, corpus: str | None, split: str, split_files: dict[str, str] | None
+) -> tuple[str, list[list[int]]]:
+    """(corpus name, id lines of the split); the corpus defaults to the one it was trained on."""
+    source = corpus or checkpoint.metadata.get("corpus", {}).get("source") or "peoples-daily"
+    tokenizer = build_tokenizer(checkpoint.tokenizer_spec)
+    lines = load_corpus(source, tokenizer, split_files).splits[split]
+    return source, [checkpoint.vocab.encode(line) for line in lines]
+
+
 def evaluate(
-    checkpoint_dir: str,
+    checkpoint_or_dir: Checkpoint | str | Path,
     corpus: str | None = None,
     split: str = "test",
     split_files: dict[str, str] | None = None,
     batch_size: int = 64,
     device: str = "cpu",
+    context: str = "line",
+    cache: CacheConfig | None = None,
+    dynamic: DynamicConfig | None = None,
+    bptt: int = 256,
 ) -> dict:
-    """{perplexity, num_tokens, vocab_size, unk_rate} of a checkpoint on a split; the corpus
-    defaults to the one it was trained on."""
-    checkpoint = load_checkpoint(checkpoint_dir, device)
-    source = corpus or checkpoint.metadata.get("corpus", {}).get("source") or "peoples-daily"
-    lines = load_corpus(source, build_tokenizer(checkpoint.tokenizer_spec), split_files).splits[
-        split
-    ]
-    vocab = checkpoint.vocab
-    ids = [vocab.encode(line) for line in lines]
-    ppl, count = perplexity_of(score_lines(checkpoint.model, ids, vocab.eos_id, batch_size))
+    """{perplexity, num_tokens, vocab_size, unk_rate, ...} of a checkpoint on a split.
+
+    The plain line context is the benchmark's figure. With a cache, "perplexity" is the figure
+    under `cache` as given and the result also holds the model alone and both <unk> variants;
+    with `dynamic`, the split is read as one document by a copy that adapts as it reads."""
+    checkpoint = (
+        checkpoint_or_dir
+        if isinstance(checkpoint_or_dir, Checkpoint)
+        else load_checkpoint(checkpoint_or_dir, device)
+    )
+    source, ids = split_ids(checkpoint, corpus, split, split_files)
+    vocab, model = checkpoint.vocab, checkpoint.model
     unknown = sum(1 for line in ids for i in line if i == vocab.unk_id)
+    started = time.perf_counter()
+    extra: dict = {}
+    if context == "line" and cache is None and dynamic is None:
+        ppl, count = perplexity_of(score_lines(model, ids, vocab.eos_id, batch_size))
+    else:
+        if dynamic is not None:
+            reading = read_document_dynamic(model, ids, vocab.eos_id, dynamic)
+            extra["dynamic"] = dynamic.to_dict()
+        else:
+            reading = read_split(model, ids, vocab.eos_id, context, batch_size, bptt)
+        ppl, count = reading.perplexity(), reading.targets.numel()
+        extra["context"] = "document" if dynamic is not None else context
+        extra["read_tokens_per_second"] = count / (time.perf_counter() - started)
+        if cache is not None:
+            variants = {
+                unk: reading.perplexity(
+                    score_with_cache(reading, replace(cache, unk_takes_mass=unk), vocab.unk_id)
+                )
+                for unk in (False, True)
+            }
+            extra |= {
+                "perplexity_model": ppl,
+                "perplexity_cache": variants[False],
+                "perplexity_cache_unk_takes_mass": variants[True],
+                "cache": cache.to_dict(),
+            }
+            ppl = variants[cache.unk_takes_mass]
+        extra["tokens_per_second"] = count / (time.perf_counter() - started)
     return {
         "perplexity": ppl,
         "num_tokens": count,
@@ -44,49 +104,183 @@ def evaluate(
         "unk_rate": unknown / max(count, 1),
         "corpus": source,
         "split": split,
+        **extra,
     }
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Command-line entry point."""
-    parser = argparse.ArgumentParser(
-        prog="python -m model.evaluate", description=__doc__.split("\n")[0]
+def _settings(tuned: dict | None, given: dict, what: str, fix: str) -> dict:
+    """Tuned settings overridden by the flags given; all flags are needed when none were
+    tuned."""
+    chosen = {k: v for k, v in given.items() if v is not None}
+    if tuned is None and len(chosen) < len(given):
+        raise ValueError(f"this checkpoint has no tuned {what} in config.json; {fix}")
+    return {**(tuned or {}), **chosen}
+
+
+def resolve_cache(checkpoint: Checkpoint, args: argparse.Namespace) -> CacheConfig | None:
+    """The cache --cache asks for: the tuned one, with any --cache-* flag overriding it."""
+    if not args.cache:
+        return None
+    _, tuned = load_inference_config(checkpoint)
+    given = {"window": args.cache_window, "theta": args.cache_theta, "lam": args.cache_lambda}
+    fix = (
+        f"run `python -m model.tune_cache --checkpoint {args.checkpoint}` first, or give "
+        f"--cache-window, --cache-theta and --cache-lambda"
     )
+    settings = _settings(tuned.to_dict() if tuned else None, given, "cache", fix)
+    if args.unk_takes_mass:
+        settings["unk_takes_mass"] = True
+    return CacheConfig.from_dict(settings)
+
+
+def resolve_dynamic(checkpoint: Checkpoint, args: argparse.Namespace) -> DynamicConfig | None:
+    """The dynamic evaluation --dynamic-eval asks for: the tuned one, flags overriding it."""
+    if not args.dynamic_eval:
+        return None
+    tuned = (checkpoint.metadata.get(INFERENCE) or {}).get("dynamic")
+    given = {"lr": args.dynamic_lr, "decay": args.dynamic_decay}
+    fix = (
+        f"run `python -m model.tune_cache --checkpoint {args.checkpoint} --dynamic` first, or "
+        f"give --dynamic-lr and --dynamic-decay"
+    )
+    settings = _settings(tuned, given, "dynamic evaluation", fix)
+    if args.dynamic_segment is not None:
+        settings["segment"] = args.dynamic_segment
+    return DynamicConfig.from_dict(settings)
+
+
+def add_corpus_flags(parser: argparse.ArgumentParser) -> None:
+    """--checkpoint and the flags that say which corpus to read (shared with tune_cache)."""
     parser.add_argument("--checkpoint", required=True, help="checkpoint directory")
     parser.add_argument("--corpus", help="corpus (default: the one the checkpoint was trained on)")
-    parser.add_argument(
-        "--split", default="test", choices=["train", "valid", "test"], help="split to score"
-    )
     parser.add_argument(
         "--train-file", help="explicit training text (with --valid-file, --test-file)"
     )
     parser.add_argument("--valid-file", help="explicit validation text")
     parser.add_argument("--test-file", help="explicit test text")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda")
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+
+
+def split_files_of(args: argparse.Namespace) -> dict[str, str] | None:
+    """The explicit per-split files the flags name, if any."""
+    if args.train_file or args.valid_file or args.test_file:
+        return {"train": args.train_file, "valid": args.valid_file, "test": args.test_file}
+    return None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's flags."""
+    parser = argparse.ArgumentParser(
+        prog="python -m model.evaluate", description=__doc__.split("\n")[0]
+    )
+    add_corpus_flags(parser)
+    parser.add_argument(
+        "--split", default="test", choices=["train", "valid", "test"], help="split to score"
+    )
     parser.add_argument(
         "--batch-size", type=int, default=64, help="lines per batch (does not change the figure)"
     )
-    parser.add_argument("--device", default="cpu", help="cpu | cuda")
-    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument(
+        "--context",
+        default="line",
+        choices=CONTEXTS,
+        help="line: every line from the start state (the benchmark); document: the split as "
+        "one stream in file order, the state carried across lines",
+    )
+    parser.add_argument(
+        "--bptt", type=int, default=256, help="document window (does not change the figure)"
+    )
+    parser.add_argument(
+        "--cache", action="store_true", help="mix in the continuous cache (tuned or by flags)"
+    )
+    parser.add_argument("--cache-window", type=int, help="cache: pairs kept (W)")
+    parser.add_argument("--cache-theta", type=float, help="cache: flatness theta")
+    parser.add_argument("--cache-lambda", type=float, help="cache: interpolation weight")
+    parser.add_argument(
+        "--unk-takes-mass",
+        action="store_true",
+        help="headline figure lets <unk> targets take cache mass (both are printed anyway)",
+    )
+    parser.add_argument(
+        "--dynamic-eval",
+        action="store_true",
+        help="read as one document, taking an SGD step after each segment (Krause et al. 2018)",
+    )
+    parser.add_argument("--dynamic-lr", type=float, help="dynamic evaluation: step size")
+    parser.add_argument(
+        "--dynamic-decay", type=float, help="dynamic evaluation: pull toward the trained weights"
+    )
+    parser.add_argument(
+        "--dynamic-segment", type=int, help="dynamic evaluation: tokens per update (default 50)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def report(result: dict) -> str:
+    """The human-readable lines of a result."""
+    where = f"{result['corpus']} {result['split']}"
+    if "context" in result:
+        where += f", {result['context']} context" + (", dynamic" if "dynamic" in result else "")
+    lines = [
+        f"{where}: perplexity {result['perplexity']:.2f} over {result['num_tokens']:,} tokens "
+        f"(with <eos>), vocabulary {result['vocab_size']:,}, <unk> rate "
+        f"{100 * result['unk_rate']:.2f}%"
+    ]
+    if "cache" in result:
+        c = result["cache"]
+        headline = "takes" if c["unk_takes_mass"] else "takes no"
+        lines += [
+            f"  model alone:                   {result['perplexity_model']:.2f}",
+            f"  cache, <unk> takes no mass:    {result['perplexity_cache']:.2f}",
+            f"  cache, <unk> takes cache mass: {result['perplexity_cache_unk_takes_mass']:.2f}",
+            f"  cache window {c['window']}, theta {c['theta']}, lambda {c['lam']}; headline: "
+            f"<unk> {headline} cache mass",
+        ]
+    if "dynamic" in result:
+        d = result["dynamic"]
+        lines.append(f"  dynamic lr {d['lr']}, decay {d['decay']}, segment {d['segment']}")
+    if "tokens_per_second" in result:
+        lines.append(
+            f"  {result['read_tokens_per_second']:,.0f} tokens/s reading, "
+            f"{result['tokens_per_second']:,.0f} tokens/s in all"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point."""
+    args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    files = None
-    if args.train_file or args.valid_file or args.test_file:
-        files = {"train": args.train_file, "valid": args.valid_file, "test": args.test_file}
-    result = evaluate(args.checkpoint, args.corpus, args.split, files, args.batch_size, args.device)
-    if args.json:
-        print(
-            json.dumps(
-                {k: result[k] for k in ("perplexity", "num_tokens", "vocab_size", "unk_rate")}
+    files = split_files_of(args)
+    try:
+        checkpoint = load_checkpoint(args.checkpoint, args.device)
+        cache, dynamic = resolve_cache(checkpoint, args), resolve_dynamic(checkpoint, args)
+        if dynamic is not None and args.context != "document":
+            raise ValueError(
+                "--dynamic-eval reads the split as one document: add --context document"
             )
-        )
-        return
-    print(
-        f"{result['corpus']} {result['split']}: perplexity {result['perplexity']:.2f} over "
-        f"{result['num_tokens']:,} tokens (with <eos>), vocabulary {result['vocab_size']:,}, "
-        f"<unk> rate {100 * result['unk_rate']:.2f}%"
+    except (CheckpointError, ValueError) as error:
+        raise SystemExit(f"error: {error}") from None
+    result = evaluate(
+        checkpoint,
+        args.corpus,
+        args.split,
+        files,
+        args.batch_size,
+        args.device,
+        args.context,
+        cache,
+        dynamic,
+        args.bptt,
     )
+    if args.json:
+        plain = ("perplexity", "num_tokens", "vocab_size", "unk_rate")
+        print(json.dumps({k: v for k, v in result.items() if k in plain or "context" in result}))
+        return
+    print(report(result))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,58 @@
+"""tune_cache on a copy of the tiny real checkpoint: the table, the winner recorded in
+config.json with every other key untouched, and load_inference_config reading it back."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from model import evaluate as evaluate_cli
+from model import tune_cache
+from model.cache import CacheConfig
+from model.checkpoint import CheckpointError, load_checkpoint, load_inference_config
+
+
+@pytest.fixture
+def copy(tiny_checkpoint: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(tiny_checkpoint, tmp_path / "tiny"))
+
+
+def test_untuned_checkpoint_reads_lines_without_a_cache(copy):
+    assert load_inference_config(load_checkpoint(copy)) == ("line", None)
+
+
+def test_tune_cache_records_the_best_grid_point(copy, capsys):
+    before = json.loads((copy / "config.json").read_text())
+    grid = ["--windows", "20", "200", "--thetas", "0.2", "--lambdas", "0.1", "0.3"]
+    dynamic = ["--dynamic", "--dynamic-lrs", "0.1", "--dynamic-decays", "0.01"]
+    tune_cache.main(["--checkpoint", str(copy), *grid, *dynamic, "--dynamic-lines", "5"])
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line.split()[0] in ("line", "document")]
+    assert len(rows) == 2 * (1 + 2 * 1 * 2)  # per context: the model alone, then the grid
+    best = min(rows, key=lambda row: float(row[-1]))
+    after = json.loads((copy / "config.json").read_text())
+    assert {k: v for k, v in after.items() if k != "inference"} == before
+    context, cache = load_inference_config(after)
+    assert context == best[0] and cache is not None
+    assert (cache.window, cache.theta, cache.lam) == (int(best[1]), float(best[2]), float(best[3]))
+    assert after["inference"]["dynamic"] == {"lr": 0.1, "decay": 0.01, "segment": 50}
+    evaluate_cli.main(["--checkpoint", str(copy), "--cache", "--json", "--context", context])
+    assert json.loads(capsys.readouterr().out)["cache"] == cache.to_dict()
+
+
+def test_tune_cache_refuses_a_bad_grid_before_reading(copy):
+    with pytest.raises(SystemExit, match="lambda must be in"):
+        tune_cache.main(["--checkpoint", str(copy), "--lambdas", "1.5"])
+    assert "inference" not in json.loads((copy / "config.json").read_text())
+
+
+def test_a_damaged_inference_entry_is_named(copy):
+    config = json.loads((copy / "config.json").read_text())
+    with pytest.raises(CheckpointError, match="inference.cache"):
+        load_inference_config({**config, "inference": {"cache": {"window": 5}}})
+    good = {"context": "document", "cache": CacheConfig(5, 0.1, 0.2).to_dict()}
+    assert load_inference_config({**config, "inference": good}) == (
+        "document",
+        CacheConfig(5, 0.1, 0.2),
+    )
