@@ -5,11 +5,14 @@ The one skip-if-present rule, run as written by `make serve` on the host and by 
 - a checkpoint whose run finished, or one with no run state (copied in by hand): keep it;
 - a run that was interrupted (run state, but no test perplexity yet): continue it with --resume;
 - no checkpoint: train one with `--preset default`.
-Arguments are passed on to `python -m model.train` (e.g. `--corpus my.txt`).
+Arguments are passed on to `python -m model.train` (e.g. `--corpus my.txt`). A checkpoint it
+trained is then tuned on its valid split (`python -m model.tune_cache`: line or document
+context, and the cache pointer), so that the service reads text the way that scored best.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -19,6 +22,7 @@ from model.checkpoint import CONFIG
 from model.config import preset_differences
 from model.resume import RESUME_STATE
 from model.train import main as train_main
+from model.tune_cache import main as tune_main
 
 DEFAULT_MODEL_DIR = "checkpoints/default"
 
@@ -56,6 +60,17 @@ def describe_checkpoint(model_dir: Path) -> str:
     return f"checkpoint {model_dir} is NOT the default preset's ({scores}): {listed}"
 
 
+def tuning_arguments(model_dir: Path, extra: list[str]) -> list[str]:
+    """model.tune_cache's arguments for a checkpoint just trained with extra: the same corpus
+    flags, and nothing else of training's."""
+    corpus_flags = argparse.ArgumentParser(add_help=False)
+    for flag in ("--corpus", "--train-file", "--valid-file", "--test-file", "--threads"):
+        corpus_flags.add_argument(flag)
+    known, _ = corpus_flags.parse_known_args(extra)
+    given = [[f"--{k.replace('_', '-')}", v] for k, v in vars(known).items() if v is not None]
+    return ["--checkpoint", str(model_dir), *(x for pair in given for x in pair)]
+
+
 def main(argv: list[str]) -> None:
     """Train, resume or skip, as training_arguments decides; says which on stdout, and what a
     kept checkpoint is."""
@@ -67,6 +82,9 @@ def main(argv: list[str]) -> None:
         return
     print(f"training: python -m model.train {' '.join(arguments)}", flush=True)
     train_main(arguments)
+    tuning = tuning_arguments(model_dir, argv)
+    print(f"tuning: python -m model.tune_cache {' '.join(tuning)}", flush=True)
+    tune_main(tuning)
 
 
 if __name__ == "__main__":

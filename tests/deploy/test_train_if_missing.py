@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from deploy.train_if_missing import training_arguments
+from deploy.train_if_missing import training_arguments, tuning_arguments
 from tests.deploy.support import ROOT
 
 TINY_TRAINING = [
@@ -59,8 +59,17 @@ def test_missing_checkpoint_is_trained(tiny_corpus_file: Path, tmp_path: Path) -
     result = run_trainer(model_dir, ["--corpus", str(tiny_corpus_file), *TINY_TRAINING])
     assert result.returncode == 0, result.stderr
     assert "training: python -m model.train --preset default" in result.stdout
-    assert (model_dir / "config.json").is_file()
+    assert f"tuning: python -m model.tune_cache --checkpoint {model_dir} --corpus" in result.stdout
     assert (model_dir / "model.safetensors").is_file()
+    inference = json.loads((model_dir / "config.json").read_text())["inference"]
+    assert inference["context"] in ("line", "document")
+
+
+def test_tuning_reads_the_corpus_training_read() -> None:
+    extra = ["--corpus", "my.txt", "--max-minutes", "3", "--threads", "2"]
+    assert tuning_arguments(Path("m"), extra) == [
+        "--checkpoint", "m", "--corpus", "my.txt", "--threads", "2",
+    ]  # fmt: skip
 
 
 def test_interrupted_run_is_resumed_with_the_same_arguments(tmp_path: Path) -> None:
