@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from model.checkpoint import CONFIG
+from model.checkpoint import CONFIG, INFERENCE, CheckpointError, load_inference_config
 from model.config import preset_differences
 from model.resume import RESUME_STATE
 from model.train import main as train_main
@@ -60,6 +60,27 @@ def describe_checkpoint(model_dir: Path) -> str:
     return f"checkpoint {model_dir} is NOT the default preset's ({scores}): {listed}"
 
 
+def describe_reading(model_dir: Path) -> str:
+    """One line saying how the service will read text with a kept checkpoint: its tuned
+    context and cache, or the command that tunes them."""
+    config = json.loads((model_dir / CONFIG).read_text(encoding="utf-8"))
+    try:
+        context, cache = load_inference_config(config)
+    except CheckpointError as error:
+        return f"checkpoint {model_dir}: {error}"
+    if not config.get(INFERENCE):
+        return (
+            f"checkpoint {model_dir} reads text line by line without a cache (not tuned: "
+            f"python -m model.tune_cache --checkpoint {model_dir})"
+        )
+    if cache is None:
+        return f"checkpoint {model_dir} reads text in {context} context without a cache"
+    return (
+        f"checkpoint {model_dir} reads text in {context} context with a cache of "
+        f"{cache.window} words (theta {cache.theta}, lambda {cache.lam})"
+    )
+
+
 def tuning_arguments(model_dir: Path, extra: list[str]) -> list[str]:
     """model.tune_cache's arguments for a checkpoint just trained with extra: the same corpus
     flags, and nothing else of training's."""
@@ -79,6 +100,8 @@ def main(argv: list[str]) -> None:
     if arguments is None:
         print(f"checkpoint {model_dir} is complete: not training", flush=True)
         print(describe_checkpoint(model_dir), flush=True)
+        if (model_dir / CONFIG).is_file():
+            print(describe_reading(model_dir), flush=True)
         return
     print(f"training: python -m model.train {' '.join(arguments)}", flush=True)
     train_main(arguments)

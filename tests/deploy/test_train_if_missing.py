@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from deploy.train_if_missing import training_arguments, tuning_arguments
+from deploy.train_if_missing import describe_reading, training_arguments, tuning_arguments
 from tests.deploy.support import ROOT
 
 TINY_TRAINING = [
@@ -51,7 +51,13 @@ def test_finished_checkpoint_is_kept_untouched(tiny_checkpoint: Path, tmp_path: 
     # the tiny checkpoint is not the default preset's, and make serve says so before serving it
     assert f"checkpoint {model_dir} is NOT the default preset's" in result.stdout
     assert "hidden_size=32 (preset: 512)" in result.stdout
+    assert f"python -m model.tune_cache --checkpoint {model_dir}" in result.stdout  # not tuned
     assert (model_dir / "model.safetensors").stat().st_mtime_ns == weights
+
+
+def test_a_tuned_checkpoint_says_how_it_reads_text(tuned_checkpoint: Path) -> None:
+    line = describe_reading(tuned_checkpoint)
+    assert "reads text in document context with a cache of 40 words" in line
 
 
 def test_missing_checkpoint_is_trained(tiny_corpus_file: Path, tmp_path: Path) -> None:
