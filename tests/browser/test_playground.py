@@ -72,9 +72,10 @@ def wait_until_ready(url: str, process: subprocess.Popen, log_path: Path) -> Non
 
 
 @pytest.fixture(scope="module")
-def server_url(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Base URL of a real uvicorn serving the tiny checkpoint on a free loopback port."""
-    yield from serve(tiny_checkpoint, tmp_path_factory)
+def server_url(tuned_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of a real uvicorn serving the tiny checkpoint, tuned for document context and
+    a cache pointer, on a free loopback port."""
+    yield from serve(tuned_checkpoint, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -215,8 +216,11 @@ def check_scoring_colours_tokens(driver: WebDriver) -> None:
     chips = wait_for(
         driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#score-tokens .heat-token"), "no heat"
     )
-    summary = driver.find_element(By.ID, "score-summary").text
-    assert "perplexity" in summary
+    summary = driver.find_element(By.ID, "score-summary")
+    wait_for(driver, lambda d: "without the cache" in summary.text, "no figure without the cache")
+    with_cache = float(summary.get_attribute("data-perplexity"))
+    without = float(summary.get_attribute("data-perplexity-without-cache"))
+    assert with_cache != without, "the cache changed nothing in the paragraph"
     colours = {chip.value_of_css_property("background-color") for chip in chips}
     assert len(colours) > 1, "every token got the same colour"
     hover(driver, chips[0])
