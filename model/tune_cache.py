@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--dynamic", action="store_true", help="also tune dynamic evaluation (slow)"
     )
     parser.add_argument(
-        "--dynamic-lrs", type=float, nargs="+", default=[0.01, 0.03, 0.1], help="SGD step sizes"
+        "--dynamic-lrs", type=float, nargs="+", default=[0.1, 0.3, 1.0], help="SGD step sizes"
     )
     parser.add_argument(
         "--dynamic-decays",
@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="pulls toward the trained weights",
     )
     parser.add_argument(
-        "--dynamic-lines", type=int, default=300, help="valid lines the dynamic search reads"
+        "--dynamic-lines", type=int, default=200, help="valid lines the dynamic search reads"
     )
     parser.add_argument(
         "--dry-run", action="store_true", help="print the table, leave config.json alone"
