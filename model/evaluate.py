@@ -24,6 +24,7 @@ from model.checkpoint import (
     INFERENCE,
     Checkpoint,
     CheckpointError,
+    load_cache_scope,
     load_checkpoint,
     load_inference_config,
 )
@@ -176,6 +177,12 @@ def split_files_of(args: argparse.Namespace) -> dict[str, str] | None:
     return None
 
 
+def tuned_scope(checkpoint: Checkpoint, context: str) -> str:
+    """The tuned cache scope when reading in the tuned context, else the context itself."""
+    tuned_context, _ = load_inference_config(checkpoint)
+    return load_cache_scope(checkpoint) if context == tuned_context else context
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line's flags."""
     parser = argparse.ArgumentParser(
@@ -204,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--cache-scope",
         choices=CONTEXTS,
-        help="where the cache starts empty: every line, or once (default: as --context); "
+        help="where the cache starts empty: every line, or once (default: the tuned scope when "
+        "--context is the tuned context, else as --context); "
         "--context line --cache-scope document resets the state at each line but not the cache",
     )
     parser.add_argument("--cache-window", type=int, help="cache: pairs kept (W)")
@@ -273,6 +281,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         checkpoint = load_checkpoint(args.checkpoint, args.device)
         cache, dynamic = resolve_cache(checkpoint, args), resolve_dynamic(checkpoint, args)
+        scope = args.cache_scope or tuned_scope(checkpoint, args.context)
         if dynamic is not None and args.context != "document":
             raise ValueError(
                 "--dynamic-eval reads the split as one document: add --context document"
@@ -290,7 +299,7 @@ def main(argv: list[str] | None = None) -> None:
         cache,
         dynamic,
         args.bptt,
-        args.cache_scope,
+        scope,
     )
     if args.json:
         plain = ("perplexity", "num_tokens", "vocab_size", "unk_rate")
