@@ -282,3 +282,14 @@ def load_inference_config(source: Checkpoint | dict) -> tuple[str, CacheConfig |
         return context, CacheConfig.from_dict(cache) if cache is not None else None
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{CONFIG}: invalid inference.cache: {error}") from None
+
+
+def load_cache_scope(source: Checkpoint | dict) -> str:
+    """Where the tuned cache starts empty: "line" (every line) or "document" (once, so a
+    line-context reading can still recall earlier lines); the tuned context when not recorded."""
+    metadata = source.metadata if isinstance(source, Checkpoint) else source
+    inference = metadata.get(INFERENCE) or {}
+    scope = inference.get("cache_scope", inference.get("context", "line"))
+    if scope not in ("line", "document"):
+        raise CheckpointError(f'{CONFIG}: inference.cache_scope must be "line" or "document"')
+    return scope

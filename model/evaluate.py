@@ -24,11 +24,12 @@ from model.checkpoint import (
     INFERENCE,
     Checkpoint,
     CheckpointError,
+    load_cache_scope,
     load_checkpoint,
     load_inference_config,
 )
 from model.corpora import load_corpus
-from model.document import CONTEXTS, read_split, score_with_cache
+from model.document import CONTEXTS, line_starts, read_split, score_with_cache
 from model.dynamic import DynamicConfig, read_document_dynamic
 from model.inference import perplexity_of, score_lines
 from model.tokenizers import build_tokenizer
@@ -55,12 +56,15 @@ def evaluate(
     cache: CacheConfig | None = None,
     dynamic: DynamicConfig | None = None,
     bptt: int = 256,
+    cache_scope: str | None = None,
 ) -> dict:
     """{perplexity, num_tokens, vocab_size, unk_rate, ...} of a checkpoint on a split.
 
     The plain line context is the benchmark's figure. With a cache, "perplexity" is the figure
     under `cache` as given and the result also holds the model alone and both <unk> variants;
-    with `dynamic`, the split is read as one document by a copy that adapts as it reads."""
+    with `dynamic`, the split is read as one document by a copy that adapts as it reads.
+    cache_scope ("line" or "document", default: the context) says where the cache starts empty,
+    whatever the state does."""
     checkpoint = (
         checkpoint_or_dir
         if isinstance(checkpoint_or_dir, Checkpoint)
@@ -73,6 +77,7 @@ def evaluate(
     extra: dict = {}
     if context == "line" and cache is None and dynamic is None:
         ppl, count = perplexity_of(score_lines(model, ids, vocab.eos_id, batch_size))
+        extra["read_tokens_per_second"] = count / (time.perf_counter() - started)
     else:
         if dynamic is not None:
             reading = read_document_dynamic(model, ids, vocab.eos_id, dynamic)
@@ -83,6 +88,9 @@ def evaluate(
         extra["context"] = "document" if dynamic is not None else context
         extra["read_tokens_per_second"] = count / (time.perf_counter() - started)
         if cache is not None:
+            if cache_scope is not None:
+                reading.segment_starts = line_starts(ids) if cache_scope == "line" else [0]
+                extra["cache_scope"] = cache_scope
             variants = {
                 unk: reading.perplexity(
                     score_with_cache(reading, replace(cache, unk_takes_mass=unk), vocab.unk_id)
@@ -96,7 +104,7 @@ def evaluate(
                 "cache": cache.to_dict(),
             }
             ppl = variants[cache.unk_takes_mass]
-        extra["tokens_per_second"] = count / (time.perf_counter() - started)
+    extra["tokens_per_second"] = count / (time.perf_counter() - started)
     return {
         "perplexity": ppl,
         "num_tokens": count,
@@ -169,6 +177,12 @@ def split_files_of(args: argparse.Namespace) -> dict[str, str] | None:
     return None
 
 
+def tuned_scope(checkpoint: Checkpoint, context: str) -> str:
+    """The tuned cache scope when reading in the tuned context, else the context itself."""
+    tuned_context, _ = load_inference_config(checkpoint)
+    return load_cache_scope(checkpoint) if context == tuned_context else context
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line's flags."""
     parser = argparse.ArgumentParser(
@@ -193,6 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--cache", action="store_true", help="mix in the continuous cache (tuned or by flags)"
+    )
+    parser.add_argument(
+        "--cache-scope",
+        choices=CONTEXTS,
+        help="where the cache starts empty: every line, or once (default: the tuned scope when "
+        "--context is the tuned context, else as --context); "
+        "--context line --cache-scope document resets the state at each line but not the cache",
     )
     parser.add_argument("--cache-window", type=int, help="cache: pairs kept (W)")
     parser.add_argument("--cache-theta", type=float, help="cache: flatness theta")
@@ -223,6 +244,8 @@ def report(result: dict) -> str:
     where = f"{result['corpus']} {result['split']}"
     if "context" in result:
         where += f", {result['context']} context" + (", dynamic" if "dynamic" in result else "")
+    if "cache_scope" in result:
+        where += f", cache per {result['cache_scope']}"
     lines = [
         f"{where}: perplexity {result['perplexity']:.2f} over {result['num_tokens']:,} tokens "
         f"(with <eos>), vocabulary {result['vocab_size']:,}, <unk> rate "
@@ -258,6 +281,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         checkpoint = load_checkpoint(args.checkpoint, args.device)
         cache, dynamic = resolve_cache(checkpoint, args), resolve_dynamic(checkpoint, args)
+        scope = args.cache_scope or tuned_scope(checkpoint, args.context)
         if dynamic is not None and args.context != "document":
             raise ValueError(
                 "--dynamic-eval reads the split as one document: add --context document"
@@ -275,6 +299,7 @@ def main(argv: list[str] | None = None) -> None:
         cache,
         dynamic,
         args.bptt,
+        scope,
     )
     if args.json:
         plain = ("perplexity", "num_tokens", "vocab_size", "unk_rate")

@@ -22,7 +22,13 @@ from model.checkpoint import (
     load_checkpoint,
     update_inference_config,
 )
-from model.document import CONTEXTS, Reading, cache_target_log_probs, read_split
+from model.document import (
+    CONTEXTS,
+    Reading,
+    cache_target_log_probs,
+    line_starts,
+    read_split,
+)
 from model.dynamic import DynamicConfig, read_document_dynamic
 from model.evaluate import add_corpus_flags, split_files_of, split_ids
 
@@ -32,6 +38,7 @@ class GridPoint:
     """One row of the table: the settings and the valid perplexity they give."""
 
     context: str
+    scope: str  # where the cache starts empty: every line, or once for the split
     cache: CacheConfig | None
     perplexity: float
 
@@ -39,22 +46,46 @@ class GridPoint:
 def cache_grid(
     reading: Reading,
     context: str,
+    scope: str,
     windows: list[int],
     thetas: list[float],
     lambdas: list[float],
     unk_id: int,
     unk_takes_mass: bool = False,
 ) -> list[GridPoint]:
-    """Valid perplexity of every (window, theta, lambda) on one reading, the model alone first.
-    The cache's votes depend only on window and theta; each lambda is one more mix."""
-    points = [GridPoint(context, None, reading.perplexity())]
+    """Valid perplexity of every (window, theta, lambda) on one reading, whose segment_starts
+    say the scope. The cache's votes depend only on window and theta; each lambda is one more
+    mix."""
+    points = []
     for window, theta in itertools.product(windows, thetas):
         probe = CacheConfig(window, theta, 0.0, unk_takes_mass)
         cache_logp, seen = cache_target_log_probs(reading, probe, unk_id)
         for lam in lambdas:
             mixed = mix_log_probs(reading.log_probs, cache_logp, seen, lam)
             config = CacheConfig(window, theta, lam, unk_takes_mass)
-            points.append(GridPoint(context, config, reading.perplexity(mixed)))
+            points.append(GridPoint(context, scope, config, reading.perplexity(mixed)))
+    return points
+
+
+def context_grid(
+    reading: Reading, context: str, line_offsets: list[int], args: argparse.Namespace, unk_id: int
+) -> list[GridPoint]:
+    """The model alone, then the cache grid in each scope the context allows: a line-context
+    reading takes a cache per line or one across the split; a document reading, whose state
+    runs across lines, takes a cache that does too."""
+    points = [GridPoint(context, context, None, reading.perplexity())]
+    for scope in ("line", "document") if context == "line" else ("document",):
+        reading.segment_starts = line_offsets if scope == "line" else [0]
+        points += cache_grid(
+            reading,
+            context,
+            scope,
+            args.windows,
+            args.thetas,
+            args.lambdas,
+            unk_id,
+            args.unk_takes_mass,
+        )
     return points
 
 
@@ -72,10 +103,12 @@ def dynamic_grid(
 
 def format_point(point: GridPoint) -> str:
     """One table row."""
-    if point.cache is None:
-        return f"{point.context:>8}  {'-':>6}  {'-':>5}  {'-':>6}  {point.perplexity:9.2f}"
     c = point.cache
-    return f"{point.context:>8}  {c.window:>6}  {c.theta:>5}  {c.lam:>6}  {point.perplexity:9.2f}"
+    settings = ("-", "-", "-") if c is None else (c.window, c.theta, c.lam)
+    return (
+        f"{point.context:>8}  {point.scope if c else '-':>8}  {settings[0]:>6}  {settings[1]:>5}  "
+        f"{settings[2]:>6}  {point.perplexity:9.2f}"
+    )
 
 
 def check_grid(args: argparse.Namespace) -> None:
@@ -119,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--dynamic", action="store_true", help="also tune dynamic evaluation (slow)"
     )
     parser.add_argument(
-        "--dynamic-lrs", type=float, nargs="+", default=[0.01, 0.03, 0.1], help="SGD step sizes"
+        "--dynamic-lrs", type=float, nargs="+", default=[0.1, 0.3, 1.0], help="SGD step sizes"
     )
     parser.add_argument(
         "--dynamic-decays",
@@ -129,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="pulls toward the trained weights",
     )
     parser.add_argument(
-        "--dynamic-lines", type=int, default=300, help="valid lines the dynamic search reads"
+        "--dynamic-lines", type=int, default=200, help="valid lines the dynamic search reads"
     )
     parser.add_argument(
         "--dry-run", action="store_true", help="print the table, leave config.json alone"
@@ -151,23 +184,20 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"error: {error}") from None
     model, vocab = checkpoint.model, checkpoint.vocab
     points: list[GridPoint] = []
-    print(f"{'context':>8}  {'window':>6}  {'theta':>5}  {'lambda':>6}  {'valid ppl':>9}")
+    header = ("context", "scope", "window", "theta", "lambda", "valid ppl")
+    print("  ".join(f"{h:>{w}}" for h, w in zip(header, (8, 8, 6, 5, 6, 9), strict=True)))
     for context in [args.context] if args.context else list(CONTEXTS):
         reading = read_split(model, ids, vocab.eos_id, context, args.batch_size)
-        grid = cache_grid(
-            reading,
-            context,
-            args.windows,
-            args.thetas,
-            args.lambdas,
-            vocab.unk_id,
-            args.unk_takes_mass,
-        )
+        grid = context_grid(reading, context, line_starts(ids), args, vocab.unk_id)
         for point in grid:
             print(format_point(point), flush=True)
         points += grid
     best = min(points, key=lambda p: p.perplexity)
-    inference: dict = {"context": best.context, "cache": best.cache and best.cache.to_dict()}
+    inference: dict = {
+        "context": best.context,
+        "cache_scope": best.scope,
+        "cache": best.cache and best.cache.to_dict(),
+    }
     print(f"best: {format_point(best).strip()}")
     if args.dynamic:
         lines = ids[: args.dynamic_lines]

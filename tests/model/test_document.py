@@ -118,3 +118,12 @@ def test_evaluate_cli_refuses_missing_settings_in_one_line(tiny_checkpoint, flag
         evaluate_cli.main(["--checkpoint", str(tiny_checkpoint), *flags])
     text = str(exit_info.value.code)
     assert text.startswith("error: ") and message in text and "\n" not in text
+
+
+def test_a_document_wide_cache_over_line_states_keeps_the_line_model(tiny_checkpoint):
+    cache = CacheConfig(200, 0.3, 0.2)
+    per_line = evaluate(str(tiny_checkpoint), split="valid", cache=cache)
+    across = evaluate(str(tiny_checkpoint), split="valid", cache=cache, cache_scope="document")
+    assert across["perplexity_model"] == per_line["perplexity_model"]
+    assert across["perplexity_cache"] != per_line["perplexity_cache"]
+    assert across["cache_scope"] == "document" and across["context"] == "line"

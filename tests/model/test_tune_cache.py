@@ -10,7 +10,12 @@ import pytest
 from model import evaluate as evaluate_cli
 from model import tune_cache
 from model.cache import CacheConfig
-from model.checkpoint import CheckpointError, load_checkpoint, load_inference_config
+from model.checkpoint import (
+    CheckpointError,
+    load_cache_scope,
+    load_checkpoint,
+    load_inference_config,
+)
 
 
 @pytest.fixture
@@ -20,6 +25,7 @@ def copy(tiny_checkpoint: Path, tmp_path: Path) -> Path:
 
 def test_untuned_checkpoint_reads_lines_without_a_cache(copy):
     assert load_inference_config(load_checkpoint(copy)) == ("line", None)
+    assert load_cache_scope(load_checkpoint(copy)) == "line"
 
 
 def test_tune_cache_records_the_best_grid_point(copy, capsys):
@@ -29,13 +35,15 @@ def test_tune_cache_records_the_best_grid_point(copy, capsys):
     tune_cache.main(["--checkpoint", str(copy), *grid, *dynamic, "--dynamic-lines", "5"])
     out = capsys.readouterr().out
     rows = [line.split() for line in out.splitlines() if line.split()[0] in ("line", "document")]
-    assert len(rows) == 2 * (1 + 2 * 1 * 2)  # per context: the model alone, then the grid
+    # the model alone per context, then the 4-point grid: twice for lines (a cache per line or
+    # across them), once for the document
+    assert len(rows) == (1 + 2 * 4) + (1 + 4)
     best = min(rows, key=lambda row: float(row[-1]))
     after = json.loads((copy / "config.json").read_text())
     assert {k: v for k, v in after.items() if k != "inference"} == before
     context, cache = load_inference_config(after)
-    assert context == best[0] and cache is not None
-    assert (cache.window, cache.theta, cache.lam) == (int(best[1]), float(best[2]), float(best[3]))
+    assert context == best[0] and load_cache_scope(after) == best[1] and cache is not None
+    assert (cache.window, cache.theta, cache.lam) == (int(best[2]), float(best[3]), float(best[4]))
     assert after["inference"]["dynamic"] == {"lr": 0.1, "decay": 0.01, "segment": 50}
     evaluate_cli.main(["--checkpoint", str(copy), "--cache", "--json", "--context", context])
     assert json.loads(capsys.readouterr().out)["cache"] == cache.to_dict()
