@@ -51,7 +51,12 @@ from app.sequences import (
 )
 from app.settings import Settings
 from model.cache import PointerCache, mix_rows
-from model.checkpoint import Checkpoint, load_checkpoint, load_inference_config
+from model.checkpoint import (
+    Checkpoint,
+    load_cache_scope,
+    load_checkpoint,
+    load_inference_config,
+)
 from model.forward import chunk_target_log_probs, forward_rows
 from model.generation import Decoding, choose_tokens
 from model.inference import (
@@ -141,9 +146,11 @@ class Engine:
         self.vocab = checkpoint.vocab
         self.tokenizer = build_tokenizer(checkpoint.tokenizer_spec)
         self.eos_token, self.unk_token = EOS, UNK  # the special tokens, as clients write them
-        # how the checkpoint reads text best (model.tune_cache): several lines as one document
-        # or line by line, and the cache pointer's settings, if it has one
+        # how the checkpoint reads a text of several lines best (model.tune_cache): as one
+        # document or each line from the start state; the cache pointer's settings, if it has
+        # one, and whether its cache starts empty at every line or once per text
         self.context, self.cache_config = load_inference_config(checkpoint)
+        self.cache_scope = load_cache_scope(checkpoint)
         self.settings = settings
         self._wake = threading.Condition()
         self._waiting: deque[deque[Row]] = deque()  # one inner deque per request
@@ -341,10 +348,10 @@ class Engine:
         self, texts: Sequence[str], encode: Callable[..., EncodedText] = encode_text
     ) -> list[EncodedText]:
         """Tokenize texts off the event loop (with encode(tokenizer, vocab, text)), enforcing
-        the character and token limits. Under document context a text of several lines is
-        read as one document, its lines joined by <eos>."""
-        if self.context == "document":
-            encode = functools.partial(encode_document, encode)
+        the character and token limits. A text of several lines becomes its lines joined by
+        <eos>, as a split is read; the context then decides whether each line starts from the
+        start state."""
+        encode = functools.partial(encode_document, encode)
         limit = self.settings.max_text_chars
         for text in texts:
             if len(text) > limit:
@@ -375,6 +382,9 @@ class Engine:
 
     def _submit(self, rows: list[Row]) -> None:
         """Queue a request's rows; Overloaded when no slot is free and the queue is full."""
+        if self.context == "line" or self.cache_scope == "line":
+            for row in rows:
+                row.read_line_by_line(self.vocab.eos_id)
         with self._wake:
             if self._stopping:
                 raise NotReady("the engine is shutting down")
@@ -505,6 +515,7 @@ class Engine:
         """One batched forward over every row, then what each row wants from it."""
         started = time.monotonic()
         rows = self._rows
+        self._start_lines(rows)
         starts = [row.position for row in rows]
         chunks = [row.next_chunk(self.settings.prefill_chunk) for row in rows]
         features, self._state = forward_rows(self.model, chunks, self._state)  # (B, T, D)
@@ -538,6 +549,15 @@ class Engine:
         _send(outbox)
         metrics.STEP_BATCH_SIZE.observe(len(rows))
         metrics.STEP_DURATION.observe(time.monotonic() - started)
+
+    def _start_lines(self, rows: Sequence[Row]) -> None:
+        """Rows about to read a new line of their text: under line context it starts from the
+        start state, and under a line-scoped cache with an empty cache."""
+        starting = [i for i, row in enumerate(rows) if row.at_line_start]
+        for i in starting:
+            rows[i].start_line(clear_cache=self.cache_scope == "line")
+        if starting and self.context == "line":
+            self._state[:, :, starting] = 0.0
 
     def _score_rows(
         self,

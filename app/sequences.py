@@ -80,6 +80,26 @@ class Row:
         self.finished = False
         self.cache = cache
         self._pending: torch.Tensor | None = None  # the last feature, its next token unknown
+        # where the lines after the first begin (their <eos>), when the row must stop there:
+        # set by the engine for a checkpoint that reads each line from the start state, or
+        # whose cache starts empty at each line
+        self.line_starts: list[int] = []
+
+    def read_line_by_line(self, eos_id: int) -> None:
+        """Stop every chunk at the next line's start, so that the engine can give the line
+        the start state (and an empty cache) first."""
+        self.line_starts = [i for i, t in enumerate(self.tokens) if t == eos_id and i > 0]
+
+    @property
+    def at_line_start(self) -> bool:
+        """Whether the next token to read begins a line after the first."""
+        return self.position in self.line_starts
+
+    def start_line(self, clear_cache: bool) -> None:
+        """A new line begins: its cache starts empty when clear_cache."""
+        if clear_cache and self.cache is not None:
+            self.cache.clear()
+            self._pending = None
 
     def remember(self, features: torch.Tensor, chunk: Sequence[int]) -> None:
         """Store in the cache the features (T, D) of the chunk just read, each with the token
@@ -93,8 +113,10 @@ class Row:
         self._pending = features[-1].clone()
 
     def next_chunk(self, limit: int) -> list[int]:
-        """The next tokens to read (at most limit), counted as read."""
-        chunk = self.tokens[self.position : self.position + limit]
+        """The next tokens to read (at most limit, never past a line start), counted as read."""
+        end = self.position + limit
+        end = min([end, *(i for i in self.line_starts if i > self.position)])
+        chunk = self.tokens[self.position : end]
         self.position += len(chunk)
         return chunk
 

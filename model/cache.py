@@ -77,6 +77,11 @@ class PointerCache:
     def __len__(self) -> int:
         return self._count
 
+    def clear(self) -> None:
+        """Forget every pair (a new stream starts), keeping the buffers for reuse."""
+        self._count = 0
+        self._next = 0
+
     @property
     def nbytes(self) -> int:
         """Bytes the buffers take (at most W × (D × 4 + 8))."""

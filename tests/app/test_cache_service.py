@@ -5,6 +5,7 @@ stay the same in any batch, and a request can turn the cache off."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -17,7 +18,7 @@ from app.engine import Engine
 from app.main import create_app
 from app.sequences import TokenEvent
 from model.cache import PointerCache
-from model.checkpoint import load_checkpoint, load_inference_config
+from model.checkpoint import load_checkpoint, load_inference_config, update_inference_config
 from model.inference import encode_text
 from model.sampling import SamplingOptions
 
@@ -137,3 +138,51 @@ def test_info_reports_the_context_and_the_cache_memory_bound(make_settings, tune
     assert serving["cache_window"] == tuned.window and serving["cache_lambda"] == tuned.lam
     assert serving["cache_bytes_per_sequence"] == tuned.window * (feature_size * 4 + 8)
     assert len(scored["results"]) == 1
+
+
+LINES = ["新华社北京一月一日电。", "新华社记者报道，北京一月一日。", "人民日报"]
+
+
+@pytest.fixture(scope="module", params=[("line", "document"), ("line", "line")])
+def line_engine(request, make_settings, tuned_checkpoint: Path, tmp_path_factory):
+    """An engine on a checkpoint tuned to read each line from the start state, its cache
+    kept across the lines of a text or emptied at each; prompts read in chunks of 4."""
+    context, scope = request.param
+    copy = tmp_path_factory.mktemp(f"{context}-{scope}") / "tiny"
+    shutil.copytree(tuned_checkpoint, copy)
+    update_inference_config(copy, {"context": context, "cache_scope": scope})
+    running = Engine.load(make_settings(model_dir=copy, prefill_chunk=4))
+    running.start()
+    yield running
+    running.stop()
+
+
+def _offline_lines(engine: Engine, lines: list[str]) -> torch.Tensor:
+    """Each line read from the start state; the cache across the lines or emptied at each."""
+    eos, model = engine.vocab.eos_id, engine.model
+    pieces = []
+    cache = None
+    with torch.inference_mode():
+        for line in lines:
+            ids = encode_text(engine.tokenizer, engine.vocab, line).ids
+            features, _ = model(torch.tensor([[eos, *ids]]))
+            targets = torch.tensor([*ids, eos])
+            model_logp = model.target_log_probs(features, targets[None]).float()
+            if cache is None or engine.cache_scope == "line":
+                cache = PointerCache(engine.cache_config, features.size(-1), engine.vocab.unk_id)
+            pieces.append(cache.score_targets(features[0].float(), model_logp, targets))
+    return torch.cat(pieces)
+
+
+def test_line_context_reads_each_line_from_the_start_state(line_engine: Engine) -> None:
+    text = "\n".join(LINES)
+    (scored,) = asyncio.run(line_engine.score([text]))
+    expected = _offline_lines(line_engine, LINES)
+    assert torch.allclose(torch.tensor(scored.logprobs), expected, atol=1e-4)
+    several, last = asyncio.run(
+        _both(
+            line_engine.predict_next(text, 5, cache=False),
+            line_engine.predict_next(LINES[-1], 5, cache=False),
+        )
+    )
+    assert several.candidates == last.candidates  # the state was reset at the last line
