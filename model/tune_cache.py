@@ -121,6 +121,16 @@ def check_grid(args: argparse.Namespace) -> None:
         DynamicConfig(lr, decay)
 
 
+def choose(points: list[GridPoint], tolerance: float) -> GridPoint:
+    """The point to record: the smallest cache window whose valid perplexity is within
+    `tolerance` (a fraction) of the best, and the best of those. A served sequence reads its
+    whole window at every token and holds it in memory, so a window that buys almost nothing
+    is not worth its cost; without a cache in reach, the best point."""
+    best = min(points, key=lambda p: p.perplexity)
+    close = [p for p in points if p.perplexity <= best.perplexity * (1 + tolerance)]
+    return min(close, key=lambda p: (p.cache.window if p.cache else 0, p.perplexity))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line's flags."""
     parser = argparse.ArgumentParser(
@@ -131,10 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--context", choices=CONTEXTS, help="search only this context (default: both)"
     )
     parser.add_argument(
-        "--windows", type=int, nargs="+", default=[100, 500, 1000, 2000], help="cache sizes W"
+        "--windows", type=int, nargs="+", default=[100, 300, 1000], help="cache sizes W"
     )
     parser.add_argument(
-        "--thetas", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.5, 0.8], help="flatness"
+        "--thetas", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.5], help="flatness"
     )
     parser.add_argument(
         "--lambdas",
@@ -165,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--dynamic-lines", type=int, default=200, help="valid lines the dynamic search reads"
     )
     parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.005,
+        help="record the smallest window within this fraction of the best valid perplexity",
+    )
+    parser.add_argument(
         "--dry-run", action="store_true", help="print the table, leave config.json alone"
     )
     parser.add_argument("--batch-size", type=int, default=64, help="lines per batch (line mode)")
@@ -192,13 +208,14 @@ def main(argv: list[str] | None = None) -> None:
         for point in grid:
             print(format_point(point), flush=True)
         points += grid
-    best = min(points, key=lambda p: p.perplexity)
+    best = choose(points, args.tolerance)
     inference: dict = {
         "context": best.context,
         "cache_scope": best.scope,
         "cache": best.cache and best.cache.to_dict(),
     }
-    print(f"best: {format_point(best).strip()}")
+    print(f"chosen (smallest window within {100 * args.tolerance:g}% of the best): "
+          f"{format_point(best).strip()}")  # fmt: skip
     if args.dynamic:
         lines = ids[: args.dynamic_lines]
         print(f"dynamic evaluation on the first {len(lines)} valid lines (document context):")

@@ -32,7 +32,8 @@ def test_tune_cache_records_the_best_grid_point(copy, capsys):
     before = json.loads((copy / "config.json").read_text())
     grid = ["--windows", "20", "200", "--thetas", "0.2", "--lambdas", "0.1", "0.3"]
     dynamic = ["--dynamic", "--dynamic-lrs", "0.1", "--dynamic-decays", "0.01"]
-    tune_cache.main(["--checkpoint", str(copy), *grid, *dynamic, "--dynamic-lines", "5"])
+    tune_cache.main(["--checkpoint", str(copy), *grid, *dynamic, "--dynamic-lines", "5",
+                     "--tolerance", "0"])  # fmt: skip
     out = capsys.readouterr().out
     rows = [line.split() for line in out.splitlines() if line.split()[0] in ("line", "document")]
     # the model alone per context, then the 4-point grid: twice for lines (a cache per line or
@@ -47,6 +48,18 @@ def test_tune_cache_records_the_best_grid_point(copy, capsys):
     assert after["inference"]["dynamic"] == {"lr": 0.1, "decay": 0.01, "segment": 50}
     evaluate_cli.main(["--checkpoint", str(copy), "--cache", "--json", "--context", context])
     assert json.loads(capsys.readouterr().out)["cache"] == cache.to_dict()
+
+
+def test_the_smallest_window_within_the_tolerance_is_chosen():
+    def point(window: int | None, ppl: float) -> tune_cache.GridPoint:
+        cache = CacheConfig(window, 0.3, 0.1) if window else None
+        return tune_cache.GridPoint("document", "document", cache, ppl)
+
+    points = [point(None, 200.0), point(100, 170.0), point(300, 160.5), point(1000, 160.0)]
+    assert tune_cache.choose(points, 0.005).cache.window == 300
+    assert tune_cache.choose(points, 0.0).cache.window == 1000
+    assert tune_cache.choose(points, 0.10).cache.window == 100
+    assert tune_cache.choose([point(None, 150.0), *points[1:]], 0.005).cache is None
 
 
 def test_tune_cache_refuses_a_bad_grid_before_reading(copy):
