@@ -128,8 +128,13 @@ class PointerCache:
         self._count = min(self._count + count, window)
 
     def append(self, feature: torch.Tensor, next_id: int) -> None:
-        """Store one pair once the token that followed `feature` (D,) is known."""
-        self.extend(feature[None], torch.tensor([next_id], device=feature.device))
+        """Store one pair once the token that followed `feature` (D,) is known: two slot
+        writes, as a generating row does at every token."""
+        self._grow(1, feature.device)
+        self._keys[self._next] = feature
+        self._values[self._next] = next_id
+        self._next = (self._next + 1) % self._keys.size(0)
+        self._count = min(self._count + 1, self.config.window)
 
     def target_log_probs(
         self, features: torch.Tensor, targets: torch.Tensor
@@ -179,7 +184,7 @@ class PointerCache:
         """(theta · h·h_i (n,), -inf where the pair may not vote; the words w_i (n,)) of the
         held pairs, in slot order, for a float32 query (D,)."""
         keys, ids = self._keys[: self._count], self._values[: self._count]
-        scores = self.config.theta * (keys @ query)  # (n,)
+        scores = keys @ (self.config.theta * query)  # (n,)
         return scores.masked_fill(~self._usable(ids), NEG_INF), ids
 
     def mix(self, feature: torch.Tensor, log_probs: torch.Tensor) -> torch.Tensor:
@@ -204,8 +209,8 @@ def mix_rows(
 ) -> torch.Tensor:
     """Mixed log-distributions (B, V) of a batch: row i reads features[i] (D,), the model's
     log_probs[i] (V,) and only caches[i]. One batched pass (B small matmuls into one padded
-    score matrix, one softmax, one scatter_add), equal per row to PointerCache.mix; a row with
-    an empty cache (or lam = 0) gets its log_probs back exactly."""
+    score matrix, one softmax, one pass over the vocabulary), equal per row to
+    PointerCache.mix; a row with an empty cache (or lam = 0) gets its log_probs back exactly."""
     longest = max((len(c) for c in caches), default=0)
     if longest == 0:
         return log_probs
@@ -225,8 +230,28 @@ def mix_rows(
     # every word loses a factor (1 - lam); only the (at most n) words in the cache gain mass, so
     # the exact mix is computed at those positions alone, not over the whole vocabulary
     mixed = log_probs.float() + torch.log1p(-lam)  # (B, V)
-    cache_p = torch.zeros_like(mixed).scatter_add_(1, values, weights).gather(1, values)  # (B, n)
+    cache_p = _word_totals(values, weights)  # (B, n)
     at_words = torch.logaddexp(
         log_probs.float().gather(1, values) + torch.log1p(-lam), cache_p.log() + lam.log()
     )
     return mixed.scatter_(1, values, at_words)
+
+
+def _word_totals(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """For each slot (B, n), the total weight of every slot of its row holding the same word:
+    the cache's probability of that word. Computed on the (B, n) slots alone (sort, then sums
+    over runs of equal words in float64), never on a (B, V) buffer, which would cost a pass
+    over the whole vocabulary per row."""
+    ordered, order = values.sort(dim=1)
+    totals = weights.double().gather(1, order).cumsum(dim=1)  # (B, n)
+    positions = torch.arange(values.size(1), device=values.device).expand_as(values)
+    changes = ordered[:, 1:] != ordered[:, :-1]  # a new word starts at position j + 1
+    first = torch.ones_like(ordered, dtype=torch.bool)
+    first[:, 1:] = changes
+    last = torch.ones_like(ordered, dtype=torch.bool)
+    last[:, :-1] = changes
+    run_start = torch.where(first, positions, 0).cummax(dim=1).values
+    run_end = torch.where(last, positions, values.size(1)).flip(1).cummin(dim=1).values.flip(1)
+    before = torch.where(run_start > 0, totals.gather(1, (run_start - 1).clamp(min=0)), 0.0)
+    sums = totals.gather(1, run_end) - before  # (B, n) in sorted order
+    return torch.empty_like(sums).scatter_(1, order, sums).float()
