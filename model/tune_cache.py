@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--windows", type=int, nargs="+", default=[100, 300, 1000], help="cache sizes W"
     )
     parser.add_argument(
-        "--thetas", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.5], help="flatness"
+        "--thetas", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.5, 0.8], help="flatness"
     )
     parser.add_argument(
         "--lambdas",
