@@ -15,6 +15,15 @@ the next:
 
 Targets are the inputs shifted by one, ending in <eos>; padding targets are IGNORE and cost
 nothing.
+
+Training with `--context document` reads the split instead as ONE stream in file order (each
+line still closed by <eos>), cut into B contiguous columns read side by side, as the reference
+PyTorch example's batchify does; consecutive stream batches continue each other, so the trainer
+carries the state across windows, batches and lines:
+
+    stream   <eos> l1 ... <eos> l2 ... <eos> l3 ... <eos> l4 ...
+    row 0    <eos> l1 ... <eos> l2 ..       | batch 1 | batch 2 | ...
+    row 1    . <eos> l3 ... <eos> l4 ...    |         |         |
 """
 
 from __future__ import annotations
@@ -53,6 +62,32 @@ class LineBatch:
             length = bptt if rng is None else variable_window(bptt, rng)
             yield self.inputs[:, start : start + length], self.targets[:, start : start + length]
             start += length
+
+
+def document_stream(lines: Sequence[Sequence[int]], eos_id: int) -> tuple[torch.Tensor, ...]:
+    """(inputs (N,), targets (N,)) of the lines read as one stream, each closed by <eos>."""
+    targets = torch.tensor([i for line in lines for i in (*line, eos_id)], dtype=torch.long)
+    inputs = torch.cat((torch.tensor([eos_id]), targets[:-1]))
+    return inputs, targets
+
+
+def stream_batches(
+    lines: Sequence[Sequence[int]], eos_id: int, rows: int, steps: int
+) -> list[LineBatch]:
+    """The lines as one stream cut into `rows` contiguous columns (the last N mod rows tokens
+    dropped), then into consecutive batches of at most `steps` steps: row r of batch k + 1
+    continues row r of batch k, so a reader carries its state from one batch to the next."""
+    inputs, targets = document_stream(lines, eos_id)
+    rows = max(1, min(rows, targets.numel()))
+    length = targets.numel() // rows
+    columns = (
+        inputs[: rows * length].view(rows, length),
+        targets[: rows * length].view(rows, length),
+    )
+    return [
+        LineBatch(columns[0][:, start : start + steps], columns[1][:, start : start + steps], [])
+        for start in range(0, length, steps)
+    ]
 
 
 def variable_window(bptt: int, rng: random.Random) -> int:

@@ -83,6 +83,15 @@ class TrainConfig:
     batch_size: int = _flag(512, "most lines per batch")
     step_tokens: int = _flag(4096, "target tokens per optimizer step (lines × window)")
     bptt: int = _flag(35, "truncated BPTT window (steps)")
+    context: str = _flag(
+        "line",
+        "line: each line a sequence from the start state (length-grouped, shuffled); "
+        "document: the split as one stream in file order cut into step-tokens/bptt columns, the "
+        "state carried across windows and lines (the reference PyTorch example's reading); "
+        "validation and the test figure then read the split as one document too, and the "
+        "checkpoint records that context for evaluate and the service",
+        choices=("line", "document"),
+    )
     variable_bptt: bool = _flag(False, "draw each window's length around --bptt (AWD-LSTM)")
     average_from: float | None = _flag(
         None,
@@ -217,8 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         kind = f.metadata.get("type") or _scalar_type(f.default, str(f.type))
         kwargs: dict[str, Any] = {"type": kind, "default": None, "help": help_text}
-        if "nargs" in f.metadata:
-            kwargs["nargs"] = f.metadata["nargs"]
+        for extra in ("nargs", "choices"):
+            if extra in f.metadata:
+                kwargs[extra] = f.metadata[extra]
         parser.add_argument(flag, **kwargs)
     return parser
 

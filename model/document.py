@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from model.batching import IGNORE, make_batches
+from model.batching import IGNORE, document_stream, make_batches
 from model.cache import CacheConfig, PointerCache, mix_log_probs
 from model.rnn import RNNLanguageModel
 
@@ -44,13 +44,6 @@ class Reading:
         """exp of the mean negative log-likelihood of the model's (or the given) scores."""
         scores = self.log_probs if log_probs is None else log_probs
         return math.exp(-float(scores.double().mean()))
-
-
-def document_stream(lines: Sequence[Sequence[int]], eos_id: int) -> tuple[torch.Tensor, ...]:
-    """(inputs (N,), targets (N,)) of the lines read as one stream, each closed by <eos>."""
-    targets = torch.tensor([i for line in lines for i in (*line, eos_id)], dtype=torch.long)
-    inputs = torch.cat((torch.tensor([eos_id]), targets[:-1]))
-    return inputs, targets
 
 
 def line_starts(lines: Sequence[Sequence[int]]) -> list[int]:

@@ -19,7 +19,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from model.document import Reading, document_stream
+from model.batching import document_stream
+from model.document import Reading
 from model.rnn import RNNLanguageModel
 
 

@@ -1,8 +1,10 @@
 """Train a recurrent language model: `python -m model.train --help`.
 
-Lines are read in length-grouped batches with truncated BPTT (see model/batching.py); valid
-perplexity after every epoch; the best-valid weights become the checkpoint; a resumable
-snapshot (last weights, optimizer, RNG, position) is written beside it every few minutes.
+Lines are read in length-grouped batches with truncated BPTT, or with --context document as
+one stream in contiguous columns whose state is carried from batch to batch (see
+model/batching.py); valid perplexity after every epoch; the best-valid weights become the
+checkpoint; a resumable snapshot (last weights, optimizer, RNG, position) is written beside it
+every few minutes.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 from tqdm import tqdm
 
 from model.averaging import WeightAverage
-from model.batching import make_batches
+from model.batching import LineBatch, make_batches, stream_batches
 from model.checkpoint import (
     WEIGHTS,
     load_checkpoint,
@@ -36,6 +38,7 @@ from model.config import TrainConfig, parse_config
 from model.curves import plot_curves
 from model.data import Data, prepare_data
 from model.distributed import LossHead, init_world, wrap_for_training
+from model.document import read_document
 from model.embeddings import load_pretrained
 from model.hardware import resolve_device, resolve_precision
 from model.inference import score_lines
@@ -45,6 +48,8 @@ from model.vocab import Vocab
 from model.word2vec import initialise_embeddings
 
 METRICS = "metrics.jsonl"
+STREAM_BATCH_WINDOWS = 10  # --context document: windows per batch (a snapshot's granularity)
+CARRIED_STATE = "carried_state"  # the snapshot's copy of the columns' state (one process only)
 CURVES = "curves.png"
 log = logging.getLogger("nextword.train")
 
@@ -174,6 +179,7 @@ class Trainer:
         self._last_snapshot = time.monotonic()
         self._last_eval = time.monotonic()
         self._epoch_fraction = 0.0  # of the current epoch, for the cosine schedule
+        self._carried: torch.Tensor | None = None  # --context document: the columns' state
 
     # -- persistence -------------------------------------------------------------------
     def resume(self) -> None:
@@ -187,11 +193,19 @@ class Trainer:
         if self.world.rank:  # the snapshot holds rank 0's RNG; other ranks draw their own
             torch.manual_seed(self.config.seed + self.world.rank + self.progress.step)
         self.best_state = None  # the best weights stay in model.safetensors until improved
+        carried = extra.get(CARRIED_STATE)  # where the columns' reading stopped
+        self._carried = carried.to(self.device) if carried is not None else None
 
     def metadata(self, test_ppl: float | None = None) -> dict:
-        """config.json's run record: corpus, training settings and statistics."""
+        """config.json's run record: corpus, training settings and statistics; a model trained
+        in the document context is recorded as read that way (config.json's inference.context),
+        so evaluate's tuner and the service carry the state across lines for it."""
         data = self.data
+        inference = (
+            {"inference": {"context": "document"}} if self.config.context == "document" else {}
+        )
         return {
+            **inference,
             "corpus": {
                 "name": data.corpus.name,
                 "source": self.config.corpus,
@@ -235,8 +249,10 @@ class Trainer:
                 write_weights=best is not None,  # else the kept (hard-linked) best weights stay
             )
             self.model.load_state_dict(live)
-            average = self.average.tensors() if self.average else None
-            write_snapshot(directory, self.model, self.optimizer, self.progress.__dict__, average)
+            extra = self.average.tensors() if self.average else {}
+            if self._carried is not None and not self.world.distributed:
+                extra[CARRIED_STATE] = self._carried  # a resumed epoch reads on from here
+            write_snapshot(directory, self.model, self.optimizer, self.progress.__dict__, extra)
             lines = "".join(json.dumps(row) + "\n" for row in self.progress.history)
             (directory / METRICS).unlink(missing_ok=True)
             (directory / METRICS).write_text(lines, encoding="utf-8")
@@ -251,9 +267,17 @@ class Trainer:
 
     # -- evaluation ---------------------------------------------------------------------
     def evaluate(self, split: str, model: RNNLanguageModel | None = None) -> float:
-        """Perplexity of a split (docs/data.md's definition) under the live (or a given) model."""
-        lines = self.data.ids[split][self.world.rank :: self.world.size]  # each rank a share
-        scores = score_lines(model or self.model, lines, self.data.vocab.eos_id)
+        """Perplexity of a split (docs/data.md's definition, the same targets in either context)
+        under the live (or a given) model, read in the run's --context."""
+        model, eos_id = model or self.model, self.data.vocab.eos_id
+        if self.config.context == "document":  # each rank one contiguous share of the stream
+            lines = self.data.ids[split]
+            share = -(-len(lines) // self.world.size)
+            mine = lines[self.world.rank * share : (self.world.rank + 1) * share]
+            scores = [read_document(model, mine, eos_id).log_probs] if mine else []
+        else:
+            lines = self.data.ids[split][self.world.rank :: self.world.size]  # each rank a share
+            scores = score_lines(model, lines, eos_id)
         log_likelihood, count = self.world.total(
             sum(float(s.double().sum()) for s in scores), sum(s.numel() for s in scores)
         )
@@ -355,10 +379,22 @@ class Trainer:
         """True once the token, step or time budget is spent."""
         return self.count_budget_spent() or self.time_cap_reached()
 
-    def train_batch(self, batch) -> tuple[float, int]:
-        """One batch of lines, window by window; returns (summed loss, targets)."""
+    def epoch_batches(self) -> list[LineBatch]:
+        """This epoch's batches: length-grouped lines shuffled by the epoch's seed, or
+        (--context document) the stream's consecutive column batches, in order."""
+        c = self.config
+        train, eos_id = self.data.ids["train"], self.data.vocab.eos_id
+        if c.context == "document":
+            rows = min(c.batch_size, max(1, c.step_tokens // c.bptt))
+            return stream_batches(train, eos_id, rows, STREAM_BATCH_WINDOWS * c.bptt)
+        seed = c.seed * 1000 + self.progress.epoch
+        return make_batches(train, eos_id, c.batch_size, seed, c.step_tokens, c.bptt)
+
+    def train_batch(self, batch: LineBatch) -> tuple[float, int]:
+        """One batch, window by window; returns (summed loss, targets). A line batch starts
+        from the start state; a stream batch from where the previous one left its columns."""
         c, p = self.config, self.progress
-        state = None
+        state = self._carried if c.context == "document" else None
         total, count = 0.0, 0
         rows = self.world.rows(batch.inputs.size(0))
         # the same draw on every rank and after a resume: seeded by the position
@@ -384,6 +420,7 @@ class Trainer:
             self.progress.tokens_seen += targets_read
             if self.count_budget_spent():
                 break
+        self._carried = state
         return total, count
 
     def _update_average(self) -> None:
@@ -400,15 +437,10 @@ class Trainer:
     def run_epoch(self, bar: tqdm) -> None:
         """Train from the current position to the end of the epoch (or of the budget),
         advancing the run's progress bar."""
-        c, p = self.config, self.progress
-        batches = make_batches(
-            self.data.ids["train"],
-            self.data.vocab.eos_id,
-            c.batch_size,
-            seed=c.seed * 1000 + p.epoch,
-            step_tokens=c.step_tokens,
-            bptt=c.bptt,
-        )
+        p = self.progress
+        batches = self.epoch_batches()
+        if p.batch == 0:
+            self._carried = None  # an epoch starts from the start state
         self._epoch_fraction = p.batch / len(batches)
         bar.set_description(f"epoch {p.epoch + 1}")
         self.model.train()

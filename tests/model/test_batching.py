@@ -4,7 +4,7 @@ import random
 
 import torch
 
-from model.batching import IGNORE, line_batch, make_batches
+from model.batching import IGNORE, line_batch, make_batches, stream_batches
 
 EOS = 0
 
@@ -57,3 +57,14 @@ def test_seeded_batches_are_reproducible_and_seed_changes_order():
     c = make_batches(lines, EOS, 4, seed=4)
     assert [x.rows for x in a] == [x.rows for x in b]
     assert [x.rows for x in a] != [x.rows for x in c]
+
+
+def test_stream_batches_are_contiguous_columns_that_continue_each_other():
+    lines = [[5, 6], [7], [8, 9, 10], [11]]  # stream targets: 5 6 0 7 0 8 9 10 0 11 0
+    batches = stream_batches(lines, EOS, rows=2, steps=3)
+    inputs = torch.cat([b.inputs for b in batches], dim=1)
+    targets = torch.cat([b.targets for b in batches], dim=1)
+    assert [b.inputs.size(1) for b in batches] == [3, 2]  # 11 targets: 2 columns of 5
+    assert targets.tolist() == [[5, 6, EOS, 7, EOS], [8, 9, 10, EOS, 11]]
+    assert inputs.tolist() == [[EOS, 5, 6, EOS, 7], [EOS, 8, 9, 10, EOS]]  # targets shifted
+    assert (targets != IGNORE).all()  # no padding: every step is a real target

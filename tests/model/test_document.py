@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from model import evaluate as evaluate_cli
+from model.batching import document_stream
 from model.cache import CacheConfig
 from model.checkpoint import Checkpoint, load_checkpoint
-from model.document import document_stream, read_document, read_lines, score_with_cache
+from model.document import read_document, read_lines, score_with_cache
 from model.dynamic import DynamicConfig, read_document_dynamic
 from model.evaluate import evaluate, split_ids
 from model.inference import score_lines

@@ -48,7 +48,16 @@ STRONG_RECIPE = dict(
 )
 
 
-@pytest.mark.parametrize("recipe", [{}, STRONG_RECIPE], ids=["plain-options", "strong-recipe"])
+# small stream batches, so the interruption falls inside an epoch and the resumed run must
+# carry on from the columns' saved state
+DOCUMENT_RECIPE = dict(context="document", step_tokens=256, bptt=10, variable_bptt=True)
+
+
+@pytest.mark.parametrize(
+    "recipe",
+    [{}, STRONG_RECIPE, DOCUMENT_RECIPE],
+    ids=["plain-options", "strong-recipe", "document-context"],
+)
 def test_interrupted_run_resumed_ends_where_an_uninterrupted_one_does(
     tiny_config, tmp_path, monkeypatch, recipe
 ):
@@ -280,3 +289,16 @@ def test_the_plan_is_announced_before_training_without_changing_the_run(
     a, b = _weights(tmp_path / "quiet"), _weights(tmp_path / "loud")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert quiet["best_valid_ppl"] == loud["best_valid_ppl"]
+
+
+def test_document_context_training_validates_and_records_the_document_reading(
+    tiny_config, tmp_path
+):
+    stats = train(tiny_config(tmp_path / "doc", context="document", step_tokens=256, bptt=10))
+    checkpoint = load_checkpoint(tmp_path / "doc")
+    assert checkpoint.metadata["inference"] == {"context": "document"}
+    as_document = evaluate(checkpoint, split="test", context="document")
+    as_lines = evaluate(checkpoint, split="test", context="line")
+    assert stats["test_ppl"] == pytest.approx(as_document["perplexity"], rel=1e-5)
+    assert as_document["num_tokens"] == as_lines["num_tokens"]  # the same targets
+    assert stats["test_ppl"] != pytest.approx(as_lines["perplexity"], rel=1e-3)
