@@ -341,7 +341,7 @@ class Engine:
         """The most memory one row's cache can take (0 without a cache)."""
         if self.cache_config is None:
             return 0
-        return self.cache_config.window * (self.model.config.feature_size * 4 + 8)
+        return self.cache_config.max_bytes(self.model.config.feature_size)
 
     # -- submission (event loop side) ---------------------------------------------------------
     async def _encode(
@@ -596,8 +596,10 @@ class Engine:
         """Next-token log-distributions (N, V) of rows that read features (N, D): mixed with
         each row's own cache where it has one, the model's alone elsewhere."""
         cached = [j for j, row in enumerate(rows) if row.cache is not None]
+        caches = [rows[j].cache for j in cached]
+        if len(cached) == len(rows):  # every row: mixed in place, no copy of the (N, V) block
+            return mix_rows(caches, features.float().cpu(), log_probs.float().cpu())  # type: ignore[arg-type]
         if cached:
-            caches = [rows[j].cache for j in cached]
             log_probs[cached] = mix_rows(
                 caches,  # type: ignore[arg-type]
                 features[cached].float().cpu(),

@@ -230,28 +230,29 @@ def bare_step_ms(checkpoint: Path, batch: int, quantize: str, steps: int = 200) 
     generators = [make_generator(i) for i in range(batch)]
     history: list[list[int]] = [[] for _ in range(batch)]
     banned = [loaded.vocab.unk_id]
-    tokens = torch.full((batch, 1), loaded.vocab.eos_id)
-    timings: dict[str, float] = {}
+    kinds = [("network", False, False), ("step", True, False)]
+    kinds += [("cache step", True, True)] if caches else []
+    states = {name: model.init_state(batch) for name, _, _ in kinds}
+    tokens = {name: torch.full((batch, 1), loaded.vocab.eos_id) for name, _, _ in kinds}
+    durations: dict[str, list[float]] = {name: [] for name, _, _ in kinds}
     with torch.inference_mode():
-        kinds = [("network", False, False), ("step", True, False)]
-        kinds += [("cache step", True, True)] if caches else []
-        for name, sample, cached in kinds:
-            state = model.init_state(batch)
-            durations = []
-            for _ in range(steps + 20):  # the first 20 warm up
+        # the kinds take turns step by step, so a change in the machine's load (another
+        # process, a frequency step) falls on all of them alike and their ratios hold
+        for _ in range(steps + 20):  # the first 20 warm up
+            for name, sample, cached in kinds:
                 started = time.perf_counter()
-                features, state = model(tokens, state)
-                log_probs = model.log_probs(features[:, -1])
+                features, states[name] = model(tokens[name], states[name])
+                log_probs = model.log_probs(features[:, -1]).float()
                 if cached:
-                    log_probs = mix_rows(caches, features[:, -1].float(), log_probs.float())
+                    log_probs = mix_rows(caches, features[:, -1].float(), log_probs)
                 if sample:
                     chosen, _ = choose_next(log_probs, params, generators, history, banned)
-                    tokens = chosen[:, None]
+                    tokens[name] = chosen[:, None]
                 if cached:
                     for row, cache in enumerate(caches):
                         cache.append(features[row, -1].float(), int(chosen[row]))
-                durations.append(time.perf_counter() - started)
-            timings[name] = statistics.median(durations[20:]) * 1000
+                durations[name].append(time.perf_counter() - started)
+    timings = {name: statistics.median(times[20:]) * 1000 for name, times in durations.items()}
     return timings
 
 

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
 NEG_INF = float("-inf")
 _QUERY_CHUNK = 512  # score_targets scores at most this many positions per (chunk, memory) matmul
@@ -45,6 +46,11 @@ class CacheConfig:
             raise ValueError(f"cache theta must be a finite number ≥ 0, got {self.theta!r}")
         if not 0 <= self.lam < 1:
             raise ValueError(f"cache lambda must be in [0, 1), got {self.lam!r}")
+
+    def max_bytes(self, feature_size: int) -> int:
+        """The most memory one full cache takes: W pairs of a float32 feature (D,), the word
+        that followed (int64) and its float32 vote bias, W × (4 D + 12) bytes."""
+        return self.window * (4 * feature_size + 12)
 
     def to_dict(self) -> dict:
         """Plain-JSON form (the checkpoint's config.json keeps it under inference.cache)."""
@@ -71,6 +77,7 @@ class PointerCache:
         self.unk_id = unk_id
         self._keys = torch.empty(0, feature_size)  # (capacity, D) float32
         self._values = torch.empty(0, dtype=torch.long)  # (capacity,)
+        self._bias = torch.empty(0)  # (capacity,) 0 where a pair may vote, -inf where not
         self._count = 0  # pairs held, ≤ W; slots [0, count) are valid
         self._next = 0  # ring slot of the next write
 
@@ -84,14 +91,20 @@ class PointerCache:
 
     @property
     def nbytes(self) -> int:
-        """Bytes the buffers take (at most W × (D × 4 + 8))."""
-        return self._keys.nbytes + self._values.nbytes
+        """Bytes the buffers take (at most config.max_bytes(D))."""
+        return self._keys.nbytes + self._values.nbytes + self._bias.nbytes
 
     def _usable(self, values: torch.Tensor) -> torch.Tensor:
         """Which stored pairs may vote (all, or all but <unk>)."""
         if self.config.unk_takes_mass:
             return torch.ones_like(values, dtype=torch.bool)
         return values != self.unk_id
+
+    def _vote_bias(self, values: torch.Tensor) -> torch.Tensor:
+        """0 where a pair with these words may vote, -inf where not: added to its score."""
+        return torch.zeros(values.shape, device=values.device).masked_fill_(
+            ~self._usable(values), NEG_INF
+        )
 
     def _ordered(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The held pairs, oldest first: keys (n, D), values (n,)."""
@@ -110,8 +123,10 @@ class PointerCache:
         new_capacity = min(window, max(self._count + needed, 2 * capacity, 16))
         self._keys = torch.zeros(new_capacity, self.feature_size, device=device)
         self._values = torch.zeros(new_capacity, dtype=torch.long, device=device)
+        self._bias = torch.zeros(new_capacity, device=device)
         self._keys[: self._count] = keys
         self._values[: self._count] = values
+        self._bias[: self._count] = self._vote_bias(values)
         self._next = self._count
 
     def extend(self, features: torch.Tensor, next_ids: torch.Tensor) -> None:
@@ -124,15 +139,18 @@ class PointerCache:
         slots = (self._next + torch.arange(count, device=features.device)) % self._keys.size(0)
         self._keys[slots] = features
         self._values[slots] = next_ids
+        self._bias[slots] = self._vote_bias(next_ids)
         self._next = (self._next + count) % self._keys.size(0)
         self._count = min(self._count + count, window)
 
     def append(self, feature: torch.Tensor, next_id: int) -> None:
-        """Store one pair once the token that followed `feature` (D,) is known: two slot
+        """Store one pair once the token that followed `feature` (D,) is known: three slot
         writes, as a generating row does at every token."""
         self._grow(1, feature.device)
         self._keys[self._next] = feature
         self._values[self._next] = next_id
+        usable = self.config.unk_takes_mass or next_id != self.unk_id
+        self._bias[self._next] = 0.0 if usable else NEG_INF
         self._next = (self._next + 1) % self._keys.size(0)
         self._count = min(self._count + 1, self.config.window)
 
@@ -183,14 +201,14 @@ class PointerCache:
     def scores(self, query: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(theta · h·h_i (n,), -inf where the pair may not vote; the words w_i (n,)) of the
         held pairs, in slot order, for a float32 query (D,)."""
-        keys, ids = self._keys[: self._count], self._values[: self._count]
-        scores = keys @ (self.config.theta * query)  # (n,)
-        return scores.masked_fill(~self._usable(ids), NEG_INF), ids
+        n = self._count
+        scores = torch.addmv(self._bias[:n], self._keys[:n], query, alpha=self.config.theta)
+        return scores, self._values[:n]
 
     def mix(self, feature: torch.Tensor, log_probs: torch.Tensor) -> torch.Tensor:
         """The mixed next-token log-distribution (V,) after feature (D,), for sampling / top-k;
         the cache is not changed (call append() once the next token is known)."""
-        return mix_rows([self], feature[None], log_probs[None])[0]
+        return mix_rows([self], feature[None], log_probs[None].float().clone())[0]
 
 
 def mix_log_probs(
@@ -210,30 +228,30 @@ def mix_rows(
     """Mixed log-distributions (B, V) of a batch: row i reads features[i] (D,), the model's
     log_probs[i] (V,) and only caches[i]. One batched pass (B small matmuls into one padded
     score matrix, one softmax, one pass over the vocabulary), equal per row to
-    PointerCache.mix; a row with an empty cache (or lam = 0) gets its log_probs back exactly."""
-    longest = max((len(c) for c in caches), default=0)
-    if longest == 0:
+    PointerCache.mix; a row with an empty cache (or lam = 0) gets its log_probs back exactly.
+    A float32 log_probs is mixed in place and returned (pass a copy to keep it): the step's
+    distribution is written once, not copied."""
+    device = log_probs.device
+    queries, empty = features.float(), torch.empty(0, device=device)
+    voting = [
+        cache.scores(query) if len(cache) and cache.config.lam else (empty, empty.long())
+        for cache, query in zip(caches, queries, strict=True)
+    ]  # one fused matmul per row; the rows are padded together in one call each
+    if not any(len(v) for _, v in voting):
         return log_probs
-    rows, device = len(caches), log_probs.device
-    scores = torch.full((rows, longest), NEG_INF, device=device)  # (B, n)
-    values = torch.zeros(rows, longest, dtype=torch.long, device=device)  # (B, n)
-    queries = features.float()
-    for row, cache in enumerate(caches):
-        count = len(cache)
-        if count == 0 or cache.config.lam == 0:
-            continue
-        scores[row, :count], values[row, :count] = cache.scores(queries[row])
+    scores = pad_sequence([s for s, _ in voting], batch_first=True, padding_value=NEG_INF)
+    values = pad_sequence([v for _, v in voting], batch_first=True)  # (B, n)
     seen = scores.amax(dim=1) > NEG_INF  # (B,)
     weights = torch.softmax(scores.masked_fill(~seen[:, None], 0.0), dim=1) * seen[:, None]
     lam = torch.tensor([c.config.lam for c in caches], device=device)[:, None]  # (B, 1)
     lam = lam * seen[:, None]  # a row whose cache has nothing to say keeps the model's own
     # every word loses a factor (1 - lam); only the (at most n) words in the cache gain mass, so
     # the exact mix is computed at those positions alone, not over the whole vocabulary
-    mixed = log_probs.float() + torch.log1p(-lam)  # (B, V)
+    mixed = log_probs.float()  # (B, V)
+    at_model = mixed.gather(1, values)  # (B, n), read before the shift below
+    mixed.add_(torch.log1p(-lam))
     cache_p = _word_totals(values, weights)  # (B, n)
-    at_words = torch.logaddexp(
-        log_probs.float().gather(1, values) + torch.log1p(-lam), cache_p.log() + lam.log()
-    )
+    at_words = torch.logaddexp(at_model + torch.log1p(-lam), cache_p.log() + lam.log())
     return mixed.scatter_(1, values, at_words)
 
 

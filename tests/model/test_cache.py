@@ -45,7 +45,7 @@ def test_empty_cache_and_zero_lambda_give_the_model_exactly(checkpoint, reading)
     off = _cache(checkpoint, CacheConfig(window=50, theta=0.3, lam=0.0))
     scored = off.score_targets(features, _gather(log_probs, targets), targets)
     assert torch.equal(scored, _gather(log_probs, targets))
-    assert torch.equal(mix_rows([off], features[-1:], log_probs[-1:]), log_probs[-1:])
+    assert torch.equal(mix_rows([off], features[-1:], log_probs[-1:].clone()), log_probs[-1:])
 
 
 @pytest.mark.parametrize("unk_takes_mass", [False, True])
@@ -144,7 +144,8 @@ def test_memory_is_bounded_by_the_window(checkpoint, reading):
     for t in range(len(targets)):
         cache.append(features[t], int(targets[t]))
     size = checkpoint.model.config.feature_size
-    assert len(cache) == 9 and 0 < cache.nbytes <= 9 * (size * 4 + 8)
+    assert len(cache) == 9 and cache.nbytes == 9 * (size * 4 + 12)  # W × (4 D + 12), no more
+    assert cache.config.max_bytes(size) == cache.nbytes
 
 
 def test_config_round_trips_and_refuses_nonsense():
