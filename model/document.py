@@ -24,8 +24,9 @@ from dataclasses import dataclass
 
 import torch
 
-from model.batching import IGNORE, document_stream, make_batches
+from model.batching import document_stream
 from model.cache import CacheConfig, PointerCache, mix_log_probs
+from model.inference import read_each_line
 from model.rnn import RNNLanguageModel
 
 CONTEXTS = ("line", "document")
@@ -80,26 +81,11 @@ def read_lines(
     batch_size: int = 64,
     bptt: int = 256,
 ) -> Reading:
-    """Read every line from the start state (batched as model.inference.score_lines does, so
-    the scores are the same), keeping each target's feature."""
-    model.eval()
+    """Read every line from the start state (as model.inference.score_lines does, so the
+    scores are the same), keeping each target's feature."""
     per_line: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # line index → (features, scores)
-    for batch in make_batches(lines, eos_id, batch_size):
-        state = None
-        outputs, windows = [], []
-        for inputs, targets in batch.windows(bptt):
-            output, state = model(inputs.to(model.device), state)
-            window_scores = torch.full(targets.shape, float("nan"))
-            real = targets != IGNORE
-            window_scores[real] = (
-                model.target_log_probs(output, targets.to(model.device)).float().cpu()
-            )
-            outputs.append(output.float().cpu())
-            windows.append(window_scores)
-        batch_output, batch_scores = torch.cat(outputs, dim=1), torch.cat(windows, dim=1)
-        for row, index in enumerate(batch.rows):
-            length = len(lines[index]) + 1
-            per_line[index] = (batch_output[row, :length], batch_scores[row, :length])
+    for index, scores, features in read_each_line(model, lines, eos_id, batch_size, bptt, True):
+        per_line[index] = (features, scores)  # type: ignore[assignment]
     _, targets = document_stream(lines, eos_id)
     features = torch.cat([per_line[i][0] for i in range(len(lines))])
     scores = torch.cat([per_line[i][1] for i in range(len(lines))])

@@ -6,7 +6,7 @@ these, so a text gets the same figure everywhere.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -89,6 +89,39 @@ def encode_document(
 
 
 @torch.inference_mode()
+def read_each_line(
+    model: RNNLanguageModel,
+    lines: Sequence[Sequence[int]],
+    eos_id: int,
+    batch_size: int = 64,
+    bptt: int = 256,
+    keep_features: bool = False,
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor | None]]:
+    """(line index, log-probability of each of its targets (T,), and with keep_features the
+    output feature before each target (T, D) float32) for every line, each read from the start
+    state in length-grouped batches; lines come in batch order, not the order given."""
+    model.eval()
+    device = model.device
+    for batch in make_batches(lines, eos_id, batch_size):
+        state = None
+        scores, outputs = [], []
+        for inputs, targets in batch.windows(bptt):
+            features, state = model(inputs.to(device), state)
+            window_scores = torch.full(targets.shape, float("nan"))
+            window_scores[targets != IGNORE] = (
+                model.target_log_probs(features, targets.to(device)).float().cpu()
+            )
+            scores.append(window_scores)
+            if keep_features:
+                outputs.append(features.float().cpu())
+        row_scores = torch.cat(scores, dim=1)  # (B, T), NaN on padding
+        row_features = torch.cat(outputs, dim=1) if keep_features else None
+        for row, index in enumerate(batch.rows):
+            length = len(lines[index]) + 1
+            kept = row_features[row, :length] if row_features is not None else None
+            yield index, row_scores[row, :length].clone(), kept
+
+
 def score_lines(
     model: RNNLanguageModel,
     lines: Sequence[Sequence[int]],
@@ -98,22 +131,9 @@ def score_lines(
 ) -> list[torch.Tensor]:
     """Log-probability of every target of every line (its tokens, then <eos>), each line read
     from the start state, in the order given. Independent of batch_size by construction."""
-    model.eval()
-    device = model.device
     scores: list[torch.Tensor] = [torch.empty(0)] * len(lines)
-    for batch in make_batches(lines, eos_id, batch_size):
-        state = None
-        pieces = []
-        for inputs, targets in batch.windows(bptt):
-            features, state = model(inputs.to(device), state)
-            window_scores = torch.full(targets.shape, float("nan"))
-            window_scores[targets != IGNORE] = (
-                model.target_log_probs(features, targets.to(device)).float().cpu()
-            )
-            pieces.append(window_scores)
-        row_scores = torch.cat(pieces, dim=1)  # (B, T), NaN on padding
-        for row, line_index in enumerate(batch.rows):
-            scores[line_index] = row_scores[row, : len(lines[line_index]) + 1].clone()
+    for index, line_scores, _ in read_each_line(model, lines, eos_id, batch_size, bptt):
+        scores[index] = line_scores
     return scores
 
 
