@@ -66,6 +66,11 @@ class TrainConfig:
     )
     word2vec_epochs: int = _flag(5, "passes of --word2vec-init over the training split")
     freeze_embeddings: bool = _flag(False, "keep pretrained embeddings fixed")
+    init_from: str | None = _flag(
+        None,
+        "start from this finished checkpoint's weights (same corpus, vocabulary and network) "
+        "instead of random ones, e.g. to continue a line-trained model with --context document",
+    )
     # optimisation
     optimizer: str = _flag("adamw", "sgd (lr annealed on a valid plateau) | adamw")
     lr: float = _flag(2e-3, "learning rate")

@@ -76,7 +76,33 @@ def build_model(config: TrainConfig, vocab: Vocab) -> tuple[RNNLanguageModel, fl
     if config.pretrained_embeddings:
         with torch.no_grad():
             coverage = load_pretrained(config.pretrained_embeddings, vocab, model.embedding.weight)
+    if config.init_from:
+        start_from_checkpoint(model, vocab, config)
     return model, coverage
+
+
+def start_from_checkpoint(model: RNNLanguageModel, vocab: Vocab, config: TrainConfig) -> None:
+    """Copy a finished checkpoint's weights into the fresh model; its vocabulary and network
+    must be the ones this run builds, since every weight row belongs to a word and a shape."""
+    if config.word2vec_init or config.pretrained_embeddings:
+        raise ValueError(
+            "--init-from starts from a checkpoint's weights, embeddings included: drop "
+            "--pretrained-embeddings, and add --no-word2vec-init to a preset that has it"
+        )
+    start = load_checkpoint(config.init_from)  # type: ignore[arg-type]
+    if start.vocab.itos != vocab.itos:
+        raise ValueError(
+            f"--init-from {config.init_from}: its vocabulary ({len(start.vocab)} words) is not "
+            f"this run's ({len(vocab)}); use the corpus, --min-freq and tokenizer it had"
+        )
+    weights, shapes = start.model.state_dict(), {k: v.shape for k, v in model.state_dict().items()}
+    if {k: v.shape for k, v in weights.items()} != shapes:
+        raise ValueError(
+            f"--init-from {config.init_from}: its network ({start.model.config.cell}, "
+            f"{start.model.config.num_layers}×{start.model.config.hidden_size}) is not this "
+            "run's; use the preset or the network flags it was trained with"
+        )
+    model.load_state_dict(weights)
 
 
 def build_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:

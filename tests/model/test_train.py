@@ -302,3 +302,26 @@ def test_document_context_training_validates_and_records_the_document_reading(
     assert stats["test_ppl"] == pytest.approx(as_document["perplexity"], rel=1e-5)
     assert as_document["num_tokens"] == as_lines["num_tokens"]  # the same targets
     assert stats["test_ppl"] != pytest.approx(as_lines["perplexity"], rel=1e-3)
+
+
+def test_init_from_starts_from_the_checkpoint_weights(tiny_checkpoint, tiny_config, tmp_path):
+    # lr 0: the steps change nothing, so the run's weights are exactly where it started
+    train(tiny_config(tmp_path / "on", init_from=str(tiny_checkpoint), lr=0.0, max_steps=2))
+    start, continued = _weights(tiny_checkpoint), _weights(tmp_path / "on")
+    assert all(torch.equal(start[k], continued[k]) for k in start)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (dict(min_freq=1), "vocabulary"),
+        (dict(hidden_size=48), "network"),
+        (dict(word2vec_init=True), "no-word2vec-init"),
+    ],
+)
+def test_init_from_refuses_a_checkpoint_this_run_cannot_continue(
+    tiny_checkpoint, tiny_config, tmp_path, overrides, message
+):
+    config = tiny_config(tmp_path / "bad", init_from=str(tiny_checkpoint), **overrides)
+    with pytest.raises(ValueError, match=message):
+        train(config)
