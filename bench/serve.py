@@ -11,8 +11,8 @@
    one, at batch 1 and 32;
 5. with --int8: the same step and the test-split perplexity with NEXTWORD_QUANTIZE=int8.
 
-`--bare-only` measures item 4 (and 5) alone: `python -m bench.serve --bare-only --checkpoint
-DIR --output docs/cache-cost` is the cache's cost in ms per generated token.
+`--bare-only` measures item 4 (and 5) alone, written to docs/cache-cost.*: `python -m
+bench.serve --bare-only --checkpoint DIR` is the cache's cost in ms per generated token.
 
 Every client sends a fixed number of requests, so the load is bounded in count; nothing leaves
 127.0.0.1. The serving floors are checked at the end of the table.
@@ -320,7 +320,11 @@ def run(args: argparse.Namespace) -> dict:
                 print(f"predict-next: {results['predict']}", flush=True)
     import torch
 
+    from model.checkpoint import load_checkpoint, load_inference_config
+
     torch.set_num_threads(args.threads)
+    cache = load_inference_config(load_checkpoint(args.checkpoint))[1]
+    results["cache"] = cache.to_dict() if cache is not None else None
     modes = ("none", "int8") if args.int8 else ("none",)
     results["bare"] = {
         f"{q}/{b}": bare_step_ms(args.checkpoint, b, q) for q in modes for b in (1, 32)
@@ -363,9 +367,16 @@ def markdown(results: dict) -> str:
         "# Serving benchmark",
         "",
         f"Machine: {results.get('machine', 'not recorded')}.",
-        f"Checkpoint `{results['checkpoint']}`, "
-        "one uvicorn worker on 127.0.0.1, `python -m bench.serve` (see bench/serve.py).",
+        f"Checkpoint `{results['checkpoint']}`"
+        + (", one uvicorn worker on 127.0.0.1" if results["throughput"] else "")
+        + ", `python -m bench.serve` (see bench/serve.py).",
     ]
+    if results.get("cache"):
+        cache = results["cache"]
+        out.append(
+            f"Its cache: W {cache['window']}, theta {cache['theta']}, lambda {cache['lam']}; "
+            "the bare steps take turns step by step, medians of 200 steps after 20 warm-up ones."
+        )
     if results["throughput"]:
         out += _server_sections(results)
     out += _bare_section(results)
@@ -507,14 +518,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--output",
         type=Path,
-        default=ROOT / "docs/serve-bench",
-        help="writes OUTPUT.md, OUTPUT.png and OUTPUT.json",
+        help="writes OUTPUT.md, OUTPUT.png and OUTPUT.json (default: docs/serve-bench, or "
+        "docs/cache-cost with --bare-only)",
     )
     parser.add_argument(
         "--bare-only", action="store_true", help="only the bare step (and --int8): no server"
     )
     parser.add_argument("--log-dir", type=Path, default=Path("/tmp"), help="server logs")
     args = parser.parse_args(argv)
+    page = "docs/cache-cost" if args.bare_only else "docs/serve-bench"
+    args.output = args.output or ROOT / page
     results = run(args)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")

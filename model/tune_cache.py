@@ -177,8 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--tolerance",
         type=float,
-        default=0.005,
-        help="record the smallest window within this fraction of the best valid perplexity",
+        default=0.01,
+        help="record the smallest window within this fraction of the best valid perplexity (a "
+        "served row reads its whole window at every token: on the large model, W 1000 instead "
+        "of 300 cost 1.48x the step for 0.7%% on valid)",
     )
     parser.add_argument(
         "--dry-run", action="store_true", help="print the table, leave config.json alone"
