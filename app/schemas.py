@@ -161,9 +161,10 @@ class GenerateRequest(_Request):
         default=False, description="never end at <eos>: always max_new_tokens (or a stop string)"
     )
     cache: bool = Field(
-        default=True,
-        description="use the model's cache pointer (its memory of this text's recent words), "
-        "where the checkpoint has one (see /info); false: the network alone",
+        default=False,
+        description="sample from the model mixed with its cache pointer (its memory of this "
+        "text's recent words), where the checkpoint has one (see /info). Off by default: each "
+        "sampled word then votes for itself and the text repeats itself",
     )
 
     model_config = ConfigDict(

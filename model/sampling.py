@@ -16,8 +16,11 @@ class SamplingOptions:
     """How one generation samples and when it stops. temperature 0 means greedy; top_k None
     and top_p 1 are off; seed None lets the engine draw one (and report it); ignore_eos never
     produces <eos>, so the text ends on max_new_tokens or a stop string; top_logprobs: how many
-    of the most probable tokens to report at each generated token; cache False leaves out the
-    checkpoint's cache pointer (the text's own recent words), if it has one."""
+    of the most probable tokens to report at each generated token; cache True mixes in the
+    checkpoint's cache pointer (the text's own recent words), where it has one. It is off
+    unless asked: sampling from the mixture feeds each drawn word back to the cache, and the
+    text repeats itself (on the default checkpoint, 40-token samples repeated 33% of their
+    character pairs with it, 11% without, where People's Daily repeats 5%)."""
 
     temperature: float = 1.0
     top_k: int | None = None
@@ -28,7 +31,7 @@ class SamplingOptions:
     stop: tuple[str, ...] = ()
     ignore_eos: bool = False
     top_logprobs: int = 0
-    cache: bool = True  # use the checkpoint's cache pointer, where it has one
+    cache: bool = False  # mix in the checkpoint's cache pointer, where it has one
 
     def __post_init__(self) -> None:
         if not self.temperature >= 0:

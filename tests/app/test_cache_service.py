@@ -89,7 +89,7 @@ def test_several_lines_are_one_document_and_one_line_is_unchanged(engine: Engine
 
 def test_seeded_generation_with_cache_is_the_same_in_any_company(engine: Engine) -> None:
     options = SamplingOptions(temperature=1.0, top_k=50, max_new_tokens=30, seed=8,
-                              ignore_eos=True)  # fmt: skip
+                              ignore_eos=True, cache=True)  # fmt: skip
 
     async def tokens(prompt: str, opts: SamplingOptions) -> list[str]:
         generation = await engine.generate(prompt, opts)
@@ -126,6 +126,15 @@ def test_predictions_equal_the_offline_mix(engine: Engine) -> None:
     assert [c.token for c in with_cache.candidates] == engine.vocab.decode(ids.tolist())
     got = torch.tensor([c.logprob for c in with_cache.candidates])
     assert torch.allclose(got, values, atol=1e-4)
+
+
+def test_generation_leaves_the_cache_out_unless_asked(make_settings, tuned_checkpoint):
+    body = {"prompt": REPEATING, "max_new_tokens": 30, "seed": 8, "ignore_eos": True}
+    with TestClient(create_app(make_settings(model_dir=tuned_checkpoint))) as client:
+        default = client.post("/generate", json=body).json()["generated_text"]
+        off = client.post("/generate", json={**body, "cache": False}).json()["generated_text"]
+        on = client.post("/generate", json={**body, "cache": True}).json()["generated_text"]
+    assert default == off != on
 
 
 def test_info_reports_the_context_and_the_cache_memory_bound(make_settings, tuned_checkpoint):
