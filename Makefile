@@ -7,7 +7,7 @@ CHECKPOINT ?= checkpoints/default
 HOST ?= 0.0.0.0
 PORT ?= 8000
 
-.PHONY: serve test lint train-default bench clean
+.PHONY: serve test lint train-default clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)

@@ -1,11 +1,13 @@
 """The documentation stays true to the repository: every doc (README.md, CHANGELOG.md and the
 other top-level pages, docs/**/*.md) links and names only files that exist in it, cites no path
-of one machine, no file from outside the repository and no issue number; and the README stays
-within the budget a newcomer reads in five minutes."""
+of one machine, no file from outside the repository and no issue number; the JSON pages under
+docs/ (the benchmarks' records) parse and hold no path of the machine they ran on; and the README
+stays within the budget a newcomer reads in five minutes."""
 
 from __future__ import annotations
 
 import functools
+import json
 import re
 from pathlib import Path
 
@@ -19,6 +21,13 @@ LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 # directories that exist on one machine (a workspace, a home, a scratch or temporary place)
 MACHINE_PATH = re.compile(
     r"(?<![\w.~-])/(?:work|home|Users|root|mnt|scratch|tmp|var/folders)/[^\s`'\"()<>\[\],;]*"
+)
+# in a JSON record, any string (key or value) with an absolute path under a machine's own folders,
+# a home-relative one or a virtual environment's: a record gives repository-relative paths
+JSON_MACHINE_PATH = re.compile(
+    r"(?<![\w.~-])(?:~/|/(?:work|workspace|tmp|root|home|Users|usr|opt|mnt|media|scratch|srv|var"
+    r"|private|Volumes|nfs)(?![\w.-]))[^\s`'\"()<>\[\],;]*"
+    r"|[^\s`'\"()<>\[\],;]*\.venv/[^\s`'\"()<>\[\],;]*"
 )
 PARENT_PATH = re.compile(r"(?<![\w/.-])(?:\.\./)+[\w.-][^\s`'\"()<>\[\],;]*")
 ISSUE_NUMBER = re.compile(r"\bissues?\s*(?:no\.\s*)?#?\d+|(?<![\w&/#])#\d+\b", re.IGNORECASE)
@@ -35,6 +44,11 @@ SOURCE_GLOBS = ("model/**/*.py", "app/**/*.py", "deploy/**/*", "Dockerfile", "*.
 def project_docs(root: Path = ROOT) -> list[Path]:
     """Every markdown page a reader of the repository meets."""
     return sorted({*root.glob("*.md"), *(root / "docs").rglob("*.md")})
+
+
+def json_pages(root: Path = ROOT) -> list[Path]:
+    """Every JSON page under docs/: the benchmarks' records, which the pages cite."""
+    return sorted((root / "docs").rglob("*.json"))
 
 
 @functools.lru_cache(maxsize=4)
@@ -104,6 +118,37 @@ def doc_problems(doc: Path, root: Path = ROOT) -> list[str]:
     return list(first_problem.values())
 
 
+def _json_strings(value: object, where: str = "$") -> list[tuple[str, str]]:
+    """(where, string) of every string in a parsed JSON value, its object keys included."""
+    if isinstance(value, str):
+        return [(where, value)]
+    if isinstance(value, list):
+        return [
+            found for i, item in enumerate(value) for found in _json_strings(item, f"{where}[{i}]")
+        ]
+    if isinstance(value, dict):
+        return [
+            found
+            for key, item in value.items()
+            for found in [(f"{where} (a key)", key), *_json_strings(item, f"{where}.{key}")]
+        ]
+    return []
+
+
+def json_problems(page: Path) -> list[str]:
+    """Why one JSON page is not fit to publish, once per cited path: it does not parse, or a
+    string in it names a path of the machine it was made on (empty when the page is clean)."""
+    try:
+        record = json.loads(page.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        return [f"{page.name} is not valid JSON: {error}"]
+    first_problem: dict[str, str] = {}
+    for where, text in _json_strings(record):
+        for path in JSON_MACHINE_PATH.findall(text):
+            first_problem.setdefault(path, f"{where} cites {path}, a path of one machine")
+    return list(first_problem.values())
+
+
 def readme_problems(readme: Path) -> list[str]:
     """The README's length when it is over its budget."""
     length = len(readme.read_text(encoding="utf-8"))
@@ -114,11 +159,21 @@ def readme_problems(readme: Path) -> list[str]:
 
 @pytest.mark.parametrize("doc", project_docs(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_doc_points_only_at_files_of_the_repository(doc):
+    """Each page's links and citations resolve inside the repository, for any reader's clone."""
     problems = doc_problems(doc)
     assert not problems, "\n".join(problems)
 
 
+@pytest.mark.parametrize("page", json_pages(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_json_page_parses_and_holds_no_path_of_one_machine(page):
+    """Each benchmark record parses and gives repository-relative commands and paths, so that
+    a reader can rerun it in their own clone."""
+    problems = json_problems(page)
+    assert not problems, "\n".join(problems)
+
+
 def test_readme_is_within_its_budget():
+    """The README stays short enough to read in five minutes."""
     problems = readme_problems(ROOT / "README.md")
     assert not problems, problems[0] if problems else ""
 
@@ -130,6 +185,7 @@ def _write(path: Path, text: str) -> Path:
 
 
 def test_the_check_finds_every_kind_of_bad_citation(tmp_path):
+    """The Markdown check can fail: a page with each kind of bad citation is caught on each."""
     _write(tmp_path / "model" / "rnn.py", "")
     _write(tmp_path / "docs" / "api.md", "# API\n")
     bad = _write(
@@ -157,6 +213,7 @@ def test_the_check_finds_every_kind_of_bad_citation(tmp_path):
 
 
 def test_a_clean_doc_passes_and_a_path_the_code_uses_is_not_a_machines(tmp_path):
+    """The Markdown check passes good pages: web addresses and paths the code itself uses."""
     _write(tmp_path / "deploy" / "serve.sh", 'DIR="${DIR:-/tmp/nextword-metrics}"\n')
     _write(tmp_path / "README.md", "# x\n")
     doc = _write(
@@ -168,6 +225,45 @@ def test_a_clean_doc_passes_and_a_path_the_code_uses_is_not_a_machines(tmp_path)
 
 
 def test_a_readme_over_its_budget_fails(tmp_path):
+    """The budget check can fail: one character over it is reported."""
     assert readme_problems(_write(tmp_path / "README.md", "x" * README_BUDGET)) == []
     (problem,) = readme_problems(_write(tmp_path / "README.md", "x" * (README_BUDGET + 1)))
     assert "10,001 characters" in problem
+
+
+def test_the_json_check_finds_machine_paths_and_invalid_json(tmp_path):
+    """The JSON check can fail: a copy of a real record with a machine's paths put back in it,
+    and a page that does not parse, are caught; the repository's own record passes."""
+    original = ROOT / "docs" / "precision.json"
+    record = json.loads(original.read_text(encoding="utf-8"))
+    record["command"] += " --work-dir /work/runs/precision"
+    record["runs"][0]["command"][0] = "/home/me/nextword/.venv/bin/python"
+    record["runs"][0]["log"] = "/tmp/precision/base.log"
+    record["runs"][0]["/opt/run"] = 1
+    copy = _write(tmp_path / "docs" / "precision.json", json.dumps(record, indent=2) + "\n")
+    problems = "\n".join(json_problems(copy))
+    for expected in (
+        "$.command cites /work/runs/precision, a path of one machine",
+        "$.runs[0].command[0] cites /home/me/nextword/.venv/bin/python",
+        "$.runs[0].log cites /tmp/precision/base.log",
+        "$.runs[0] (a key) cites /opt/run",
+    ):
+        assert expected in problems
+    assert json_problems(original) == []
+    broken = _write(tmp_path / "docs" / "broken.json", '{"command": "python -m bench.serve",}\n')
+    (problem,) = json_problems(broken)
+    assert "broken.json is not valid JSON" in problem
+
+
+def test_a_clean_json_record_passes(tmp_path):
+    """Relative paths, commands, slashed keys and the API's own routes are no machine's paths."""
+    clean = {
+        "command": "python -m bench.recipe --work-dir runs/precision",
+        "runs": [{"command": ["python", "-m", "model.train", "--output", "runs/precision/base"]}],
+        "batched/32": {"tokens_per_s": 1251.1},
+        "checkpoint": "checkpoints/default",
+        "corpus": "../shared/corpora/wikitext-2/valid.txt",
+        "routes": ["/generate", "/v1/completions", "/health"],
+    }
+    page = _write(tmp_path / "docs" / "clean.json", json.dumps(clean, indent=2) + "\n")
+    assert json_problems(page) == []
