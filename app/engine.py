@@ -50,25 +50,25 @@ from app.sequences import (
     TopTokens,
 )
 from app.settings import Settings
-from model.cache import PointerCache, mix_rows
 from model.checkpoint import (
     Checkpoint,
     load_cache_scope,
     load_checkpoint,
     load_inference_config,
 )
+from model.decoding import Decoding, choose_tokens
 from model.forward import chunk_target_log_probs, forward_rows
-from model.generation import Decoding, choose_tokens
-from model.inference import (
+from model.pointer_cache import PointerCache, mix_rows
+from model.quantize import quantize_int8
+from model.sampling import SamplingOptions
+from model.scoring import perplexity_of
+from model.tokenizers import (
     EncodedText,
+    build_tokenizer,
     encode_document,
     encode_text,
     encode_text_with_specials,
-    perplexity_of,
 )
-from model.quantize import quantize_int8
-from model.sampling import SamplingOptions
-from model.tokenizers import build_tokenizer
 from model.vocab import EOS, UNK
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,7 @@ class Engine:
         self.vocab = checkpoint.vocab
         self.tokenizer = build_tokenizer(checkpoint.tokenizer_spec)
         self.eos_token, self.unk_token = EOS, UNK  # the special tokens, as clients write them
-        # how the checkpoint reads a text of several lines best (model.tune_cache): as one
+        # how the checkpoint reads a text of several lines best (model.evaluate.tune_cache): as one
         # document or each line from the start state; the cache pointer's settings, if it has
         # one, and whether its cache starts empty at every line or once per text
         self.context, self.cache_config = load_inference_config(checkpoint)

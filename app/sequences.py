@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
-from model.cache import PointerCache
-from model.generation import Decoding
+from model.decoding import Decoding
+from model.pointer_cache import PointerCache
 
 TopTokens = tuple[tuple[str, float], ...]  # (vocabulary entry, logprob), most probable first
 

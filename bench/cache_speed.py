@@ -16,9 +16,9 @@ from collections.abc import Callable
 
 import torch
 
-from model.cache import CacheConfig, PointerCache, mix_rows
 from model.checkpoint import load_checkpoint
 from model.hardware import describe_cpu
+from model.pointer_cache import CacheConfig, PointerCache, mix_rows
 
 
 def median_ms(call: Callable[[], object], repeats: int) -> float:

@@ -28,8 +28,8 @@ from pathlib import Path
 
 from bench.skips import skipped_row
 from bench.time_to_ppl import ROOT, Run, run_lane
-from model.config import PRESETS
 from model.hardware import describe_cpu
+from model.train.config import PRESETS
 
 # the settings that make up the default preset's training budget (it sets one or more)
 BUDGET_KEYS = ("max_minutes", "max_tokens")

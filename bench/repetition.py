@@ -22,10 +22,10 @@ from app.engine import Engine
 from app.sequences import FinishEvent
 from app.settings import Settings
 from model.checkpoint import load_checkpoint
-from model.corpora import load_corpus
 from model.hardware import describe_cpu
 from model.sampling import SamplingOptions
 from model.tokenizers import build_tokenizer
+from model.train.corpora import load_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPTS = ("中国经济", "新年", "国务院总理", "记者从", "今天上午")

@@ -207,8 +207,8 @@ def bare_step_ms(checkpoint: Path, batch: int, quantize: str, steps: int = 200) 
     in and the new pair stored, as the engine does."""
     import torch
 
-    from model.cache import PointerCache, mix_rows
     from model.checkpoint import load_checkpoint, load_inference_config
+    from model.pointer_cache import PointerCache, mix_rows
     from model.quantize import quantize_int8
     from model.sampling import SamplingOptions, choose_next, make_generator
 
@@ -259,10 +259,10 @@ def bare_step_ms(checkpoint: Path, batch: int, quantize: str, steps: int = 200) 
 def test_perplexity(checkpoint: Path, quantize: str) -> float:
     """Perplexity of the checkpoint (quantised or not) on its corpus' test split."""
     from model.checkpoint import load_checkpoint
-    from model.corpora import load_corpus
-    from model.inference import perplexity_of, score_lines
     from model.quantize import quantize_int8
+    from model.scoring import perplexity_of, score_lines
     from model.tokenizers import build_tokenizer
+    from model.train.corpora import load_corpus
 
     loaded = load_checkpoint(checkpoint)
     model = quantize_int8(loaded.model) if quantize == "int8" else loaded.model

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from model.config import TrainConfig, parse_config
 from model.hardware import resolve_device, resolve_precision
+from model.train.config import TrainConfig, parse_config
 
 
 def unavailable(config: TrainConfig) -> str | None:

@@ -42,8 +42,8 @@ from pathlib import Path
 import torch
 
 from bench.skips import command_unavailable, skipped_row
-from model.config import TrainConfig, parse_config
 from model.hardware import describe_cpu
+from model.train.config import TrainConfig, parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 KN5_VALID_PPL = 295.0  # docs/data.md: interpolated modified Kneser-Ney 5-gram, peoples-daily valid

@@ -25,11 +25,11 @@ import torch
 
 from bench.skips import skipped_row, unavailable
 from model.batching import LineBatch, make_batches
-from model.config import PRESETS, TrainConfig
-from model.data import Data, prepare_data
 from model.hardware import describe_cpu, resolve_device, resolve_precision
 from model.rnn import CELLS
-from model.train import Trainer
+from model.train.config import PRESETS, TrainConfig
+from model.train.data import Data, prepare_data
+from model.train.trainer import Trainer
 
 WARMUP_BATCHES = 1  # the first batch pays for thread pools, allocations and oneDNN primitives
 OUTPUTS = ("full", "adaptive")

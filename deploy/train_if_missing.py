@@ -6,7 +6,7 @@ The one skip-if-present rule, run as written by `make serve` on the host and by 
 - a run that was interrupted (run state, but no test perplexity yet): continue it with --resume;
 - no checkpoint: train one with `--preset default`.
 Arguments are passed on to `python -m model.train` (e.g. `--corpus my.txt`). A checkpoint it
-trained is then tuned on its valid split (`python -m model.tune_cache`: line or document
+trained is then tuned on its valid split (`python -m model.evaluate.tune_cache`: line or document
 context, and the cache pointer), so that the service reads text the way that scored best.
 """
 
@@ -19,10 +19,10 @@ import sys
 from pathlib import Path
 
 from model.checkpoint import CONFIG, INFERENCE, CheckpointError, load_inference_config
-from model.config import preset_differences
-from model.resume import RESUME_STATE
-from model.train import main as train_main
-from model.tune_cache import main as tune_main
+from model.evaluate.tune_cache import main as tune_main
+from model.train.config import preset_differences
+from model.train.resume import RESUME_STATE
+from model.train.trainer import main as train_main
 
 DEFAULT_MODEL_DIR = "checkpoints/default"
 
@@ -71,7 +71,7 @@ def describe_reading(model_dir: Path) -> str:
     if not config.get(INFERENCE):
         return (
             f"checkpoint {model_dir} reads text line by line without a cache (not tuned: "
-            f"python -m model.tune_cache --checkpoint {model_dir})"
+            f"python -m model.evaluate.tune_cache --checkpoint {model_dir})"
         )
     if cache is None:
         return f"checkpoint {model_dir} reads text in {context} context without a cache"
@@ -82,8 +82,8 @@ def describe_reading(model_dir: Path) -> str:
 
 
 def tuning_arguments(model_dir: Path, extra: list[str]) -> list[str]:
-    """model.tune_cache's arguments for a checkpoint just trained with extra: the same corpus
-    flags, and nothing else of training's."""
+    """model.evaluate.tune_cache's arguments for a checkpoint just trained with extra: the
+    same corpus flags, and nothing else of training's."""
     corpus_flags = argparse.ArgumentParser(add_help=False)
     for flag in ("--corpus", "--train-file", "--valid-file", "--test-file", "--threads"):
         corpus_flags.add_argument(flag)
@@ -106,7 +106,7 @@ def main(argv: list[str]) -> None:
     print(f"training: python -m model.train {' '.join(arguments)}", flush=True)
     train_main(arguments)
     tuning = tuning_arguments(model_dir, argv)
-    print(f"tuning: python -m model.tune_cache {' '.join(tuning)}", flush=True)
+    print(f"tuning: python -m model.evaluate.tune_cache {' '.join(tuning)}", flush=True)
     tune_main(tuning)
 
 

@@ -1,1 +1,5 @@
-"""nextword's offline half: tokenizers, vocabulary, corpora, the recurrent network, training."""
+"""nextword's language model. The modules at this level are what the service runs: the network
+(rnn), its words (vocab, tokenizers), its files (checkpoint), the one reading of a text
+(scoring), one sequence's generation (decoding, sampling), the cache pointer (pointer_cache) and
+the batched step over rows (runner). `model.train` holds what only training uses and
+`model.evaluate` the offline evaluation tools; the service imports neither."""

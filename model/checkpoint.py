@@ -21,7 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save_file
 
-from model.cache import CacheConfig
+from model.pointer_cache import CacheConfig
 from model.rnn import ModelConfig, RNNLanguageModel
 from model.tokenizers import TokenizerSpec
 from model.vocab import Vocab
@@ -271,7 +271,7 @@ def update_inference_config(directory: Path | str, entries: dict) -> None:
 
 def load_inference_config(source: Checkpoint | dict) -> tuple[str, CacheConfig | None]:
     """(context, cache settings) a checkpoint (or its config.json contents) was tuned for by
-    `python -m model.tune_cache`; ("line", None) when it was never tuned."""
+    `python -m model.evaluate.tune_cache`; ("line", None) when it was never tuned."""
     metadata = source.metadata if isinstance(source, Checkpoint) else source
     inference = metadata.get(INFERENCE) or {}
     context = inference.get("context", "line")

@@ -10,7 +10,7 @@ import random
 import time
 
 from model.checkpoint import load_checkpoint
-from model.generation import generate
+from model.decoding import generate
 from model.sampling import SamplingOptions
 from model.tokenizers import build_tokenizer
 

@@ -1,14 +1,19 @@
-"""Tokenizers (jieba for Chinese, whitespace for pre-tokenized text, a regex English one) and the
-spec that a checkpoint stores so the service tokenizes exactly as training did."""
+"""Tokenizers (jieba for Chinese, whitespace for pre-tokenized text, a regex English one), the
+spec that a checkpoint stores so the service tokenizes exactly as training did, and the encoding
+of a text into vocabulary ids (one line, several lines as one document, or with the special
+tokens written in it) that every reader of text shares."""
 
 from __future__ import annotations
 
 import logging
 import re
 import unicodedata
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
+
+from model.vocab import SPECIALS, UNK, Vocab
 
 TOKENIZER_NAMES = ("jieba", "whitespace", "english")
 
@@ -156,3 +161,74 @@ def build_tokenizer(spec: TokenizerSpec) -> Tokenizer:
         raise ValueError(f"unknown tokenizer {spec.name!r}; choose one of {TOKENIZER_NAMES}")
     tokenizer: Tokenizer = classes[spec.name](spec)
     return tokenizer
+
+
+@dataclass
+class EncodedText:
+    """A text as the model sees it: its tokens, their ids and which were out of vocabulary."""
+
+    tokens: list[str]
+    ids: list[int]
+    oov: list[bool]
+
+    def entries(self) -> list[str]:
+        """The vocabulary entry of each token: the token, or <unk> where it is out of
+        vocabulary."""
+        return [UNK if oov else token for token, oov in zip(self.tokens, self.oov, strict=True)]
+
+    def after_start(self, eos_id: int) -> EncodedText:
+        """The text without a leading <eos>: what a model reads after its start state (which
+        is the state after <eos>)."""
+        if self.ids[:1] != [eos_id]:
+            return self
+        return EncodedText(self.tokens[1:], self.ids[1:], self.oov[1:])
+
+
+def encode_text(tokenizer: Tokenizer, vocab: Vocab, text: str) -> EncodedText:
+    """Tokenize and map to ids, flagging tokens that became <unk>."""
+    tokens = tokenizer.tokenize(text)
+    ids = vocab.encode(tokens)
+    return EncodedText(tokens, ids, [i == vocab.unk_id for i in ids])
+
+
+_SPECIAL_TOKENS = re.compile("(" + "|".join(re.escape(s) for s in SPECIALS) + ")")
+
+
+def encode_text_with_specials(tokenizer: Tokenizer, vocab: Vocab, text: str) -> EncodedText:
+    """encode_text, except that "<eos>" and "<unk>" written in the text are those tokens, one
+    id each (a plain tokenizer would cut them into pieces): what clients that tokenize with
+    special tokens, such as lm-evaluation-harness, expect."""
+    parts = [
+        EncodedText([part], [vocab.stoi[part]], [part == UNK])
+        if part in SPECIALS
+        else encode_text(tokenizer, vocab, part)
+        for part in _SPECIAL_TOKENS.split(text)
+        if part
+    ]
+    return _concatenate(parts)
+
+
+def _concatenate(parts: Sequence[EncodedText]) -> EncodedText:
+    """The encoded texts one after the other, as one."""
+    return EncodedText(
+        [t for p in parts for t in p.tokens],
+        [i for p in parts for i in p.ids],
+        [o for p in parts for o in p.oov],
+    )
+
+
+def encode_document(
+    encode: Callable[[Tokenizer, Vocab, str], EncodedText],
+    tokenizer: Tokenizer,
+    vocab: Vocab,
+    text: str,
+) -> EncodedText:
+    """A text of several lines read as one document, as document context reads a split: each
+    non-blank line encoded with encode, the lines joined by <eos>. A text of one line is
+    encode's answer exactly."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return encode(tokenizer, vocab, text)
+    end_of_line = EncodedText([vocab.itos[vocab.eos_id]], [vocab.eos_id], [False])
+    parts = [encode(tokenizer, vocab, line) for line in lines]
+    return _concatenate([x for part in parts[:-1] for x in (part, end_of_line)] + parts[-1:])

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from model.cache import CacheConfig
 from model.checkpoint import update_inference_config
-from model.config import TrainConfig
-from model.corpora import _read_lines, _strip_pos, peoples_daily_path
-from model.train import train
+from model.pointer_cache import CacheConfig
+from model.train.config import TrainConfig
+from model.train.corpora import _read_lines, _strip_pos, peoples_daily_path
+from model.train.trainer import train
 
 TINY_LINES = 600
 
@@ -74,7 +74,7 @@ def tiny_checkpoint(tiny_corpus_file: Path, tmp_path_factory: pytest.TempPathFac
 @pytest.fixture(scope="session")
 def tuned_checkpoint(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the tiny checkpoint whose config.json asks for document context and a cache
-    pointer, as `python -m model.tune_cache` would write it."""
+    pointer, as `python -m model.evaluate.tune_cache` would write it."""
     copy = tmp_path_factory.mktemp("tuned") / "tiny"
     shutil.copytree(tiny_checkpoint, copy)
     update_inference_config(

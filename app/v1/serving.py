@@ -35,7 +35,7 @@ from app.v1.protocol import (
 )
 
 if TYPE_CHECKING:
-    from model.inference import EncodedText
+    from model.tokenizers import EncodedText
 
 log = logging.getLogger(__name__)
 SEED_SPACE = 2**64

@@ -12,11 +12,11 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.schemas import FinishReason
 from model.checkpoint import load_checkpoint
-from model.evaluate import evaluate
-from model.generation import FINISH_REASONS, generate
-from model.inference import encode_text, read_prompt
+from model.decoding import FINISH_REASONS, generate
+from model.evaluate.cli import evaluate
 from model.sampling import SamplingOptions
-from model.tokenizers import build_tokenizer
+from model.scoring import read_prompt
+from model.tokenizers import build_tokenizer, encode_text
 from tests.app.support import metric, sse_events
 
 RARE = "魑魅魍魉"  # not in the tiny vocabulary

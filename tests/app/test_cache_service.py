@@ -17,10 +17,10 @@ from fastapi.testclient import TestClient
 from app.engine import Engine
 from app.main import create_app
 from app.sequences import TokenEvent
-from model.cache import PointerCache
 from model.checkpoint import load_checkpoint, load_inference_config, update_inference_config
-from model.inference import encode_text
+from model.pointer_cache import PointerCache
 from model.sampling import SamplingOptions
+from model.tokenizers import encode_text
 
 REPEATING = "新华社北京一月一日电。新华社记者报道，北京一月一日。新华社北京电"
 TEXTS = ["我爱北京天安门。", REPEATING, "", "人民日报" * 6]

@@ -15,9 +15,10 @@ import app.engine
 from app.engine import Engine
 from app.errors import Overloaded, TooLarge
 from app.sequences import FinishEvent, TokenEvent
-from model.generation import generate
-from model.inference import encode_text, score_lines
+from model.decoding import generate
 from model.sampling import SamplingOptions
+from model.scoring import score_lines
+from model.tokenizers import encode_text
 
 TEXTS = [
     "",

@@ -20,7 +20,7 @@ import yaml
 from langchain_openai import OpenAI as LangChainOpenAI
 
 from bench.serve import uvicorn_server
-from model.corpora import PEOPLES_DAILY, raw_splits
+from model.train.corpora import PEOPLES_DAILY, raw_splits
 from tests.app.support import metric
 
 SAMPLING = {"temperature": 0.8, "top_p": 0.9, "seed": 21}

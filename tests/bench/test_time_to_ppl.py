@@ -19,7 +19,7 @@ from bench.time_to_ppl import (
     time_ratio,
     time_to_target,
 )
-from model.config import parse_config
+from model.train.config import parse_config
 
 
 def _curve(*points):

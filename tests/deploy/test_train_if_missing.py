@@ -51,7 +51,9 @@ def test_finished_checkpoint_is_kept_untouched(tiny_checkpoint: Path, tmp_path: 
     # the tiny checkpoint is not the default preset's, and make serve says so before serving it
     assert f"checkpoint {model_dir} is NOT the default preset's" in result.stdout
     assert "hidden_size=32 (preset: 512)" in result.stdout
-    assert f"python -m model.tune_cache --checkpoint {model_dir}" in result.stdout  # not tuned
+    assert (
+        f"python -m model.evaluate.tune_cache --checkpoint {model_dir}" in result.stdout
+    )  # not tuned
     assert (model_dir / "model.safetensors").stat().st_mtime_ns == weights
 
 
@@ -65,7 +67,10 @@ def test_missing_checkpoint_is_trained(tiny_corpus_file: Path, tmp_path: Path) -
     result = run_trainer(model_dir, ["--corpus", str(tiny_corpus_file), *TINY_TRAINING])
     assert result.returncode == 0, result.stderr
     assert "training: python -m model.train --preset default" in result.stdout
-    assert f"tuning: python -m model.tune_cache --checkpoint {model_dir} --corpus" in result.stdout
+    assert (
+        f"tuning: python -m model.evaluate.tune_cache --checkpoint {model_dir} --corpus"
+        in result.stdout
+    )
     assert (model_dir / "model.safetensors").is_file()
     inference = json.loads((model_dir / "config.json").read_text())["inference"]
     assert inference["context"] in ("line", "document")

@@ -17,7 +17,7 @@ from model.checkpoint import (
     recover_interrupted_swap,
     save_checkpoint,
 )
-from model.inference import score_lines
+from model.scoring import score_lines
 from model.tokenizers import TokenizerSpec
 
 NOBODY = 65534

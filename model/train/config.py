@@ -57,7 +57,7 @@ class TrainConfig:
     pretrained_embeddings: str | None = _flag(
         None,
         "word2vec (binary or text) or GloVe file to initialise embeddings (python -m "
-        "model.word2vec makes one)",
+        "model.train.word2vec makes one)",
     )
     word2vec_init: bool = _flag(
         False,

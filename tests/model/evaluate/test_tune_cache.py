@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from model import evaluate as evaluate_cli
-from model import tune_cache
-from model.cache import CacheConfig
 from model.checkpoint import (
     CheckpointError,
     load_cache_scope,
     load_checkpoint,
     load_inference_config,
 )
+from model.evaluate import cli as evaluate_cli
+from model.evaluate import tune_cache
+from model.pointer_cache import CacheConfig
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from model.corpora import PEOPLES_DAILY, load_corpus, split_by_ratio
 from model.tokenizers import TokenizerSpec, build_tokenizer
+from model.train.corpora import PEOPLES_DAILY, load_corpus, split_by_ratio
 from model.vocab import Vocab
 
 WHITESPACE = build_tokenizer(TokenizerSpec("whitespace"))

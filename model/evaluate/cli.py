@@ -19,7 +19,6 @@ from pathlib import Path
 
 import torch
 
-from model.cache import CacheConfig
 from model.checkpoint import (
     INFERENCE,
     Checkpoint,
@@ -28,11 +27,18 @@ from model.checkpoint import (
     load_checkpoint,
     load_inference_config,
 )
-from model.corpora import load_corpus
-from model.document import CONTEXTS, line_starts, read_split, score_with_cache
-from model.dynamic import DynamicConfig, read_document_dynamic
-from model.inference import perplexity_of, score_lines
+from model.evaluate.dynamic import DynamicConfig, read_document_dynamic
+from model.pointer_cache import CacheConfig
+from model.scoring import (
+    CONTEXTS,
+    line_starts,
+    perplexity_of,
+    read_split,
+    score_lines,
+    score_with_cache,
+)
 from model.tokenizers import build_tokenizer
+from model.train.corpora import load_corpus
 
 
 def split_ids(
@@ -132,7 +138,7 @@ def resolve_cache(checkpoint: Checkpoint, args: argparse.Namespace) -> CacheConf
     _, tuned = load_inference_config(checkpoint)
     given = {"window": args.cache_window, "theta": args.cache_theta, "lam": args.cache_lambda}
     fix = (
-        f"run `python -m model.tune_cache --checkpoint {args.checkpoint}` first, or give "
+        f"run `python -m model.evaluate.tune_cache --checkpoint {args.checkpoint}` first, or give "
         f"--cache-window, --cache-theta and --cache-lambda"
     )
     settings = _settings(tuned.to_dict() if tuned else None, given, "cache", fix)
@@ -148,8 +154,8 @@ def resolve_dynamic(checkpoint: Checkpoint, args: argparse.Namespace) -> Dynamic
     tuned = (checkpoint.metadata.get(INFERENCE) or {}).get("dynamic")
     given = {"lr": args.dynamic_lr, "decay": args.dynamic_decay}
     fix = (
-        f"run `python -m model.tune_cache --checkpoint {args.checkpoint} --dynamic` first, or "
-        f"give --dynamic-lr and --dynamic-decay"
+        f"run `python -m model.evaluate.tune_cache --checkpoint {args.checkpoint} --dynamic` "
+        f"first, or give --dynamic-lr and --dynamic-decay"
     )
     settings = _settings(tuned, given, "dynamic evaluation", fix)
     if args.dynamic_segment is not None:

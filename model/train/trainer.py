@@ -24,7 +24,6 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from model.averaging import WeightAverage
 from model.batching import LineBatch, make_batches, stream_batches
 from model.checkpoint import (
     WEIGHTS,
@@ -34,18 +33,18 @@ from model.checkpoint import (
     write_checkpoint_files,
     write_directory_atomically,
 )
-from model.config import TrainConfig, parse_config
-from model.curves import plot_curves
-from model.data import Data, prepare_data
-from model.distributed import LossHead, init_world, wrap_for_training
-from model.document import read_document
-from model.embeddings import load_pretrained
 from model.hardware import resolve_device, resolve_precision
-from model.inference import score_lines
-from model.resume import RESUME_STATE, RESUME_TENSORS, read_snapshot, write_snapshot
 from model.rnn import ModelConfig, RNNLanguageModel
+from model.scoring import read_document, score_lines
+from model.train.averaging import WeightAverage
+from model.train.config import TrainConfig, parse_config
+from model.train.curves import plot_curves
+from model.train.data import Data, prepare_data
+from model.train.distributed import LossHead, init_world, wrap_for_training
+from model.train.resume import RESUME_STATE, RESUME_TENSORS, read_snapshot, write_snapshot
+from model.train.vector_files import load_pretrained
+from model.train.word2vec import initialise_embeddings
 from model.vocab import Vocab
-from model.word2vec import initialise_embeddings
 
 METRICS = "metrics.jsonl"
 STREAM_BATCH_WINDOWS = 10  # --context document: windows per batch (a snapshot's granularity)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.embeddings import load_pretrained
+from model.train.vector_files import load_pretrained
 from model.vocab import Vocab
 
 WIDTH = 4

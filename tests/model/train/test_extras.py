@@ -3,7 +3,7 @@ needed it, and how to install it."""
 
 import pytest
 
-from model.extras import MissingTrainingPackage, import_training_package
+from model.train.extras import MissingTrainingPackage, import_training_package
 
 ABSENT = "nextword_no_such_package"
 

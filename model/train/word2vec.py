@@ -1,4 +1,4 @@
-"""Train word2vec vectors for `--pretrained-embeddings`: `python -m model.word2vec --help`.
+"""Train word2vec vectors for `--pretrained-embeddings`: `python -m model.train.word2vec --help`.
 
 The sentences are the training split tokenized exactly as `model.train` tokenizes it (its data
 flags, its cache, its vocabulary), in the form the language model reads them: `<eos>` first (the
@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 
-from model.config import TrainConfig
-from model.data import Data, prepare_data
-from model.embeddings import copy_vectors, load_pretrained
-from model.extras import import_training_package
+from model.train.config import TrainConfig
+from model.train.data import Data, prepare_data
+from model.train.extras import import_training_package
+from model.train.vector_files import copy_vectors, load_pretrained
 from model.vocab import EOS
 
 # skip-gram settings of both the command line's defaults and --word2vec-init
@@ -49,7 +49,7 @@ DATA_FLAGS: dict[str, dict] = {
 def build_parser() -> argparse.ArgumentParser:
     """model.train's data flags plus the word2vec ones."""
     parser = argparse.ArgumentParser(
-        prog="python -m model.word2vec",
+        prog="python -m model.train.word2vec",
         description="Train word2vec vectors (gensim) on a corpus's training split, tokenized "
         "as model.train tokenizes it, for --pretrained-embeddings.",
     )

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import torch
 
-from model.inference import encode_text, read_prompt
 from model.rnn import RNNLanguageModel
 from model.sampling import SamplingOptions, choose_next, make_generator
-from model.tokenizers import Tokenizer
+from model.scoring import read_prompt
+from model.tokenizers import Tokenizer, encode_text
 from model.vocab import Vocab
 
 FINISH_REASONS = ("length", "eos_token", "stop_sequence", "time_limit")

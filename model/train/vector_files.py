@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from model.extras import MissingTrainingPackage, missing_training_package
+from model.train.extras import MissingTrainingPackage, missing_training_package
 from model.vocab import Vocab
 
 try:
@@ -71,7 +71,7 @@ def _width_message(path: Path, what: str, width: int) -> str:
     return (
         f"{path} holds vectors of the wrong width ({what}); the model's embedding_size is "
         f"{width}: train with --embedding-size set to the vectors' width, or make {width}-wide "
-        f"vectors (python -m model.word2vec --size {width})"
+        f"vectors (python -m model.train.word2vec --size {width})"
     )
 
 

@@ -6,12 +6,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from model import evaluate as evaluate_cli
 from model import generate as generate_cli
 from model.checkpoint import load_checkpoint
-from model.data import prepare_data
-from model.evaluate import evaluate
-from model.train import Trainer, train
+from model.evaluate import cli as evaluate_cli
+from model.evaluate.cli import evaluate
+from model.train.data import prepare_data
+from model.train.trainer import Trainer, train
 
 
 def _weights(directory):
@@ -254,7 +254,7 @@ def test_a_token_budget_gives_the_same_model_however_slow_the_machine(
         clock["now"] += 10.0
         return clock["now"]
 
-    monkeypatch.setattr("model.train.time.monotonic", slow_clock)
+    monkeypatch.setattr("model.train.trainer.time.monotonic", slow_clock)
     train(tiny_config(tmp_path / "slow", **budget))
     a, b = _weights(tmp_path / "fast"), _weights(tmp_path / "slow")
     assert all(torch.equal(a[k], b[k]) for k in a)

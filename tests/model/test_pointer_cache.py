@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.cache import CacheConfig, PointerCache, mix_rows
 from model.checkpoint import Checkpoint, load_checkpoint
+from model.pointer_cache import CacheConfig, PointerCache, mix_rows
 
 
 @pytest.fixture(scope="module")

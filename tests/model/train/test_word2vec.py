@@ -1,5 +1,5 @@
-"""python -m model.word2vec on the tiny corpus: the vectors load into a model's embedding and a
-training run starts from them; --word2vec-init does the same inside a run."""
+"""python -m model.train.word2vec on the tiny corpus: the vectors load into a model's embedding
+and a training run starts from them; --word2vec-init does the same inside a run."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import pytest
 import torch
 from gensim.models import KeyedVectors
 
-from model import word2vec
-from model.data import prepare_data
-from model.embeddings import load_pretrained
-from model.train import Trainer, build_model, train
+from model.train import word2vec
+from model.train.data import prepare_data
+from model.train.trainer import Trainer, build_model, train
+from model.train.vector_files import load_pretrained
 from model.vocab import EOS
 
 SIZE = 32  # tiny_config's embedding_size
@@ -96,7 +96,7 @@ def test_a_resumed_run_does_not_train_its_vectors_again(tiny_config, tmp_path, m
     def refuse(*args, **kwargs):
         raise AssertionError("vectors trained again on --resume")
 
-    monkeypatch.setattr("model.train.initialise_embeddings", refuse)
+    monkeypatch.setattr("model.train.trainer.initialise_embeddings", refuse)
     config.resume, config.max_steps = True, 5
     assert train(config)["steps"] == 5
 

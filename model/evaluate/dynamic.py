@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass
 import torch
 
 from model.batching import document_stream
-from model.document import Reading
 from model.rnn import RNNLanguageModel
+from model.scoring import Reading
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ def _torchrun(corpus: Path, output: Path, *extra: str) -> subprocess.CompletedPr
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(
-        command, capture_output=True, text=True, timeout=240, env=env, cwd=Path(__file__).parents[2]
+        command, capture_output=True, text=True, timeout=240, env=env, cwd=Path(__file__).parents[3]
     )
 
 

@@ -15,8 +15,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from model.extras import missing_training_package
 from model.tokenizers import Tokenizer
+from model.train.extras import missing_training_package
 
 SPLITS = ("train", "valid", "test")
 PEOPLES_DAILY = "peoples-daily"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from model.checkpoint import load_checkpoint
+from model.decoding import Decoding, generate
 from model.generate import main
-from model.generation import Decoding, generate
 from model.sampling import SamplingOptions
 from model.tokenizers import build_tokenizer
 

@@ -7,7 +7,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from model.extras import import_training_package
+from model.train.extras import import_training_package
 
 matplotlib = import_training_package("matplotlib", "drawing training curves")
 matplotlib.use("Agg")  # files only; never a display

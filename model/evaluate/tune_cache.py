@@ -1,6 +1,6 @@
 """Choose the context and the continuous cache of a checkpoint on its VALID split, and record
 them in its config.json (key "inference"), where `model.evaluate --cache` and the service read
-them: `python -m model.tune_cache --checkpoint DIR [--context line|document]`.
+them: `python -m model.evaluate.tune_cache --checkpoint DIR [--context line|document]`.
 
 The valid split is read once per context (each target's feature and model log-probability);
 every grid point after that is cache arithmetic only. `--dynamic` also searches the dynamic
@@ -15,22 +15,22 @@ from dataclasses import dataclass
 
 import torch
 
-from model.cache import CacheConfig, mix_log_probs
 from model.checkpoint import (
     Checkpoint,
     CheckpointError,
     load_checkpoint,
     update_inference_config,
 )
-from model.document import (
+from model.evaluate.cli import add_corpus_flags, split_files_of, split_ids
+from model.evaluate.dynamic import DynamicConfig, read_document_dynamic
+from model.pointer_cache import CacheConfig, mix_log_probs
+from model.scoring import (
     CONTEXTS,
     Reading,
     cache_target_log_probs,
     line_starts,
     read_split,
 )
-from model.dynamic import DynamicConfig, read_document_dynamic
-from model.evaluate import add_corpus_flags, split_files_of, split_ids
 
 
 @dataclass
@@ -134,7 +134,7 @@ def choose(points: list[GridPoint], tolerance: float) -> GridPoint:
 def build_parser() -> argparse.ArgumentParser:
     """The command line's flags."""
     parser = argparse.ArgumentParser(
-        prog="python -m model.tune_cache", description=__doc__.split("\n")[0]
+        prog="python -m model.evaluate.tune_cache", description=__doc__.split("\n")[0]
     )
     add_corpus_flags(parser)
     parser.add_argument(

@@ -19,17 +19,84 @@ in the document context.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 
-from model.batching import document_stream
-from model.cache import CacheConfig, PointerCache, mix_log_probs
-from model.inference import read_each_line
+from model.batching import IGNORE, document_stream, make_batches
+from model.pointer_cache import CacheConfig, PointerCache, mix_log_probs
 from model.rnn import RNNLanguageModel
 
 CONTEXTS = ("line", "document")
+
+
+@torch.inference_mode()
+def read_each_line(
+    model: RNNLanguageModel,
+    lines: Sequence[Sequence[int]],
+    eos_id: int,
+    batch_size: int = 64,
+    bptt: int = 256,
+    keep_features: bool = False,
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor | None]]:
+    """(line index, log-probability of each of its targets (T,), and with keep_features the
+    output feature before each target (T, D) float32) for every line, each read from the start
+    state in length-grouped batches; lines come in batch order, not the order given."""
+    model.eval()
+    device = model.device
+    for batch in make_batches(lines, eos_id, batch_size):
+        state = None
+        scores, outputs = [], []
+        for inputs, targets in batch.windows(bptt):
+            features, state = model(inputs.to(device), state)
+            window_scores = torch.full(targets.shape, float("nan"))
+            window_scores[targets != IGNORE] = (
+                model.target_log_probs(features, targets.to(device)).float().cpu()
+            )
+            scores.append(window_scores)
+            if keep_features:
+                outputs.append(features.float().cpu())
+        row_scores = torch.cat(scores, dim=1)  # (B, T), NaN on padding
+        row_features = torch.cat(outputs, dim=1) if keep_features else None
+        for row, index in enumerate(batch.rows):
+            length = len(lines[index]) + 1
+            kept = row_features[row, :length] if row_features is not None else None
+            yield index, row_scores[row, :length].clone(), kept
+
+
+def score_lines(
+    model: RNNLanguageModel,
+    lines: Sequence[Sequence[int]],
+    eos_id: int,
+    batch_size: int = 64,
+    bptt: int = 256,
+) -> list[torch.Tensor]:
+    """Log-probability of every target of every line (its tokens, then <eos>), each line read
+    from the start state, in the order given. Independent of batch_size by construction."""
+    scores: list[torch.Tensor] = [torch.empty(0)] * len(lines)
+    for index, line_scores, _ in read_each_line(model, lines, eos_id, batch_size, bptt):
+        scores[index] = line_scores
+    return scores
+
+
+def perplexity_of(line_scores: Sequence[torch.Tensor]) -> tuple[float, int]:
+    """(perplexity, number of targets) of per-line log-probabilities, pooled over all lines."""
+    total = sum(float(s.double().sum()) for s in line_scores)
+    count = sum(int(s.numel()) for s in line_scores)
+    return float(torch.tensor(-total / max(count, 1)).exp()), count
+
+
+@torch.inference_mode()
+def read_prompt(
+    model: RNNLanguageModel, ids: Sequence[int], eos_id: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log-probabilities (V,) of the next token, state) after reading <eos> + ids from the
+    start state."""
+    device = model.device
+    tokens = torch.tensor([[eos_id, *ids]], dtype=torch.long, device=device)  # (1, T)
+    features, state = model(tokens)
+    return model.log_probs(features[0, -1:])[0], state
 
 
 @dataclass

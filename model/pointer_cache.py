@@ -7,8 +7,8 @@ that followed it, vote for the next word.
 
 An article that names a rare word once tends to name it again; the cache gives the repeat the
 probability the model alone cannot. No training: only W, theta and lam are chosen, on the valid
-split (`python -m model.tune_cache`). Everything is computed in log space in float32. An empty
-cache (a line's first token) leaves the model's distribution exactly as it is.
+split (`python -m model.evaluate.tune_cache`). Everything is computed in log space in float32.
+An empty cache (a line's first token) leaves the model's distribution exactly as it is.
 
 One PointerCache serves one stream (one batch row of the service, or the whole split read as a
 document); `mix_rows` mixes a batch of rows, each with its own cache, in one batched pass.

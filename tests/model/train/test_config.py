@@ -1,6 +1,6 @@
 """Presets and the settings a run records: 'default' means one thing."""
 
-from model.config import PRESETS, TrainConfig, parse_config, preset_differences
+from model.train.config import PRESETS, TrainConfig, parse_config, preset_differences
 
 
 def test_a_run_of_the_default_preset_differs_from_it_in_nothing():

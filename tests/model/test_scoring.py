@@ -8,14 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from model import evaluate as evaluate_cli
 from model.batching import document_stream
-from model.cache import CacheConfig
 from model.checkpoint import Checkpoint, load_checkpoint
-from model.document import read_document, read_lines, score_with_cache
-from model.dynamic import DynamicConfig, read_document_dynamic
-from model.evaluate import evaluate, split_ids
-from model.inference import score_lines
+from model.evaluate import cli as evaluate_cli
+from model.evaluate.cli import evaluate, split_ids
+from model.evaluate.dynamic import DynamicConfig, read_document_dynamic
+from model.pointer_cache import CacheConfig
+from model.scoring import read_document, read_lines, score_lines, score_with_cache
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +106,7 @@ def test_evaluate_cli_prints_every_figure_of_a_cached_document(tiny_checkpoint, 
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--cache"], "model.tune_cache"),
+        (["--cache"], "model.evaluate.tune_cache"),
         (["--cache", "--cache-window", "100"], "--cache-theta"),
         (["--cache", "--cache-window", "0", "--cache-theta", "1", "--cache-lambda", "0.1"], "≥ 1"),
         (["--dynamic-eval", "--dynamic-lr", "0.1", "--dynamic-decay", "0"], "--context document"),

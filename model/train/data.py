@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model.config import TrainConfig
-from model.corpora import Corpus, load_corpus
 from model.tokenizers import TokenizerSpec, build_tokenizer
+from model.train.config import TrainConfig
+from model.train.corpora import Corpus, load_corpus
 from model.vocab import Vocab
 
 
