@@ -31,15 +31,16 @@ def _reading(engine: Engine) -> dict[str, str | int | float | bool | None]:
     """How the service reads a text of several lines (as one document, or each line from the
     start state), and the cache pointer's settings (does it start empty at each line or once
     per text) with the most memory one sequence's cache may take."""
-    cache = engine.cache_config
+    runner = engine.runner
+    cache = runner.cache_config
     return {
-        "context": engine.context,
+        "context": runner.context,
         "cache": cache is not None,
-        "cache_scope": engine.cache_scope if cache else None,
+        "cache_scope": runner.cache_scope if cache else None,
         "cache_window": cache.window if cache else None,
         "cache_theta": cache.theta if cache else None,
         "cache_lambda": cache.lam if cache else None,
-        "cache_bytes_per_sequence": engine.cache_bytes_per_row,
+        "cache_bytes_per_sequence": runner.cache_bytes_per_row,
     }
 
 

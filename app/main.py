@@ -66,7 +66,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def _record_model_info(engine: Engine, settings: Settings) -> None:
-    config = engine.model.config if settings.quantize == "none" else engine.checkpoint.model.config
+    config = engine.checkpoint.model.config
     metrics.MODEL_INFO.labels(
         cell=config.cell,
         hidden_size=str(config.hidden_size),

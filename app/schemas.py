@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from model.decoding import FinishReason
 from model.sampling import SamplingOptions
 
 STOP_STRINGS_CEILING = 64  # the most NEXTWORD_MAX_STOP_STRINGS may allow
@@ -38,7 +39,6 @@ def _well_formed(text: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_well_formed)]
-FinishReason = Literal["length", "eos_token", "stop_sequence", "time_limit"]  # model.generation's
 StopString = Annotated[
     str,
     StringConstraints(min_length=1, max_length=STOP_CHARS_CEILING),

@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.schemas import STOP_CHARS_CEILING, STOP_STRINGS_CEILING
+from model.runner import PREFILL_CHUNK
 
 
 class Settings(BaseSettings):
@@ -49,7 +50,7 @@ class Settings(BaseSettings):
         default=64, ge=0, description="most requests waiting for a batch slot; more get 429"
     )
     prefill_chunk: int = Field(
-        default=64, ge=1, description="most prompt tokens one sequence reads per step"
+        default=PREFILL_CHUNK, ge=1, description="most prompt tokens one sequence reads per step"
     )
     retry_after_seconds: int = Field(default=1, ge=1, description="Retry-After sent with a 429")
     # request limits

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.serve import ROOT, live_server
 from model.hardware import describe_cpu
+from tests.live_server import ROOT, live_server
 
 # the mix every client cycles through: (method, path, JSON body)
 MIX: list[tuple[str, str, dict | None]] = [

@@ -19,10 +19,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from app.engine import Engine
-from app.sequences import FinishEvent
 from app.settings import Settings
 from model.checkpoint import load_checkpoint
 from model.hardware import describe_cpu
+from model.rows import FinishEvent
 from model.sampling import SamplingOptions
 from model.tokenizers import build_tokenizer
 from model.train.corpora import load_corpus
@@ -45,7 +45,8 @@ def generated_texts(engine: Engine, prompts: Sequence[str], seeds: int, cache: b
 
     async def one(prompt: str, seed: int) -> str:
         options = replace(SAMPLING, seed=seed, cache=cache)
-        events = [event async for event in await engine.generate(prompt, options)]
+        _, (stream,) = await engine.generate([engine.encoder.encode(prompt)], [(0, options)])
+        events = [event async for event in stream]
         return next(e.generated_text for e in events if isinstance(e, FinishEvent))
 
     async def every() -> list[str]:

@@ -6,9 +6,10 @@
    batching on (NEXTWORD_MAX_BATCH_SIZE=64) and off (=1: one sequence per forward, same build);
 2. ms per generated token (between streamed tokens) at output lengths 16, 128 and 512;
 3. /predict-next requests/s and p50/p99 latency at 32 concurrent clients;
-4. the bare model step (one batched forward, output layer and sampling; no server), and the
-   same step with the checkpoint's cache pointer (each row's cache full: W pairs) where it has
-   one, at batch 1 and 32;
+4. the bare model step, no server: the network alone, then the service's own step
+   (model/runner.py's Runner.step over decoding rows: network, sampling, events), and the same
+   step with the checkpoint's cache pointer (each row's cache full: W pairs) where it has one,
+   at batch 1 and 32;
 5. with --int8: the same step and the test-split perplexity with NEXTWORD_QUANTIZE=int8.
 
 `--bare-only` measures item 4 (and 5) alone, written to docs/cache-cost.*: `python -m
@@ -23,114 +24,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
-START_TIMEOUT_SECONDS = 120
+from tests.live_server import ROOT, uvicorn_server
+
 CLIENTS = (1, 8, 32, 64)
 LENGTHS = (16, 128, 512)
 SAMPLING = {"temperature": 0.9, "top_k": 50, "top_p": 0.95}  # every generation, and the bare step
-
-
-# -- a live server --------------------------------------------------------------------------
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@dataclass(frozen=True)
-class LiveServer:
-    """A server process started by live_server: its base URL, process and log file."""
-
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-
-@contextmanager
-def live_server(
-    model_dir: Path, log_dir: Path, *, entry: str = "uvicorn", **env: str
-) -> Iterator[LiveServer]:
-    """A real server on a free loopback port, with NEXTWORD_<KEY> variables from env: entry
-    "uvicorn" runs `uvicorn app.main:create_app --factory`, "app" runs `python -m app` (the
-    graceful-shutdown entry point). Yields once /ready is 200, and always stops it (SIGTERM,
-    then SIGKILL)."""
-    port = free_port()
-    variables = {
-        **os.environ,
-        "NEXTWORD_MODEL_DIR": str(model_dir),
-        "NEXTWORD_HOST": "127.0.0.1",
-        "NEXTWORD_PORT": str(port),
-        **{f"NEXTWORD_{k.upper()}": v for k, v in env.items()},
-    }
-    variables.pop("PROMETHEUS_MULTIPROC_DIR", None)  # one process: its own figures
-    command = [sys.executable, "-m", "app"]
-    if entry == "uvicorn":
-        command = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory"]
-        command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    log = Path(log_dir) / f"uvicorn-{port}.log"
-    with open(log, "wb") as output:
-        process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=variables,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(process, url, log)
-        yield LiveServer(url, process, log)
-    finally:
-        stop_server(process)
-
-
-def stop_server(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the server's process group (uvicorn and any workers), SIGKILL if it lingers."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=5)
-
-
-@contextmanager
-def uvicorn_server(model_dir: Path, log_dir: Path, **env: str) -> Iterator[str]:
-    """The base URL of a live_server run by uvicorn. Used by the service tests too."""
-    with live_server(model_dir, log_dir, **env) as server:
-        yield server.url
-
-
-def wait_until_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    """Poll url/ready until 200; fail with the server's log if it exits or takes too long."""
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url}/ready was not 200 within {START_TIMEOUT_SECONDS} s; see {log}")
 
 
 # -- load -------------------------------------------------------------------------------------
@@ -201,75 +106,80 @@ def ms_per_token(url: str, length: int, repeats: int) -> float:
 
 # -- the model alone ----------------------------------------------------------------------------
 def bare_step_ms(checkpoint: Path, batch: int, quantize: str, steps: int = 200) -> dict[str, float]:
-    """Median ms of one batched decode step without the server: the network (forward and
-    output distribution), the whole step (plus choose_next with the bench's sampling) and,
-    where the checkpoint has a cache pointer, the whole step with each row's full cache mixed
-    in and the new pair stored, as the engine does."""
+    """Median ms of one batched decode step without the server: the network alone (forward
+    and output distribution), the service's own step (model/runner.py: the network, the
+    bench's sampling, each row's events) and, where the checkpoint has a cache pointer, that
+    step with each row's cache full (W pairs) mixed in and the new pair stored."""
     import torch
 
-    from model.checkpoint import load_checkpoint, load_inference_config
-    from model.pointer_cache import PointerCache, mix_rows
-    from model.quantize import quantize_int8
-    from model.sampling import SamplingOptions, choose_next, make_generator
-
-    loaded = load_checkpoint(checkpoint)
-    model = quantize_int8(loaded.model) if quantize == "int8" else loaded.model
-    cache_config = load_inference_config(loaded)[1]
-    caches = []
-    if cache_config is not None:  # full windows of plausible features: the dearest case
-        for _ in range(batch):
-            cache = PointerCache(
-                cache_config, loaded.model.config.feature_size, loaded.vocab.unk_id
-            )
-            with torch.inference_mode():
-                ids = torch.randint(0, 2000, (cache_config.window + 1,))
-                features, _ = loaded.model(ids[None])
-                cache.extend(features[0, :-1].float(), ids[1:])
-            caches.append(cache)
-    params = [SamplingOptions(**SAMPLING)] * batch
-    generators = [make_generator(i) for i in range(batch)]
-    history: list[list[int]] = [[] for _ in range(batch)]
-    banned = [loaded.vocab.unk_id]
-    kinds = [("network", False, False), ("step", True, False)]
-    kinds += [("cache step", True, True)] if caches else []
-    states = {name: model.init_state(batch) for name, _, _ in kinds}
-    tokens = {name: torch.full((batch, 1), loaded.vocab.eos_id) for name, _, _ in kinds}
-    durations: dict[str, list[float]] = {name: [] for name, _, _ in kinds}
+    loaded = _loaded(checkpoint, quantize)
+    model, eos = loaded.model, loaded.vocab.eos_id
+    runners = {"step": _decoding_runner(loaded, batch, cached=False)}
+    if runners["step"].cache_config is not None:
+        runners["cache step"] = _decoding_runner(loaded, batch, cached=True)
+    state, tokens = model.init_state(batch), torch.full((batch, 1), eos)
+    durations: dict[str, list[float]] = {name: [] for name in ("network", *runners)}
     with torch.inference_mode():
         # the kinds take turns step by step, so a change in the machine's load (another
         # process, a frequency step) falls on all of them alike and their ratios hold
         for _ in range(steps + 20):  # the first 20 warm up
-            for name, sample, cached in kinds:
+            started = time.perf_counter()
+            features, state = model(tokens, state)
+            model.log_probs(features[:, -1]).float()
+            durations["network"].append(time.perf_counter() - started)
+            for name, runner in runners.items():
                 started = time.perf_counter()
-                features, states[name] = model(tokens[name], states[name])
-                log_probs = model.log_probs(features[:, -1]).float()
-                if cached:
-                    log_probs = mix_rows(caches, features[:, -1].float(), log_probs)
-                if sample:
-                    chosen, _ = choose_next(log_probs, params, generators, history, banned)
-                    tokens[name] = chosen[:, None]
-                if cached:
-                    for row, cache in enumerate(caches):
-                        cache.append(features[row, -1].float(), int(chosen[row]))
+                runner.step()
                 durations[name].append(time.perf_counter() - started)
-    timings = {name: statistics.median(times[20:]) * 1000 for name, times in durations.items()}
-    return timings
+    return {name: statistics.median(times[20:]) * 1000 for name, times in durations.items()}
 
 
-def test_perplexity(checkpoint: Path, quantize: str) -> float:
-    """Perplexity of the checkpoint (quantised or not) on its corpus' test split."""
+def _loaded(checkpoint: Path, quantize: str):
+    """The checkpoint, its network quantised as NEXTWORD_QUANTIZE would."""
     from model.checkpoint import load_checkpoint
     from model.quantize import quantize_int8
-    from model.scoring import perplexity_of, score_lines
-    from model.tokenizers import build_tokenizer
-    from model.train.corpora import load_corpus
 
     loaded = load_checkpoint(checkpoint)
-    model = quantize_int8(loaded.model) if quantize == "int8" else loaded.model
-    source = loaded.metadata.get("corpus", {}).get("source") or "peoples-daily"
-    lines = load_corpus(source, build_tokenizer(loaded.tokenizer_spec)).splits["test"]
-    ids = [loaded.vocab.encode(line) for line in lines]
-    return perplexity_of(score_lines(model, ids, loaded.vocab.eos_id))[0]
+    if quantize == "int8":
+        loaded.model = quantize_int8(loaded.model)
+    return loaded
+
+
+def _decoding_runner(loaded, batch: int, cached: bool):
+    """A Runner holding batch endless generations (the bench's sampling, seeds 0..batch-1)
+    that have read their prompt; with cached, each row's cache already full of W pairs of
+    plausible features: the dearest case."""
+    import torch
+
+    from model.decoding import Decoding
+    from model.rows import GenerateRow, Ticket
+    from model.runner import Runner
+    from model.sampling import SamplingOptions
+    from model.tokenizers import build_tokenizer
+
+    runner = Runner(loaded)
+    tokenizer, eos = build_tokenizer(loaded.tokenizer_spec), loaded.vocab.eos_id
+    rows = []
+    for seed in range(batch):
+        options = SamplingOptions(**SAMPLING, max_new_tokens=10**9, seed=seed, ignore_eos=True)
+        cache = runner.new_cache(cached)
+        if cache is not None:
+            with torch.inference_mode():
+                ids = torch.randint(0, min(2000, len(loaded.vocab)), (cache.config.window + 1,))
+                features, _ = loaded.model(ids[None])
+                cache.extend(features[0, :-1].float(), ids[1:])
+        rows.append(GenerateRow(Decoding([], [], options, eos, tokenizer), 0, Ticket(), cache))
+    runner.add(rows)
+    runner.step()  # every row reads its <eos>: from here on, each step decodes one token a row
+    return runner
+
+
+def split_perplexity(checkpoint: Path, quantize: str) -> float:
+    """Test-split perplexity of the checkpoint (quantised or not), as python -m model.evaluate
+    reads it."""
+    from model.evaluate.cli import evaluate
+
+    return float(evaluate(_loaded(checkpoint, quantize), split="test")["perplexity"])
 
 
 # -- report -------------------------------------------------------------------------------------
@@ -330,7 +240,7 @@ def run(args: argparse.Namespace) -> dict:
         f"{q}/{b}": bare_step_ms(args.checkpoint, b, q) for q in modes for b in (1, 32)
     }
     if args.int8:
-        results["perplexity"] = {q: test_perplexity(args.checkpoint, q) for q in modes}
+        results["perplexity"] = {q: split_perplexity(args.checkpoint, q) for q in modes}
     return results
 
 
@@ -426,7 +336,11 @@ def _bare_section(results: dict) -> list[str]:
         "",
         "## The bare model step (no server)",
         "",
-        "| weights | batch | network ms | with sampling ms | and cache ms | cache cost |",
+        "The network alone (forward and output distribution), then the service's own step "
+        "(model/runner.py: network, sampling and each row's events) without and with each row's "
+        "cache full.",
+        "",
+        "| weights | batch | network ms | step ms | step with cache ms | cache cost |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for key, timing in results["bare"].items():

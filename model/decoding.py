@@ -1,25 +1,26 @@
-"""The one generation loop. What a sampled token does to a sequence (its text, its stop rules)
-and how the next token of every generating sequence is chosen live here, and both callers use
-them: `python -m model.generate` runs a batch of one, the service's engine runs every
-generating row of its batch at once. Each row reads `<eos>` and its prompt first, as training
-reads a line, then one token per step, carrying its state.
+"""One sequence's generation: what a sampled token does to it (its text, its stop rules and
+finish reasons), and how the next token of every generating sequence in a batch is chosen. The
+runner (model/runner.py) applies both to its generating rows, for the service and for
+`python -m model.generate` alike.
 """
 
 from __future__ import annotations
 
 import time
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
-from model.rnn import RNNLanguageModel
-from model.sampling import SamplingOptions, choose_next, make_generator
-from model.scoring import read_prompt
-from model.tokenizers import Tokenizer, encode_text
-from model.vocab import Vocab
+from model.sampling import SamplingOptions, make_generator, sample_rows
+from model.tokenizers import Tokenizer
 
-FINISH_REASONS = ("length", "eos_token", "stop_sequence", "time_limit")
+# Why a generation ends: its length reached max_new_tokens, it sampled <eos>, its text reached a
+# stop string, or its deadline passed after at least one token.
+FinishReason = Literal["length", "eos_token", "stop_sequence", "time_limit"]
+FINISH_REASONS: tuple[str, ...] = typing.get_args(FinishReason)
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class Step:
     ends with it, why (one of FINISH_REASONS)."""
 
     piece: str
-    finish_reason: str | None
+    finish_reason: FinishReason | None
 
 
 class Decoding:
@@ -88,7 +89,7 @@ class Decoding:
         self.history.append(token_id)
         return Step(piece, self._finish_reason(window))
 
-    def _finish_reason(self, window: str) -> str | None:
+    def _finish_reason(self, window: str) -> FinishReason | None:
         if any(s in window for s in self.options.stop):
             return "stop_sequence"
         if self.steps >= self.options.max_new_tokens:
@@ -98,7 +99,7 @@ class Decoding:
         return None
 
 
-def choose_tokens(
+def next_tokens(
     log_probs: torch.Tensor, decodings: Sequence[Decoding], unk_id: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Next token id (B,) of every sequence and its model log-probability, from the
@@ -109,52 +110,10 @@ def choose_tokens(
     if ignoring_eos:
         log_probs = log_probs.clone()
         log_probs[ignoring_eos, decodings[ignoring_eos[0]].eos_id] = float("-inf")
-    return choose_next(
+    return sample_rows(
         log_probs,
         [d.options for d in decodings],
         [d.generator for d in decodings],
         [d.history for d in decodings],
         [unk_id],
     )
-
-
-@dataclass
-class Generation:
-    """What one generation produced and why it stopped."""
-
-    token_ids: list[int]
-    tokens: list[str]
-    logprobs: list[float]
-    text: str
-    finish_reason: str
-
-
-@torch.inference_mode()
-def generate(
-    model: RNNLanguageModel,
-    tokenizer: Tokenizer,
-    vocab: Vocab,
-    prompt: str,
-    options: SamplingOptions,
-    deadline: float | None = None,
-) -> Generation:
-    """Continue a prompt as the engine does, as a batch of one: a token's cost does not grow
-    with the text before it. options.seed must be set."""
-    prompt_text = encode_text(tokenizer, vocab, prompt)
-    log_probs, state = read_prompt(model, prompt_text.ids, vocab.eos_id)
-    decoding = Decoding(
-        prompt_text.ids, prompt_text.tokens, options, vocab.eos_id, tokenizer, deadline
-    )
-    ids: list[int] = []
-    logprobs: list[float] = []
-    while True:
-        chosen, logprob = choose_tokens(log_probs[None].float().cpu(), [decoding], vocab.unk_id)
-        token_id = int(chosen[0])
-        step = decoding.accept(token_id, vocab.itos[token_id])
-        if token_id != vocab.eos_id:
-            ids.append(token_id)
-            logprobs.append(float(logprob[0]))
-        if step.finish_reason is not None:
-            return Generation(ids, vocab.decode(ids), logprobs, decoding.text, step.finish_reason)
-        features, state = model(torch.tensor([[token_id]], device=model.device), state)
-        log_probs = model.log_probs(features[0, -1:])[0]

@@ -131,7 +131,7 @@ def _truncated_choice(
     return chosen
 
 
-def choose_next(
+def sample_rows(
     log_probs: torch.Tensor,
     params: Sequence[SamplingOptions],
     generators: Sequence[torch.Generator],

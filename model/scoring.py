@@ -195,3 +195,16 @@ def score_with_cache(reading: Reading, config: CacheConfig, unk_id: int) -> torc
     """Every target's log-probability (N,) under the model mixed with a continuous cache."""
     cache_logp, seen = cache_target_log_probs(reading, config, unk_id)
     return mix_log_probs(reading.log_probs, cache_logp, seen, config.lam)
+
+
+def chunk_target_log_probs(
+    model: RNNLanguageModel, features: torch.Tensor, targets: Sequence[Sequence[int]]
+) -> list[torch.Tensor]:
+    """Log-probability (on the CPU, float) of each row's targets, from the features (B, T, D)
+    of a ragged batched forward (model.runner.forward_rows): row i's targets[i] follow the
+    tokens its chunk read; one output-layer call for all rows. The service's score rows."""
+    padded = torch.full((len(targets), features.size(1)), IGNORE, dtype=torch.long)
+    for row, row_targets in enumerate(targets):
+        padded[row, : len(row_targets)] = torch.as_tensor(row_targets, dtype=torch.long)
+    values = model.target_log_probs(features, padded.to(features.device))
+    return list(values.float().cpu().split([len(t) for t in targets]))

@@ -232,3 +232,33 @@ def encode_document(
     end_of_line = EncodedText([vocab.itos[vocab.eos_id]], [vocab.eos_id], [False])
     parts = [encode(tokenizer, vocab, line) for line in lines]
     return _concatenate([x for part in parts[:-1] for x in (part, end_of_line)] + parts[-1:])
+
+
+class TextEncoder:
+    """A checkpoint's way between text and ids, the one every caller of the service and of
+    `python -m model.generate` goes through, so that the same text is the same ids everywhere."""
+
+    def __init__(self, tokenizer: Tokenizer, vocab: Vocab):
+        self.tokenizer = tokenizer
+        self.vocab = vocab
+
+    def encode(self, text: str) -> EncodedText:
+        """A text as the model reads it: several lines become one document (encode_document)."""
+        return encode_document(encode_text, self.tokenizer, self.vocab, text)
+
+    def encode_with_specials(self, text: str) -> EncodedText:
+        """encode(), with "<eos>" and "<unk>" written in the text read as those tokens."""
+        return encode_document(encode_text_with_specials, self.tokenizer, self.vocab, text)
+
+    def from_ids(self, ids: Sequence[int]) -> EncodedText:
+        """A text given as token ids; ValueError naming the first id outside the vocabulary."""
+        size = len(self.vocab)
+        wrong = [i for i in ids if not 0 <= i < size]
+        if wrong:
+            raise ValueError(f"token id {wrong[0]} is not in the vocabulary (ids 0 to {size - 1})")
+        return EncodedText(self.vocab.decode(ids), list(ids), [i == self.vocab.unk_id for i in ids])
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        """Readable text of token ids, special tokens written as "<eos>" and "<unk>"
+        (ValueError for an id outside the vocabulary)."""
+        return self.tokenizer.detokenize(self.from_ids(ids).tokens)

@@ -11,9 +11,10 @@ from fastapi.sse import EventSourceResponse
 from pydantic import BaseModel
 
 from app import metrics
-from app.engine import Generation
+from app.engine import GenerationStream
 from app.errors import ServiceError
-from app.routes.deps import ERROR_RESPONSES, EngineDep, unless_disconnected
+from app.limits import check_generation_limits, encode_texts
+from app.routes.deps import ERROR_RESPONSES, EngineDep, SettingsDep, unless_disconnected
 from app.schemas import (
     ErrorResponse,
     GeneratedToken,
@@ -21,7 +22,7 @@ from app.schemas import (
     GenerateResponse,
     Usage,
 )
-from app.sequences import FinishEvent, TokenEvent
+from model.rows import FinishEvent, TokenEvent
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["model"])
@@ -63,12 +64,15 @@ STREAM_DOC: dict[int | str, dict[str, Any]] = {
     responses={**STREAM_DOC, **ERROR_RESPONSES},
 )
 async def generate(
-    body: GenerateRequest, engine: EngineDep, request: Request
+    body: GenerateRequest, engine: EngineDep, settings: SettingsDep, request: Request
 ) -> Response | GenerateResponse:
     """Continue the prompt with temperature, top-k, top-p and repetition penalty; the same
     seed and parameters give the same text, alone or amid other requests. <unk> is never
     generated."""
-    generation = await engine.generate(body.prompt, body.to_sampling_options())
+    options = body.to_sampling_options()
+    check_generation_limits(options, settings)
+    (prompt,) = await encode_texts(engine.encoder, [body.prompt], settings)
+    _, (generation,) = await engine.generate([prompt], [(0, options)])
     if body.stream:
         return EventSourceResponse(
             _events(generation), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -76,7 +80,7 @@ async def generate(
     return await unless_disconnected(request, _collect(generation, body.details))
 
 
-async def _collect(generation: Generation, details: bool) -> GenerateResponse:
+async def _collect(generation: GenerationStream, details: bool) -> GenerateResponse:
     """The whole generation as one answer."""
     tokens: list[GeneratedToken] = []
     async for event in generation:
@@ -87,7 +91,7 @@ async def _collect(generation: Generation, details: bool) -> GenerateResponse:
     raise AssertionError("a generation ends with a FinishEvent")
 
 
-async def _events(generation: Generation) -> AsyncIterator[str]:
+async def _events(generation: GenerationStream) -> AsyncIterator[str]:
     """Server-sent events of a generation; an error mid-stream becomes an error event. A
     client that leaves cancels this iterator, and so the sequence."""
     try:

@@ -6,7 +6,8 @@ import math
 
 from fastapi import APIRouter, Request
 
-from app.routes.deps import ERROR_RESPONSES, EngineDep, unless_disconnected
+from app.limits import encode_texts
+from app.routes.deps import ERROR_RESPONSES, EngineDep, SettingsDep, unless_disconnected
 from app.schemas import InputToken, NextToken, PredictRequest, PredictResponse
 
 router = APIRouter(tags=["model"])
@@ -14,14 +15,14 @@ router = APIRouter(tags=["model"])
 
 @router.post("/predict-next", responses=ERROR_RESPONSES)
 async def predict_next(
-    body: PredictRequest, engine: EngineDep, request: Request
+    body: PredictRequest, engine: EngineDep, settings: SettingsDep, request: Request
 ) -> PredictResponse:
     """The input as the model read it (OOV tokens flagged) and the top_k next tokens, most
     probable first. <unk> is never offered; <eos> is, as the end of the text."""
-    prediction = await unless_disconnected(
-        request, engine.predict_next(body.text, body.top_k, body.cache)
+    (text,) = await encode_texts(engine.encoder, [body.text], settings)
+    candidates = await unless_disconnected(
+        request, engine.predict_next(text, body.top_k, body.cache)
     )
-    text = prediction.text
     return PredictResponse(
         tokens=[InputToken(token=t, oov=o) for t, o in zip(text.tokens, text.oov, strict=True)],
         candidates=[
@@ -29,6 +30,6 @@ async def predict_next(
                 token=c.token, prob=math.exp(c.logprob), logprob=c.logprob,
                 end_of_text=c.end_of_text,
             )
-            for c in prediction.candidates
+            for c in candidates
         ],
     )  # fmt: skip

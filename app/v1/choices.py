@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from app.sequences import FinishEvent, TokenEvent, TopTokens
 from app.v1.protocol import CompletionLogprobs
+from model.rows import FinishEvent, TokenEvent, TopTokens
 
-FINISH_REASONS = {  # the engine's reasons in OpenAI's words; a deadline cut reads as "length"
+OPENAI_FINISH_REASON = {  # each of model.decoding's reasons in OpenAI's words; a deadline cut
+    # reads as "length"
     "eos_token": "stop",
     "stop_sequence": "stop",
     "length": "length",
@@ -137,7 +138,7 @@ class ChoiceText:
         self.held = []
         if event.end is not None and self.with_logprobs:
             delta.extend(self._entries([event.end], [len(self.text)], ""))
-        delta.finish_reason = FINISH_REASONS[event.finish_reason]
+        delta.finish_reason = OPENAI_FINISH_REASON[event.finish_reason]
         return delta
 
     def _release(self, count: int, upto: int | None) -> Delta:

@@ -164,7 +164,7 @@ class CompletionLogprobs(BaseModel):
     text_offset: list[int]
 
 
-FinishReason = Literal["stop", "length"]
+OpenAIFinishReason = Literal["stop", "length"]
 
 
 class CompletionChoice(BaseModel):
@@ -174,7 +174,7 @@ class CompletionChoice(BaseModel):
     index: int
     text: str
     logprobs: CompletionLogprobs | None = None
-    finish_reason: FinishReason | None = None
+    finish_reason: OpenAIFinishReason | None = None
 
 
 class CompletionUsage(BaseModel):

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.sse import EventSourceResponse
 
 from app.errors import NotFound
+from app.limits import encode_prompts, from_ids
 from app.routes.deps import EngineDep, SettingsDep, unless_disconnected
 from app.v1 import serving
 from app.v1.protocol import (
@@ -119,7 +120,7 @@ def _tokenizer_routes(prefix: str) -> None:
             bos_token=None,
             model_max_length=settings.max_text_tokens,
             vocab_size=len(engine.vocab),
-            tokenizer_class=f"nextword-{engine.tokenizer.spec.name}",
+            tokenizer_class=f"nextword-{engine.encoder.tokenizer.spec.name}",
         )
 
     @router.post(f"{prefix}/tokenize", responses=ERRORS, response_model_exclude_none=True)
@@ -128,7 +129,7 @@ def _tokenizer_routes(prefix: str) -> None:
     ) -> TokenizeResponse:
         """A text's token ids, as /v1/completions reads it."""
         serving.check_model(body.model, settings)
-        (encoded,) = await engine.encode_prompts([body.prompt])
+        (encoded,) = await encode_prompts(engine.encoder, [body.prompt], settings)
         return TokenizeResponse(
             tokens=encoded.ids,
             count=len(encoded.ids),
@@ -142,7 +143,8 @@ def _tokenizer_routes(prefix: str) -> None:
     ) -> DetokenizeResponse:
         """The text of token ids."""
         serving.check_model(body.model, settings)
-        return DetokenizeResponse(prompt=engine.detokenize(body.tokens))
+        text = from_ids(engine.encoder, body.tokens, "tokens")
+        return DetokenizeResponse(prompt=engine.encoder.tokenizer.detokenize(text.tokens))
 
 
 for _prefix in ("", "/v1"):

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from app import metrics
-from app.engine import Engine, Generation
+from app.engine import Engine, GenerationStream, TextScore
 from app.errors import NotFound, ServiceError
-from app.sequences import FinishEvent, TokenEvent, TopTokens
+from app.limits import check_generation_limits, check_text_count, encode_prompts
 from app.settings import Settings
 from app.v1.choices import ChoiceText, Delta, PromptScores, echo_delta
 from app.v1.errors import openai_error
@@ -33,6 +33,7 @@ from app.v1.protocol import (
     CompletionResponse,
     CompletionUsage,
 )
+from model.rows import FinishEvent, TokenEvent, TopTokens
 
 if TYPE_CHECKING:
     from model.tokenizers import EncodedText
@@ -71,7 +72,7 @@ class _Completion:
     prompts: list[_Prompt]
     stop: tuple[str, ...]
     model: str
-    generations: list[Generation] = field(default_factory=list)
+    generations: list[GenerationStream] = field(default_factory=list)
     id: str = ""
     created: int = 0
     completion_tokens: int = 0  # so far, a closing <eos> counted as a token
@@ -100,60 +101,61 @@ def _prompt_list(prompt: object) -> list[str | list[int]]:
     return list(prompt)
 
 
-async def _prepare(body: CompletionRequest, engine: Engine) -> list[_Prompt]:
-    """Encode the prompts (limits as everywhere) and score them when echo wants logprobs."""
-    given = _prompt_list(body.prompt)
-    engine.check_text_count(len(given) * body.n, "prompt (times n)")
-    encoded = await engine.encode_prompts(given)
-    eos = engine.vocab.eos_id
-    reads = [e.after_start(eos) for e in encoded]
-    scores: list[PromptScores | None] = [None] * len(given)
-    if body.echo and body.logprobs is not None:
-        scored = await engine.score_encoded(reads, top_n=body.logprobs)
-        for i, (full, read, score) in enumerate(zip(encoded, reads, scored, strict=True)):
-            leading = len(full.ids) - len(read.ids)  # 1 with a leading <eos>, else 0
-            count = len(read.ids)  # the score's last target, the closing <eos>, is not echoed
-            no_top: TopTokens = ()
-            tops = list(score.tops[:count]) if score.tops else [no_top] * count
-            logprobs: list[float | None] = [None] * leading
-            logprobs.extend(score.logprobs[:count])
-            scores[i] = PromptScores(logprobs, [no_top] * leading + tops)
-    return [
-        _Prompt(p if isinstance(p, str) else engine.detokenize(p), full, read, score)
-        for p, full, read, score in zip(given, encoded, reads, scores, strict=True)
-    ]
+def _echo_scores(full: EncodedText, read: EncodedText, score: TextScore) -> PromptScores:
+    """The echoed prompt's logprobs: null for a leading <eos> (the start state), then each
+    token's; the score's last target, the closing <eos>, is not echoed."""
+    leading = len(full.ids) - len(read.ids)  # 1 with a leading <eos>, else 0
+    count = len(read.ids)
+    no_top: TopTokens = ()
+    tops = list(score.tops[:count]) if score.tops else [no_top] * count
+    logprobs: list[float | None] = [None] * leading
+    logprobs.extend(score.logprobs[:count])
+    return PromptScores(logprobs, [no_top] * leading + tops)
 
 
 async def start_completion(
     body: CompletionRequest, engine: Engine, settings: Settings
 ) -> _Completion:
-    """Check, encode and (with echo and logprobs) score the prompts, then start every choice's
-    generation; raises a plain error before anything is answered."""
+    """Check and encode the prompts here, then hand the engine every choice's generation (and,
+    with echo and logprobs, the prompts' scoring) in one call; raises a plain error before
+    anything is answered."""
     check_model(body.model, settings)
     options = body.to_sampling_options()
-    engine.check_generation_limits(options, length_field="max_tokens")
-    prompts = await _prepare(body, engine)
+    check_generation_limits(options, settings, length_field="max_tokens")
+    given = _prompt_list(body.prompt)
+    check_text_count(len(given) * body.n, "prompt (times n)", settings)
+    encoded = await encode_prompts(engine.encoder, given, settings)
+    reads = [e.after_start(engine.vocab.eos_id) for e in encoded]
+    seeds = [
+        None if options.seed is None else (options.seed + j) % SEED_SPACE for j in range(body.n)
+    ]
+    choices = [
+        (i, replace(options, seed=seed))
+        for i in range(len(given))
+        for seed in (seeds if options.max_new_tokens else [])
+    ]
+    echo_top_n = body.logprobs if body.echo and body.logprobs is not None else None
+    scored, generations = await engine.generate(reads, choices, echo_top_n)
+    prompts = [
+        _Prompt(
+            p if isinstance(p, str) else engine.encoder.tokenizer.detokenize(full.tokens),
+            full,
+            read,
+            None if scored is None else _echo_scores(full, read, scored[i]),
+        )
+        for i, (p, full, read) in enumerate(zip(given, encoded, reads, strict=True))
+    ]
     completion = _Completion(body, prompts, tuple(options.stop), settings.served_model_name)
-    if options.max_new_tokens == 0:
-        return completion
-    try:
-        for prompt in prompts:
-            for j in range(body.n):
-                seed = None if options.seed is None else (options.seed + j) % SEED_SPACE
-                generation = engine.generate_encoded(prompt.read, replace(options, seed=seed))
-                completion.generations.append(generation)
-    except BaseException:
-        completion.cancel()
-        raise
+    completion.generations.extend(generations)
     return completion
 
 
-async def _merge(generations: Sequence[Generation]) -> AsyncIterator[tuple[int, object]]:
+async def _merge(generations: Sequence[GenerationStream]) -> AsyncIterator[tuple[int, object]]:
     """(choice index, event) of every generation as they come, until each has finished; an
     error of any raises here."""
     queue: asyncio.Queue[tuple[int, object]] = asyncio.Queue()
 
-    async def pump(index: int, generation: Generation) -> None:
+    async def pump(index: int, generation: GenerationStream) -> None:
         try:
             async for event in generation:
                 await queue.put((index, event))

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
-from bench.serve import uvicorn_server
+from tests.live_server import uvicorn_server
 
 MakeSettings = Callable[..., Settings]
 

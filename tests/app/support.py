@@ -31,3 +31,19 @@ def metric(scrape: str, sample_name: str, **labels: str) -> float:
         for sample in family.samples
         if sample.name == sample_name and labels.items() <= sample.labels.items()
     )
+
+
+async def score_texts(engine, texts: list[str], cache: bool = True) -> list:
+    """engine.score of texts encoded as the routes encode them."""
+    return await engine.score([engine.encoder.encode(t) for t in texts], cache=cache)
+
+
+async def start_generation(engine, prompt: str, options):
+    """engine.generate of one prompt, encoded as the routes encode it: its event stream."""
+    _, (stream,) = await engine.generate([engine.encoder.encode(prompt)], [(0, options)])
+    return stream
+
+
+async def predict_next(engine, text: str, top_k: int, cache: bool = True) -> list:
+    """engine.predict_next of a text encoded as the routes encode it: its candidates."""
+    return await engine.predict_next(engine.encoder.encode(text), top_k, cache)

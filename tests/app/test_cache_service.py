@@ -16,11 +16,11 @@ from fastapi.testclient import TestClient
 
 from app.engine import Engine
 from app.main import create_app
-from app.sequences import TokenEvent
 from model.checkpoint import load_checkpoint, load_inference_config, update_inference_config
 from model.pointer_cache import PointerCache
+from model.rows import TokenEvent
 from model.sampling import SamplingOptions
-from model.tokenizers import encode_text
+from tests.app.support import predict_next, score_texts, start_generation
 
 REPEATING = "新华社北京一月一日电。新华社记者报道，北京一月一日。新华社北京电"
 TEXTS = ["我爱北京天安门。", REPEATING, "", "人民日报" * 6]
@@ -37,35 +37,37 @@ def engine(make_settings, tuned_checkpoint: Path) -> Iterator[Engine]:
 
 def _offline(engine: Engine, ids: list[int]) -> torch.Tensor:
     """The mixed log-probability of every target of <eos> + ids, read in one forward."""
-    model, eos = engine.model, engine.vocab.eos_id
+    model, eos = engine.checkpoint.model, engine.vocab.eos_id
     with torch.inference_mode():
         features, _ = model(torch.tensor([[eos, *ids]]))
         targets = torch.tensor([*ids, eos])
         model_logp = model.target_log_probs(features, targets[None])
-        cache = PointerCache(engine.cache_config, features.size(-1), engine.vocab.unk_id)
+        cache = PointerCache(engine.runner.cache_config, features.size(-1), engine.vocab.unk_id)
         return cache.score_targets(features[0].float(), model_logp.float(), targets)
 
 
 def test_scores_equal_the_offline_cache_alone_and_in_any_batch(engine: Engine) -> None:
     async def run() -> tuple[list, list]:
-        alone = [(await engine.score([t]))[0] for t in TEXTS]
-        together = await asyncio.gather(engine.score(TEXTS), engine.score(TEXTS[::-1]))
+        alone = [(await score_texts(engine, [t]))[0] for t in TEXTS]
+        together = await asyncio.gather(
+            score_texts(engine, TEXTS), score_texts(engine, TEXTS[::-1])
+        )
         return alone, together[0]
 
     alone, batched = asyncio.run(run())
     for text, one, many in zip(TEXTS, alone, batched, strict=True):
-        expected = _offline(engine, encode_text(engine.tokenizer, engine.vocab, text).ids)
+        expected = _offline(engine, engine.encoder.encode(text).ids)
         assert torch.allclose(torch.tensor(one.logprobs), expected, atol=1e-4)
         assert torch.allclose(torch.tensor(many.logprobs), expected, atol=1e-4)
 
 
 def test_the_cache_helps_a_text_that_repeats_itself_and_can_be_turned_off(engine) -> None:
     with_cache, without = asyncio.run(
-        _both(engine.score([REPEATING]), engine.score([REPEATING], False))
+        _both(score_texts(engine, [REPEATING]), score_texts(engine, [REPEATING], False))
     )
     assert with_cache[0].perplexity < without[0].perplexity
-    plain = engine.model
-    ids = encode_text(engine.tokenizer, engine.vocab, REPEATING).ids
+    plain = engine.checkpoint.model
+    ids = engine.encoder.encode(REPEATING).ids
     with torch.inference_mode():
         features, _ = plain(torch.tensor([[engine.vocab.eos_id, *ids]]))
         reference = plain.target_log_probs(features, torch.tensor([[*ids, engine.vocab.eos_id]]))
@@ -78,8 +80,8 @@ async def _both(first, second):
 
 def test_several_lines_are_one_document_and_one_line_is_unchanged(engine: Engine) -> None:
     lines = ["我爱北京天安门。", "天安门上太阳升。"]
-    (document,) = asyncio.run(engine.score(["\n".join(lines)]))
-    encoded = [encode_text(engine.tokenizer, engine.vocab, line).ids for line in lines]
+    (document,) = asyncio.run(score_texts(engine, ["\n".join(lines)]))
+    encoded = [engine.encoder.encode(line).ids for line in lines]
     joined = [*encoded[0], engine.vocab.eos_id, *encoded[1]]
     assert len(document.logprobs) == len(joined) + 1
     assert [t for t, _ in document.targets].count("<eos>") == 2
@@ -92,7 +94,7 @@ def test_seeded_generation_with_cache_is_the_same_in_any_company(engine: Engine)
                               ignore_eos=True, cache=True)  # fmt: skip
 
     async def tokens(prompt: str, opts: SamplingOptions) -> list[str]:
-        generation = await engine.generate(prompt, opts)
+        generation = await start_generation(engine, prompt, opts)
         return [e.token async for e in generation if isinstance(e, TokenEvent)]
 
     async def run() -> tuple[list[str], list[list[str]]]:
@@ -111,20 +113,22 @@ def test_seeded_generation_with_cache_is_the_same_in_any_company(engine: Engine)
 
 def test_predictions_equal_the_offline_mix(engine: Engine) -> None:
     with_cache, without = asyncio.run(
-        _both(engine.predict_next(REPEATING, 5), engine.predict_next(REPEATING, 5, cache=False))
+        _both(predict_next(engine, REPEATING, 5), predict_next(engine, REPEATING, 5, cache=False))
     )
-    assert with_cache.candidates != without.candidates
-    tokens = [engine.vocab.eos_id, *encode_text(engine.tokenizer, engine.vocab, REPEATING).ids]
+    assert with_cache != without
+    tokens = [engine.vocab.eos_id, *engine.encoder.encode(REPEATING).ids]
     with torch.inference_mode():
-        features, _ = engine.model(torch.tensor([tokens]))
-        cache = PointerCache(engine.cache_config, features.size(-1), engine.vocab.unk_id)
+        features, _ = engine.checkpoint.model(torch.tensor([tokens]))
+        cache = PointerCache(engine.runner.cache_config, features.size(-1), engine.vocab.unk_id)
         cache.extend(features[0, :-1].float(), torch.tensor(tokens[1:]))
-        mixed = cache.mix(features[0, -1].float(), engine.model.log_probs(features[0, -1:])[0])
+        mixed = cache.mix(
+            features[0, -1].float(), engine.checkpoint.model.log_probs(features[0, -1:])[0]
+        )
     mixed = mixed.clone()
     mixed[engine.vocab.unk_id] = float("-inf")
     values, ids = mixed.topk(5)
-    assert [c.token for c in with_cache.candidates] == engine.vocab.decode(ids.tolist())
-    got = torch.tensor([c.logprob for c in with_cache.candidates])
+    assert [c.token for c in with_cache] == engine.vocab.decode(ids.tolist())
+    got = torch.tensor([c.logprob for c in with_cache])
     assert torch.allclose(got, values, atol=1e-4)
 
 
@@ -168,30 +172,32 @@ def line_engine(request, make_settings, tuned_checkpoint: Path, tmp_path_factory
 
 def _offline_lines(engine: Engine, lines: list[str]) -> torch.Tensor:
     """Each line read from the start state; the cache across the lines or emptied at each."""
-    eos, model = engine.vocab.eos_id, engine.model
+    eos, model = engine.vocab.eos_id, engine.checkpoint.model
     pieces = []
     cache = None
     with torch.inference_mode():
         for line in lines:
-            ids = encode_text(engine.tokenizer, engine.vocab, line).ids
+            ids = engine.encoder.encode(line).ids
             features, _ = model(torch.tensor([[eos, *ids]]))
             targets = torch.tensor([*ids, eos])
             model_logp = model.target_log_probs(features, targets[None]).float()
-            if cache is None or engine.cache_scope == "line":
-                cache = PointerCache(engine.cache_config, features.size(-1), engine.vocab.unk_id)
+            if cache is None or engine.runner.cache_scope == "line":
+                cache = PointerCache(
+                    engine.runner.cache_config, features.size(-1), engine.vocab.unk_id
+                )
             pieces.append(cache.score_targets(features[0].float(), model_logp, targets))
     return torch.cat(pieces)
 
 
 def test_line_context_reads_each_line_from_the_start_state(line_engine: Engine) -> None:
     text = "\n".join(LINES)
-    (scored,) = asyncio.run(line_engine.score([text]))
+    (scored,) = asyncio.run(score_texts(line_engine, [text]))
     expected = _offline_lines(line_engine, LINES)
     assert torch.allclose(torch.tensor(scored.logprobs), expected, atol=1e-4)
     several, last = asyncio.run(
         _both(
-            line_engine.predict_next(text, 5, cache=False),
-            line_engine.predict_next(LINES[-1], 5, cache=False),
+            predict_next(line_engine, text, 5, cache=False),
+            predict_next(line_engine, LINES[-1], 5, cache=False),
         )
     )
-    assert several.candidates == last.candidates  # the state was reset at the last line
+    assert several == last  # the state was reset at the last line

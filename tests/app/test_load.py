@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 
 from bench.load import MIX, drive, report, resident_kib
-from bench.serve import live_server
 from model.hardware import cpu_name
+from tests.live_server import live_server
 
 
 def test_64_clients_on_mixed_endpoints_get_no_errors(tiny_checkpoint: Path, tmp_path) -> None:

@@ -19,9 +19,9 @@ import pytest
 import yaml
 from langchain_openai import OpenAI as LangChainOpenAI
 
-from bench.serve import uvicorn_server
 from model.train.corpora import PEOPLES_DAILY, raw_splits
 from tests.app.support import metric
+from tests.live_server import uvicorn_server
 
 SAMPLING = {"temperature": 0.8, "top_p": 0.9, "seed": 21}
 KEY = "sk-nextword-test"

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.config import SchemathesisConfig
 
-from bench.serve import uvicorn_server
+from tests.live_server import uvicorn_server
 
 EXAMPLES = 25  # per operation and mode
 MODEL_OPERATIONS = [

@@ -19,8 +19,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from bench.serve import live_server
 from tests.app.support import metric
+from tests.live_server import live_server
 
 # The generation in flight is sized from this machine's speed, measured on the same server
 # first, to last about IN_FLIGHT_SECONDS on any CPU; the grace, which the server reads at start,

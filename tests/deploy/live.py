@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.serve import free_port, stop_server, wait_until_ready
 from tests.deploy.support import ROOT
+from tests.live_server import free_port, stop_server, wait_until_ready
 
 
 @contextmanager

@@ -21,7 +21,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.serve import free_port
 from tests.deploy.containers import (
     LABEL,
     build_image,
@@ -34,6 +33,7 @@ from tests.deploy.containers import (
     wait_until_ready,
 )
 from tests.deploy.support import ROOT
+from tests.live_server import free_port
 from tests.system_tools import require_tool
 
 API_IMAGE, TRAIN_IMAGE = "nextword-test:api", "nextword-test:train"

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from model.sampling import SamplingOptions, choose_next, make_generator
+from model.sampling import SamplingOptions, make_generator, sample_rows
 
 
 def _log_probs(rows: int = 4, vocab: int = 100, scale: float = 2.0) -> torch.Tensor:
@@ -15,19 +15,19 @@ def _log_probs(rows: int = 4, vocab: int = 100, scale: float = 2.0) -> torch.Ten
 def _draw(log_probs, params, seed, n=400, history=None):
     generator = make_generator(seed)
     return [
-        int(choose_next(log_probs, [params], [generator], [history or []])[0][0]) for _ in range(n)
+        int(sample_rows(log_probs, [params], [generator], [history or []])[0][0]) for _ in range(n)
     ]
 
 
 def test_temperature_zero_is_greedy_and_banned_ids_are_skipped():
     lp = _log_probs()
-    ids, logprobs = choose_next(
+    ids, logprobs = sample_rows(
         lp, [SamplingOptions(0.0)] * 4, [make_generator(i) for i in range(4)], [[]] * 4
     )
     assert ids.equal(lp.argmax(-1))
     assert torch.allclose(logprobs, lp.max(-1).values)
     best = int(lp[0].argmax())
-    banned, _ = choose_next(
+    banned, _ = sample_rows(
         lp[:1], [SamplingOptions(0.0)], [make_generator(0)], [[]], banned=[best]
     )
     assert int(banned[0]) != best
@@ -68,9 +68,9 @@ def test_repetition_penalty_makes_seen_tokens_rarer():
 def test_seeded_row_draws_the_same_alone_and_in_a_batch():
     lp = _log_probs(rows=8)
     params = SamplingOptions(0.9, top_k=20, top_p=0.95)
-    alone = choose_next(lp[:1], [params], [make_generator(42)], [[]])[0][0]
+    alone = sample_rows(lp[:1], [params], [make_generator(42)], [[]])[0][0]
     others = [SamplingOptions(1.3)] * 7
-    batch = choose_next(
+    batch = sample_rows(
         lp,
         [params, *others],
         [make_generator(42)] + [make_generator(i) for i in range(7)],

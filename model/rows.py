@@ -1,8 +1,7 @@
-"""The sequences the engine batches, one row of the recurrent state each, and the channel that
-carries their results back to the request waiting on the event loop.
+"""The sequences the runner batches, one row of the recurrent state each, and what they produce.
 
-Every row reads `<eos>` and then its text, as score_lines does, so it starts from the same state
-as training and evaluation. What it wants from a step differs by kind:
+Every row reads `<eos>` and then its text, as scoring's line reading does, so it starts from the
+same state as training and evaluation. What it wants from a step differs by kind:
 
 - ScoreRow: the log-probability of each target (the next token; `<eos>` after the last).
 - PredictRow: the next-token distribution once its text is read.
@@ -12,8 +11,6 @@ as training and evaluation. What it wants from a step differs by kind:
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -50,22 +47,21 @@ class FinishEvent:
     end: TokenEvent | None = None  # the <eos> that ended the text (its text is "")
 
 
-class Channel:
-    """One request's results, from the worker thread to the event loop awaiting them."""
+@dataclass(frozen=True)
+class Candidate:
+    """A possible next token; end_of_text marks <eos>."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float):
-        self.loop = loop
-        self.queue: asyncio.Queue[object] = asyncio.Queue()
-        self.cancelled = False  # set on the event loop when nobody waits any more
-        self.submitted = time.monotonic()
-        self.deadline = self.submitted + timeout  # time.monotonic() value
+    token: str
+    logprob: float
+    end_of_text: bool
 
-    async def get(self) -> object:
-        """The next result; an exception the worker sent is raised here."""
-        item = await self.queue.get()
-        if isinstance(item, BaseException):
-            raise item
-        return item
+
+class Ticket:
+    """Where a row's results go. A row only reads whether nobody waits for them any more; the
+    service's channel (app/engine/channels.py) adds the way back to its request."""
+
+    def __init__(self) -> None:
+        self.cancelled = False
 
 
 class Row:
@@ -73,7 +69,7 @@ class Row:
     the request uses it, its cache of recent (feature, next token) pairs, which lives as long
     as the row's recurrent state does."""
 
-    def __init__(self, tokens: list[int], channel: Channel, cache: PointerCache | None = None):
+    def __init__(self, tokens: list[int], channel: Ticket, cache: PointerCache | None = None):
         self.tokens = tokens
         self.position = 0  # tokens read so far
         self.channel = channel
@@ -81,12 +77,12 @@ class Row:
         self.cache = cache
         self._pending: torch.Tensor | None = None  # the last feature, its next token unknown
         # where the lines after the first begin (their <eos>), when the row must stop there:
-        # set by the engine for a checkpoint that reads each line from the start state, or
+        # set by the runner for a checkpoint that reads each line from the start state, or
         # whose cache starts empty at each line
         self.line_starts: list[int] = []
 
     def read_line_by_line(self, eos_id: int) -> None:
-        """Stop every chunk at the next line's start, so that the engine can give the line
+        """Stop every chunk at the next line's start, so that the runner can give the line
         the start state (and an empty cache) first."""
         self.line_starts = [i for i, t in enumerate(self.tokens) if t == eos_id and i > 0]
 
@@ -145,7 +141,7 @@ class ScoreRow(Row):
         ids: list[int],
         eos_id: int,
         index: int,
-        channel: Channel,
+        channel: Ticket,
         top_n: int = 0,
         cache: PointerCache | None = None,
     ):
@@ -173,7 +169,7 @@ class PredictRow(Row):
         ids: list[int],
         eos_id: int,
         top_k: int,
-        channel: Channel,
+        channel: Ticket,
         cache: PointerCache | None = None,
     ):
         super().__init__([eos_id, *ids], channel, cache)
@@ -183,19 +179,18 @@ class PredictRow(Row):
 class GenerateRow(Row):
     """Continues a prompt, one sampled token per step, carrying its state: a token costs the
     same however many came before it. What a token does (its text, the stop rules) is
-    model.generation's Decoding, the loop `python -m model.generate` runs too."""
+    model.decoding's Decoding."""
 
     def __init__(
         self,
-        prompt: Decoding,
+        decoding: Decoding,
         prompt_tokens: int,
-        eos_id: int,
-        channel: Channel,
+        channel: Ticket,
         cache: PointerCache | None = None,
     ):
-        super().__init__([eos_id, *prompt.history], channel, cache)
-        self.decoding = prompt
-        self.options = prompt.options
+        super().__init__([decoding.eos_id, *decoding.history], channel, cache)
+        self.decoding = decoding
+        self.options = decoding.options
         self.prompt_tokens = prompt_tokens
         self.last_token_at: float | None = None
 

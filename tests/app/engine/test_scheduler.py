@@ -1,5 +1,5 @@
 """The engine on its own: continuous batching gives every sequence the figures it would get
-alone, reads each token once, and lets abandoned sequences go."""
+alone, reads each token once, lets abandoned sequences go and refuses work it has no room for."""
 
 from __future__ import annotations
 
@@ -11,14 +11,15 @@ from dataclasses import replace
 import pytest
 import torch
 
-import app.engine
+import model.runner
 from app.engine import Engine
-from app.errors import Overloaded, TooLarge
-from app.sequences import FinishEvent, TokenEvent
-from model.decoding import generate
+from app.errors import Overloaded
+from model.generate import generate
+from model.rows import FinishEvent, TokenEvent
+from model.runner import Runner
 from model.sampling import SamplingOptions
 from model.scoring import score_lines
-from model.tokenizers import encode_text
+from tests.app.support import score_texts, start_generation
 
 TEXTS = [
     "",
@@ -40,7 +41,7 @@ def engine(make_settings) -> Iterator[Engine]:
 
 
 async def _generate(engine: Engine, prompt: str, options: SamplingOptions) -> list[object]:
-    return [event async for event in await engine.generate(prompt, options)]
+    return [event async for event in await start_generation(engine, prompt, options)]
 
 
 def _tokens(events: list[object]) -> list[str]:
@@ -48,13 +49,13 @@ def _tokens(events: list[object]) -> list[str]:
 
 
 def test_scores_equal_score_lines_alone_and_in_any_batch(engine: Engine) -> None:
-    ids = [encode_text(engine.tokenizer, engine.vocab, t).ids for t in TEXTS]
-    expected = score_lines(engine.model, ids, engine.vocab.eos_id)
+    ids = [engine.encoder.encode(t).ids for t in TEXTS]
+    expected = score_lines(engine.checkpoint.model, ids, engine.vocab.eos_id)
 
     async def run() -> tuple[list, list]:
-        alone = [(await engine.score([text]))[0] for text in TEXTS]
+        alone = [(await score_texts(engine, [text]))[0] for text in TEXTS]
         together = await asyncio.gather(
-            engine.score(TEXTS), *(engine.score([t]) for t in reversed(TEXTS))
+            score_texts(engine, TEXTS), *(score_texts(engine, [t]) for t in reversed(TEXTS))
         )
         return alone, together[0]
 
@@ -70,12 +71,9 @@ def test_scores_equal_score_lines_alone_and_in_any_batch(engine: Engine) -> None
 def test_generation_equals_the_unbatched_generate(engine: Engine) -> None:
     options = replace(SAMPLED, max_new_tokens=40, seed=11)
     events = asyncio.run(_generate(engine, "我爱", options))
-    reference = generate(engine.model, engine.tokenizer, engine.vocab, "我爱", options)
-    assert _tokens(events) == reference.tokens
-    final = events[-1]
-    assert isinstance(final, FinishEvent)
-    assert final.finish_reason == reference.finish_reason
-    assert final.generated_text == reference.text  # Chinese: no space to add after the prompt
+    reference = generate(Runner(engine.checkpoint), engine.encoder, "我爱", options)
+    assert _tokens(events) == [event.token for event in reference.tokens]
+    assert events[-1] == reference.finish
 
 
 def test_seeded_generation_is_the_same_alone_and_amid_15_others(engine: Engine) -> None:
@@ -112,17 +110,17 @@ def test_each_generated_token_is_read_once(engine: Engine, monkeypatch) -> None:
     """After the prompt, every step reads one token per row: a token's cost does not grow
     with the length before it."""
     chunks_read: list[list[int]] = []
-    real_forward = app.engine.forward_rows
+    real_forward = model.runner.forward_rows
 
     def recording_forward(model, chunks, state):
         chunks_read.append([len(c) for c in chunks])
         return real_forward(model, chunks, state)
 
-    monkeypatch.setattr(app.engine, "forward_rows", recording_forward)
+    monkeypatch.setattr(model.runner, "forward_rows", recording_forward)
     prompt = "中国人民银行今天宣布"  # several tokens: read 3 a step
     options = SamplingOptions(0.0, max_new_tokens=200, seed=1, ignore_eos=True)
     events = asyncio.run(_generate(engine, prompt, options))
-    prompt_tokens = len(encode_text(engine.tokenizer, engine.vocab, prompt).ids)
+    prompt_tokens = len(engine.encoder.encode(prompt).ids)
     prefill_steps = -(-(prompt_tokens + 1) // 3)
     assert len(_tokens(events)) == 200
     assert all(max(lengths) == 3 for lengths in chunks_read[: prefill_steps - 1])
@@ -149,29 +147,16 @@ def test_stop_sequence_ends_the_text_with_it(engine: Engine) -> None:
 def test_abandoned_generation_leaves_the_batch(engine: Engine) -> None:
     async def start_and_leave() -> None:
         options = SamplingOptions(1.0, max_new_tokens=5000, seed=1, ignore_eos=True)
-        generation = await engine.generate("我", options)
+        generation = await start_generation(engine, "我", options)
         assert isinstance(await anext(generation), TokenEvent)
         generation.cancel()
 
     asyncio.run(start_and_leave())
     deadline = time.monotonic() + 5
-    while engine._rows and time.monotonic() < deadline:
+    while engine.runner.rows and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert engine._rows == []
-    assert engine._state.size(2) == 0
-
-
-def test_text_limits_are_enforced_before_any_work(make_settings) -> None:
-    limited = Engine.load(make_settings(max_text_chars=50, max_text_tokens=5, max_texts=2))
-    limited.start()
-    try:
-        for texts, limit in ((["我" * 51], "NEXTWORD_MAX_TEXT_CHARS"),
-                             (["我爱北京天安门，天安门上太阳升"], "NEXTWORD_MAX_TEXT_TOKENS"),
-                             (["a", "b", "c"], "NEXTWORD_MAX_TEXTS")):  # fmt: skip
-            with pytest.raises(TooLarge, match=limit):
-                asyncio.run(limited.score(texts))
-    finally:
-        limited.stop()
+    assert engine.runner.rows == []
+    assert engine.runner.state.size(2) == 0
 
 
 def test_full_queue_is_refused_at_once(make_settings) -> None:
@@ -180,11 +165,11 @@ def test_full_queue_is_refused_at_once(make_settings) -> None:
     endless = SamplingOptions(1.0, max_new_tokens=100_000, seed=1, ignore_eos=True)
 
     async def fill_then_overflow() -> Overloaded:
-        running = await narrow.generate("我", endless)
+        running = await start_generation(narrow, "我", endless)
         await anext(running)  # admitted: the one slot is taken
-        waiting = await narrow.generate("你", endless)
+        waiting = await start_generation(narrow, "你", endless)
         try:
-            await narrow.generate("他", endless)
+            await start_generation(narrow, "他", endless)
         except Overloaded as error:
             return error
         finally:
@@ -204,14 +189,16 @@ def test_int8_engine_scores_close_to_float(make_settings) -> None:
     quantized = Engine.load(make_settings(quantize="int8"))
     quantized.start()
     try:
-        ids = [encode_text(quantized.tokenizer, quantized.vocab, t).ids for t in TEXTS]
-        scores = asyncio.run(quantized.score(TEXTS))
+        ids = [quantized.encoder.encode(t).ids for t in TEXTS]
+        scores = asyncio.run(score_texts(quantized, TEXTS))
         options = SamplingOptions(0.0, max_new_tokens=20, seed=1, ignore_eos=True)
         events = asyncio.run(_generate(quantized, "我爱", options))
     finally:
         quantized.stop()
-    assert type(quantized.model.rnn).__module__.startswith("torch.ao.nn.quantized")
-    reference = score_lines(Engine.load(make_settings()).model, ids, quantized.vocab.eos_id)
+    assert type(quantized.checkpoint.model.rnn).__module__.startswith("torch.ao.nn.quantized")
+    reference = score_lines(
+        Engine.load(make_settings()).checkpoint.model, ids, quantized.vocab.eos_id
+    )
     for score, line in zip(scores, reference, strict=True):
         assert score.perplexity == pytest.approx(float(torch.exp(-line.mean())), rel=0.05)
     assert len(_tokens(events)) == 20

@@ -1,0 +1,236 @@
+"""The batched step over rows: one forward of the network for every sequence in the batch, then
+what each row wants from it. The service's engine (app/engine/) runs it step after step on its
+worker thread, `python -m model.generate` on a batch of one, and `bench.serve` times it: every
+generated token, scored target and prediction comes out of `Runner.step`.
+
+A sequence's recurrent state has a fixed size, so every row lives as one column of a single
+state tensor (S, L, B, H). In one step a decoding row reads one token while a row still reading
+its prompt reads a chunk of it:
+
+    row 0 (decode):   t          ·  ·  ·      lengths [1, 4, 2]
+    row 1 (prefill):  p1 p2 p3 p4             padded to (B=3, T=4)
+    row 2 (prefill):  q7 q8      ·  ·
+
+Padding must not reach a row's state, so ragged steps pass the rows' lengths to the model,
+which reads a packed sequence: each row stops at its own length and its state is taken there.
+Steps where every row reads the same number of tokens (all decoding, the common case) need no
+lengths. Nothing is ever read twice: a generated token costs one step of the recurrent layer and
+one output-layer pass, however long the text before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from model.checkpoint import Checkpoint, load_cache_scope, load_inference_config
+from model.decoding import next_tokens
+from model.pointer_cache import PointerCache, mix_rows
+from model.rnn import RNNLanguageModel
+from model.rows import Candidate, GenerateRow, PredictRow, Row, ScoreRow, TopTokens
+from model.scoring import chunk_target_log_probs
+
+PREFILL_CHUNK = 64  # most prompt tokens one row reads per step (the service's default)
+Outbox = list[tuple[Row, object]]  # (row, one result for its request), in order
+
+
+def forward_rows(
+    model: RNNLanguageModel, chunks: Sequence[Sequence[int]], state: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features (B, T, D) after each row reads its chunk (T = longest chunk; positions past a
+    row's chunk hold no meaning) and the new state (S, L, B, H), each row's at its own end."""
+    device = model.device
+    lengths = [len(chunk) for chunk in chunks]
+    width = max(lengths)
+    if min(lengths) == width:
+        return model(torch.tensor(chunks, dtype=torch.long, device=device), state)
+    tokens = torch.zeros(len(chunks), width, dtype=torch.long)  # (B, T)
+    for row, chunk in enumerate(chunks):
+        tokens[row, : len(chunk)] = torch.as_tensor(chunk, dtype=torch.long)
+    return model(tokens.to(device), state, torch.tensor(lengths))
+
+
+class Runner:
+    """The rows of one batch, their recurrent state, and the step that advances them all. The
+    checkpoint's recorded reading applies to every row: under line context each line of a text
+    starts from the start state, and a line-scoped cache starts empty at each line."""
+
+    def __init__(self, checkpoint: Checkpoint, prefill_chunk: int = PREFILL_CHUNK):
+        self.model = checkpoint.model
+        self.vocab = checkpoint.vocab
+        self.context, self.cache_config = load_inference_config(checkpoint)
+        self.cache_scope = load_cache_scope(checkpoint)
+        self.prefill_chunk = prefill_chunk
+        self.rows: list[Row] = []  # row i is column i of the state
+        self.state = self.model.init_state(0)  # (S, L, B, H)
+
+    # -- the batch --------------------------------------------------------------------------
+    def new_cache(self, wanted: bool) -> PointerCache | None:
+        """A fresh cache for one row, if the checkpoint has one and the request wants it."""
+        if self.cache_config is None or not wanted:
+            return None
+        return PointerCache(self.cache_config, self.model.config.feature_size, self.vocab.unk_id)
+
+    @property
+    def cache_bytes_per_row(self) -> int:
+        """The most memory one row's cache can take (0 without a cache)."""
+        if self.cache_config is None:
+            return 0
+        return self.cache_config.max_bytes(self.model.config.feature_size)
+
+    def add(self, rows: Sequence[Row]) -> None:
+        """Rows join the batch, each from the start state."""
+        if self.context == "line" or self.cache_scope == "line":
+            for row in rows:
+                row.read_line_by_line(self.vocab.eos_id)
+        self.state = torch.cat([self.state, self.model.init_state(len(rows))], dim=2)
+        self.rows.extend(rows)
+
+    def keep(self, indices: Sequence[int]) -> None:
+        """Only these rows (and their state columns) stay in the batch."""
+        self.rows = [self.rows[i] for i in indices]
+        self.state = self.state[:, :, list(indices)]
+
+    @torch.inference_mode()
+    def warm_up(self) -> None:
+        """One single-token forward and output layer: proves the model runs."""
+        features, _ = forward_rows(self.model, [[self.vocab.eos_id]], self.model.init_state(1))
+        probabilities = self.model.log_probs(features[:, -1]).exp().sum()
+        if not abs(float(probabilities) - 1.0) < 1e-3:
+            raise RuntimeError(f"the model's next-token probabilities sum to {probabilities}")
+
+    # -- the step ---------------------------------------------------------------------------
+    @torch.inference_mode()
+    def step(self) -> Outbox:
+        """One batched forward over every row, then what each row wants from it: the results
+        for the rows' requests, in order."""
+        rows = self.rows
+        self._start_lines(rows)
+        starts = [row.position for row in rows]
+        chunks = [row.next_chunk(self.prefill_chunk) for row in rows]
+        features, self.state = forward_rows(self.model, chunks, self.state)  # (B, T, D)
+        for i, row in enumerate(rows):
+            if row.cache is not None and not isinstance(row, ScoreRow):
+                row.remember(features[i, : len(chunks[i])], chunks[i])
+        outbox: Outbox = []
+        scoring = [i for i, row in enumerate(rows) if isinstance(row, ScoreRow)]
+        if scoring:
+            self._score_rows(scoring, starts, chunks, features, outbox)
+        wanting = [
+            i for i, row in enumerate(rows) if row.caught_up and not isinstance(row, ScoreRow)
+        ]
+        if wanting:
+            last = torch.tensor([len(chunks[i]) - 1 for i in wanting])
+            log_probs = _with_caches(
+                [rows[i] for i in wanting],
+                features[wanting, last],
+                self.model.log_probs(features[wanting, last]).float().cpu(),  # (N, V)
+            )
+            predicting = [j for j, i in enumerate(wanting) if isinstance(rows[i], PredictRow)]
+            generating = [j for j, i in enumerate(wanting) if isinstance(rows[i], GenerateRow)]
+            if predicting:
+                self._predict([rows[wanting[j]] for j in predicting], log_probs[predicting], outbox)
+            if generating:
+                self._sample([rows[wanting[j]] for j in generating], log_probs[generating], outbox)
+        return outbox
+
+    def _start_lines(self, rows: Sequence[Row]) -> None:
+        """Rows about to read a new line of their text: under line context it starts from the
+        start state, and under a line-scoped cache with an empty cache."""
+        starting = [i for i, row in enumerate(rows) if row.at_line_start]
+        for i in starting:
+            rows[i].start_line(clear_cache=self.cache_scope == "line")
+        if starting and self.context == "line":
+            self.state[:, :, starting] = 0.0
+
+    def _score_rows(
+        self,
+        scoring: list[int],
+        starts: list[int],
+        chunks: list[list[int]],
+        features: torch.Tensor,
+        outbox: Outbox,
+    ) -> None:
+        """Log-probabilities of the targets the scoring rows just read, in one output-layer
+        call; a row whose text is read sends (index, scores, tops) to its request."""
+        rows = [self.rows[i] for i in scoring]
+        targets = []
+        for i, row in zip(scoring, rows, strict=True):
+            assert isinstance(row, ScoreRow)
+            targets.append(row.targets[starts[i] : starts[i] + len(chunks[i])])
+        pieces = chunk_target_log_probs(self.model, features[scoring], targets)
+        for i, row, piece, chunk_targets in zip(scoring, rows, pieces, targets, strict=True):
+            assert isinstance(row, ScoreRow)
+            if row.cache is not None:
+                row_features = features[i, : len(chunk_targets)].float().cpu()
+                piece = row.cache.score_targets(row_features, piece, torch.tensor(chunk_targets))
+            tops: list[TopTokens] = []
+            if row.top_n:
+                row_log_probs = self.model.log_probs(features[i, : len(chunks[i])])  # (T, V)
+                tops = self._top_tokens(row_log_probs, row.top_n)
+            if row.add_scores(piece, tops):
+                outbox.append((row, (row.index, torch.cat(row.scores), row.tops)))
+
+    def _top_tokens(self, log_probs: torch.Tensor, k: int) -> list[TopTokens]:
+        """The k most probable tokens of each row of log_probs (N, V), with their logprobs."""
+        values, ids = log_probs.float().cpu().topk(min(k, log_probs.size(-1)), dim=-1)
+        itos = self.vocab.itos
+        return [
+            tuple((itos[i], v) for i, v in zip(row_ids, row_values, strict=True))
+            for row_ids, row_values in zip(ids.tolist(), values.tolist(), strict=True)
+        ]
+
+    def _predict(self, rows: list[Row], log_probs: torch.Tensor, outbox: Outbox) -> None:
+        """The top-k candidates of each predicting row (<unk> excluded); the row is done."""
+        log_probs = log_probs.clone()
+        log_probs[:, self.vocab.unk_id] = float("-inf")
+        widest = min(
+            max(row.top_k for row in rows if isinstance(row, PredictRow)), len(self.vocab) - 1
+        )
+        values, ids = log_probs.topk(widest, dim=-1)  # (N, k)
+        for row, row_values, row_ids in zip(rows, values.tolist(), ids.tolist(), strict=True):
+            assert isinstance(row, PredictRow)
+            candidates = [
+                Candidate(self.vocab.itos[i], v, i == self.vocab.eos_id)
+                for v, i in zip(row_values[: row.top_k], row_ids[: row.top_k], strict=True)
+            ]
+            row.finished = True
+            outbox.append((row, candidates))
+
+    def _sample(self, rows: list[Row], log_probs: torch.Tensor, outbox: Outbox) -> None:
+        """Next token of every generating row at once, each with its own parameters and
+        generator; each row's events (TokenEvent, FinishEvent) go to its request."""
+        generating = [row for row in rows if isinstance(row, GenerateRow)]
+        chosen, chosen_logprobs = next_tokens(
+            log_probs, [row.decoding for row in generating], self.vocab.unk_id
+        )
+        tops: list[TopTokens] = [()] * len(generating)
+        asking = [j for j, row in enumerate(generating) if row.options.top_logprobs]
+        if asking:
+            widest = max(generating[j].options.top_logprobs for j in asking)
+            for j, top in zip(asking, self._top_tokens(log_probs[asking], widest), strict=True):
+                tops[j] = top[: generating[j].options.top_logprobs]
+        for row, token_id, logprob, top in zip(
+            generating, chosen.tolist(), chosen_logprobs.tolist(), tops, strict=True
+        ):
+            events = row.accept(token_id, self.vocab.itos[token_id], logprob, top)
+            outbox.extend((row, event) for event in events)
+
+
+def _with_caches(
+    rows: Sequence[Row], features: torch.Tensor, log_probs: torch.Tensor
+) -> torch.Tensor:
+    """Next-token log-distributions (N, V) of rows that read features (N, D): mixed with each
+    row's own cache where it has one, the model's alone elsewhere."""
+    cached = [j for j, row in enumerate(rows) if row.cache is not None]
+    caches = [rows[j].cache for j in cached]
+    if len(cached) == len(rows):  # every row: mixed in place, no copy of the (N, V) block
+        return mix_rows(caches, features.float().cpu(), log_probs.float().cpu())  # type: ignore[arg-type]
+    if cached:
+        log_probs[cached] = mix_rows(
+            caches,  # type: ignore[arg-type]
+            features[cached].float().cpu(),
+            log_probs[cached],
+        )
+    return log_probs
