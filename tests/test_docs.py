@@ -267,3 +267,80 @@ def test_a_clean_json_record_passes(tmp_path):
     }
     page = _write(tmp_path / "docs" / "clean.json", json.dumps(clean, indent=2) + "\n")
     assert json_problems(page) == []
+
+
+# -- the layout the README and docs/architecture.md draw --------------------------------------
+LAYOUT_FOLDERS = (
+    "model",
+    "model/train",
+    "model/evaluate",
+    "app",
+    "app/routes",
+    "app/v1",
+    "app/engine",
+)
+
+
+def modules_of(folder: str, root: Path = ROOT) -> list[str]:
+    """The module names of one source folder (its __init__ and __main__ left out)."""
+    return sorted(
+        path.stem
+        for path in (root / folder).glob("*.py")
+        if path.stem not in ("__init__", "__main__")
+    )
+
+
+def layout_entries(readme: str) -> dict[str, str]:
+    """The README's Layout block as {folder: the words of its entry}."""
+    block = readme.split("## Layout", 1)[1].split("```text", 1)[1].split("```", 1)[0]
+    entries: dict[str, str] = {}
+    folder = ""
+    for line in block.splitlines():
+        head = line.split(maxsplit=1)
+        if line[:1].strip() and head:
+            folder = head[0].rstrip("/")
+            entries[folder] = line[len(head[0]) :]
+        elif folder:
+            entries[folder] += " " + line
+    return entries
+
+
+def layout_problems(readme: str, root: Path = ROOT) -> list[str]:
+    """Where the README's Layout and the source tree disagree: a source folder without its
+    entry, a module its folder's entry does not name, an entry for a folder that is not there."""
+    entries = layout_entries(readme)
+    problems = [f"no entry for {folder}/" for folder in LAYOUT_FOLDERS if folder not in entries]
+    for folder in LAYOUT_FOLDERS:
+        words = set(re.findall(r"\w+", entries.get(folder, "")))
+        problems += [
+            f"{folder}/ does not name {name}"
+            for name in modules_of(folder, root)
+            if name not in words
+        ]
+    problems += [f"{folder}/ does not exist" for folder in entries if not (root / folder).is_dir()]
+    return problems
+
+
+def test_readme_layout_matches_the_tree() -> None:
+    """`ls model app` and the README's Layout agree, folder by folder and module by module."""
+    assert not layout_problems((ROOT / "README.md").read_text(encoding="utf-8"))
+
+
+def test_layout_check_catches_a_module_the_readme_does_not_name() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert layout_problems(readme.replace("runner", "")) == ["model/ does not name runner"]
+
+
+def test_architecture_names_every_module_and_only_real_ones() -> None:
+    """docs/architecture.md's tree draws the top-level modules of model/ and app/ by name and
+    every folder below them; every module it names exists."""
+    page = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    tree = page.split("```text", 1)[1].split("```", 1)[0]
+    named = set(re.findall(r"(\w+)\.py", tree))
+    for folder in ("model", "app"):
+        missing = [name for name in modules_of(folder) if name not in named]
+        assert not missing, f"docs/architecture.md's tree does not name {folder}/{missing}"
+    for folder in (f for f in LAYOUT_FOLDERS if "/" in f):
+        assert f"  {folder.split('/')[1]}/" in tree, f"the tree does not show {folder}/"
+    real = {name for folder in LAYOUT_FOLDERS for name in modules_of(folder)}
+    assert named <= real, f"the tree names modules that do not exist: {sorted(named - real)}"
