@@ -16,8 +16,9 @@ from model.runner import Runner
 from model.sampling import SamplingOptions
 from model.tokenizers import TextEncoder, build_tokenizer
 
-TWO_LINES = "中国人民银行今天宣布。\n我们去北京。"
-SAMPLED = ["--temperature", "0.9", "--top-k", "40", "--top-p", "0.95", "--max-new-tokens", "30"]
+TWO_LINES = "新华社北京一月一日电\n今天"
+SAMPLED = ["--temperature", "0.9", "--top-k", "40", "--top-p", "0.95", "--max-new-tokens", "30",
+           "--ignore-eos"]  # fmt: skip
 
 
 def _cli_text(checkpoint: Path, prompt: str, capsys, *flags: str) -> tuple[str, str]:
@@ -36,7 +37,7 @@ def test_command_line_and_post_generate_give_the_same_text(tuned_checkpoint, cap
         tuned_checkpoint, TWO_LINES, capsys, *SAMPLED, "--seed", "7", flag
     )
     request = {"prompt": TWO_LINES, "seed": 7, "temperature": 0.9, "top_k": 40, "top_p": 0.95,
-               "max_new_tokens": 30, "cache": cache}  # fmt: skip
+               "max_new_tokens": 30, "ignore_eos": True, "cache": cache}  # fmt: skip
     settings = Settings(model_dir=tuned_checkpoint, threads=1)  # type: ignore[call-arg]
     with TestClient(create_app(settings)) as client:
         answer = client.post("/generate", json=request).json()
