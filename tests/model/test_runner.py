@@ -1,0 +1,98 @@
+"""The batched step over rows: every row gets the figures it would get alone, prompts are read
+in chunks that never cross a line the checkpoint reads from the start state, and a generated
+token is read once."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import model.runner
+from model.checkpoint import load_checkpoint
+from model.decoding import Decoding
+from model.rows import FinishEvent, GenerateRow, PredictRow, ScoreRow, Ticket, TokenEvent
+from model.runner import Runner
+from model.sampling import SamplingOptions
+from model.scoring import score_lines
+from model.tokenizers import TextEncoder, build_tokenizer
+
+TEXTS = ["", "我爱北京天安门。", "中国人民银行今天宣布，从明天起下调存款利率。" * 3, "人民日报"]
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_checkpoint):
+    checkpoint = load_checkpoint(tiny_checkpoint)
+    return checkpoint, TextEncoder(build_tokenizer(checkpoint.tokenizer_spec), checkpoint.vocab)
+
+
+def _run(runner: Runner) -> list[tuple[object, object]]:
+    """Step until every row is done, finished rows leaving as the scheduler takes them out;
+    every result in order."""
+    results = []
+    while runner.rows:
+        results += runner.step()
+        runner.keep([i for i, row in enumerate(runner.rows) if not row.finished])
+    return results
+
+
+def test_score_rows_read_in_ragged_chunks_equal_score_lines(loaded) -> None:
+    checkpoint, encoder = loaded
+    ids = [encoder.encode(text).ids for text in TEXTS]
+    runner = Runner(checkpoint, prefill_chunk=3)
+    eos = checkpoint.vocab.eos_id
+    runner.add([ScoreRow(line, eos, i, Ticket()) for i, line in enumerate(ids)])
+    results = {index: scores for _, (index, scores, _) in _run(runner)}  # type: ignore[misc]
+    for index, expected in enumerate(score_lines(checkpoint.model, ids, eos)):
+        assert torch.allclose(results[index], expected, atol=1e-5)
+
+
+def test_each_generated_token_is_read_once(loaded, monkeypatch) -> None:
+    """After the prompt every step reads one token: a token costs the same however long the
+    text before it."""
+    checkpoint, encoder = loaded
+    widths: list[list[int]] = []
+    real_forward = model.runner.forward_rows
+
+    def recording_forward(network, chunks, state):
+        widths.append([len(chunk) for chunk in chunks])
+        return real_forward(network, chunks, state)
+
+    monkeypatch.setattr(model.runner, "forward_rows", recording_forward)
+    prompt = encoder.encode("中国人民银行今天宣布")
+    options = SamplingOptions(0.0, max_new_tokens=50, seed=1, ignore_eos=True)
+    eos = checkpoint.vocab.eos_id
+    decoding = Decoding(prompt.ids, prompt.tokens, options, eos, encoder.tokenizer)
+    runner = Runner(checkpoint, prefill_chunk=3)
+    runner.add([GenerateRow(decoding, len(prompt.ids), Ticket())])
+    results = _run(runner)
+    prefill_steps = -(-(len(prompt.ids) + 1) // 3)
+    assert sum(isinstance(event, TokenEvent) for _, event in results) == 50
+    assert isinstance(results[-1][1], FinishEvent)
+    assert widths[:prefill_steps] == [[3]] * (prefill_steps - 1) + [[widths[prefill_steps - 1][0]]]
+    assert widths[prefill_steps:] == [[1]] * 49  # the 50th token is never read
+
+
+def test_predict_row_offers_the_top_k_without_unk(loaded) -> None:
+    checkpoint, encoder = loaded
+    text = encoder.encode("我们去北京")
+    runner = Runner(checkpoint)
+    runner.add([PredictRow(text.ids, checkpoint.vocab.eos_id, 5, Ticket())])
+    ((_, candidates),) = _run(runner)
+    with torch.inference_mode():
+        features, _ = checkpoint.model(torch.tensor([[checkpoint.vocab.eos_id, *text.ids]]))
+        log_probs = checkpoint.model.log_probs(features[0, -1:])[0].float()
+        log_probs[checkpoint.vocab.unk_id] = float("-inf")
+        values, ids = log_probs.topk(5)
+    assert [c.token for c in candidates] == checkpoint.vocab.decode(ids.tolist())
+    assert [c.logprob for c in candidates] == pytest.approx(values.tolist(), abs=1e-5)
+
+
+def test_keep_drops_rows_and_their_state(loaded) -> None:
+    checkpoint, encoder = loaded
+    eos = checkpoint.vocab.eos_id
+    runner = Runner(checkpoint)
+    rows = [PredictRow(encoder.encode(t).ids, eos, 1, Ticket()) for t in TEXTS]
+    runner.add(rows)
+    assert runner.state.size(2) == len(TEXTS)
+    runner.keep([1, 3])
+    assert runner.rows == [rows[1], rows[3]] and runner.state.size(2) == 2
