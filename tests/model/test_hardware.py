@@ -49,9 +49,49 @@ def test_the_description_names_the_cpu_and_its_vector_features(monkeypatch):
     assert "amx" not in line.split("features:")[1].split(";")[0]
 
 
-def test_auto_picks_bf16_exactly_where_it_runs():
-    expected = torch.float32 if cpu_bf16_missing() else torch.bfloat16
-    assert resolve_precision("auto", CPU) == expected
+def _pretend_bf16_lstm(monkeypatch, failure: str | None, kernels: str = "AVX512") -> None:
+    """Make the hardware module's bf16 LSTM trial give `failure` (None: it trains), with torch
+    running `kernels`."""
+    monkeypatch.setattr(hardware, "_bf16_lstm_runs", lambda: failure)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: kernels)
+
+
+def test_auto_picks_bf16_on_a_cpu_with_native_bf16_where_the_bf16_lstm_trains(monkeypatch):
+    _pretend_cpu(monkeypatch, "fpu avx2 fma avx512f avx512_bf16 amx_bf16 amx_tile")
+    _pretend_bf16_lstm(monkeypatch, None)
+    assert cpu_bf16_missing() is None
+    assert resolve_precision("auto", CPU) == torch.bfloat16
+    assert resolve_precision("bf16", CPU) == torch.bfloat16
+
+
+def test_native_bf16_whose_onednn_lstm_fails_gets_fp32_and_an_error_quoting_onednn(monkeypatch):
+    _pretend_cpu(monkeypatch, "fpu avx2 fma avx512f avx512_bf16")
+    _pretend_bf16_lstm(monkeypatch, "could not create a primitive descriptor for an LSTM")
+    assert resolve_precision("auto", CPU) == torch.float32
+    with pytest.raises(ValueError) as error:
+        resolve_precision("bf16", CPU)
+    message = str(error.value)
+    assert "avx512_bf16" in message and "oneDNN's bf16 LSTM does not build here" in message
+    assert "could not create a primitive descriptor for an LSTM" in message
+
+
+def test_native_bf16_under_avx2_kernels_gets_fp32_and_an_error_naming_the_kernels(monkeypatch):
+    _pretend_cpu(monkeypatch, "fpu avx2 fma avx512f avx512_bf16")
+    _pretend_bf16_lstm(monkeypatch, None, kernels="AVX2")
+    assert resolve_precision("auto", CPU) == torch.float32
+    with pytest.raises(ValueError, match="torch runs AVX2 kernels here"):
+        resolve_precision("bf16", CPU)
+
+
+def test_where_auto_picks_bf16_a_two_layer_lstm_really_trains_in_bf16():
+    if resolve_precision("auto", CPU) != torch.bfloat16:
+        pytest.skip(f"auto picks fp32 here: {cpu_bf16_missing()}")
+    lstm = torch.nn.LSTM(8, 8, num_layers=2, batch_first=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output, _ = lstm(torch.randn(2, 3, 8))
+    output.float().sum().backward()
+    assert output.dtype == torch.bfloat16
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in lstm.parameters())
 
 
 def test_bf16_on_a_cpu_limited_to_avx2_is_one_clear_line_not_a_onednn_trace(tmp_path):
