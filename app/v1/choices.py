@@ -120,7 +120,8 @@ class ChoiceText:
         """Take a generated token; release what no stop string can claim any more."""
         self.held.append(_Held(event, len(self.text)))
         self.text += event.text
-        safe = len(self.text) - self._keep
+        # a stop string this token completed ends the text where it begins: hold that back too
+        safe = min(len(self.text) - self._keep, self._first_stop())
         count = 0
         while count < len(self.held) and _end(self.held[count]) <= safe:
             count += 1
@@ -129,10 +130,7 @@ class ChoiceText:
     def finish(self, event: FinishEvent) -> Delta:
         """Release the rest, cut before the first stop string if one ended the text, then the
         closing <eos> if there was one."""
-        cut = len(self.text)
-        if event.finish_reason == "stop_sequence":
-            found = [self.text.find(s) for s in self.stop if s in self.text]
-            cut = min(found, default=cut)
+        cut = self._first_stop() if event.finish_reason == "stop_sequence" else len(self.text)
         kept = sum(1 for held in self.held if held.start < cut)
         delta = self._release(kept, cut)
         self.held = []
@@ -140,6 +138,11 @@ class ChoiceText:
             delta.extend(self._entries([event.end], [len(self.text)], ""))
         delta.finish_reason = OPENAI_FINISH_REASON[event.finish_reason]
         return delta
+
+    def _first_stop(self) -> int:
+        """Where the first stop string in the text begins (the text's length if none is)."""
+        found = [self.text.find(s) for s in self.stop if s in self.text]
+        return min(found, default=len(self.text))
 
     def _release(self, count: int, upto: int | None) -> Delta:
         """Release the first count held tokens, and text up to upto (or up to their end)."""

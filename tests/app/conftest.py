@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
+from model.checkpoint import Checkpoint, load_checkpoint
 from tests.live_server import uvicorn_server
 
 MakeSettings = Callable[..., Settings]
@@ -26,6 +27,12 @@ def make_settings(tiny_checkpoint: Path) -> MakeSettings:
         return Settings(**values)  # type: ignore[arg-type]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tiny_checkpoint: Path) -> Checkpoint:
+    """The tiny checkpoint loaded on its own, for the figures the service must agree with."""
+    return load_checkpoint(tiny_checkpoint)
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,37 @@
-"""Helpers for the service tests: reading server-sent events and Prometheus scrapes."""
+"""Helpers for the service tests: the error bodies, completions, server-sent events, Prometheus
+scrapes, and calls into the engine with texts encoded as the routes encode them."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
 
+from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+
+RARE = "魑魅魍魉"  # not in the tiny vocabulary
+
+
+def error_of(response) -> tuple[int, str, str]:
+    """(status, error_type, message) of an answer with the service's one error body (checked)."""
+    body = response.json()
+    assert set(body) == {"error", "error_type"}
+    return response.status_code, body["error_type"], body["error"]
+
+
+def openai_error_of(response) -> tuple[int, dict]:
+    """(status, error) of an answer with OpenAI's error body (its shape checked)."""
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    return response.status_code, body["error"]
+
+
+def complete(client: TestClient, **body) -> dict:
+    """The JSON answer of a /v1/completions request that must succeed."""
+    response = client.post("/v1/completions", json=body)
+    assert response.status_code == 200, response.text
+    return response.json()
 
 
 def sse_events(lines: Iterable[str]) -> list[object]:

@@ -1,61 +1,118 @@
-"""Configured limits: reported by /info and the OpenAPI schema, and the per-request deadline (a
-generation that produced tokens ends with finish_reason "time_limit"; a request with nothing to
-show gets 504)."""
+"""The request limits a deployment sets (app/limits.py): each check, called with a Settings,
+raises the right error naming the field and the NEXTWORD_* setting; prompts are encoded under
+the same limits; and the limits hold through the routes, /v1 included."""
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
 from fastapi.testclient import TestClient
 
+from app.errors import InvalidRequest, TooLarge
+from app.limits import (
+    check_generation_limits,
+    check_text_count,
+    encode_prompts,
+    encode_texts,
+    from_ids,
+)
 from app.main import create_app
-from tests.app.support import sse_events
+from model.sampling import SamplingOptions
+from model.tokenizers import TextEncoder, build_tokenizer
+from tests.app.support import error_of, openai_error_of
 
 
-def test_info_and_openapi_report_the_configured_limits(make_settings) -> None:
-    limits = {"max_new_tokens": 50, "max_stop_strings": 3, "max_stop_chars": 9, "max_texts": 4}
-    settings = make_settings(**limits, max_text_chars=300, request_timeout_seconds=7.5)
-    with TestClient(create_app(settings)) as limited:
-        limits = limited.get("/info").json()["limits"]
-        schemas = limited.get("/openapi.json").json()["components"]["schemas"]
-    assert limits == settings.limits()
-    assert limits["request_timeout_seconds"] == 7.5 and limits["max_stop_strings"] == 3
-    generate = schemas["GenerateRequest"]["properties"]
-    assert generate["max_new_tokens"]["maximum"] == 50
-    assert (generate["stop"]["maxItems"], generate["stop"]["items"]["maxLength"]) == (3, 9)
-    assert schemas["PerplexityRequest"]["properties"]["texts"]["maxItems"] == 4
-    assert schemas["PredictRequest"]["properties"]["text"]["maxLength"] == 300
+@pytest.fixture(scope="module")
+def encoder(checkpoint) -> TextEncoder:
+    return TextEncoder(build_tokenizer(checkpoint.tokenizer_spec), checkpoint.vocab)
 
 
-def test_generation_past_the_deadline_ends_with_time_limit(make_settings) -> None:
-    settings = make_settings(max_new_tokens=1_000_000, request_timeout_seconds=0.3)
-    request = {"prompt": "我", "max_new_tokens": 1_000_000, "ignore_eos": True}
-    with TestClient(create_app(settings)) as slow:
-        answer = slow.post("/generate", json=request).json()
-        with slow.stream("POST", "/generate", json={**request, "stream": True}) as response:
-            *tokens, final, done = sse_events(response.iter_lines())
-    assert answer["finish_reason"] == "time_limit"
-    assert 1 <= answer["usage"]["generated_tokens"] < 1_000_000
-    assert final["finish_reason"] == "time_limit" and len(tokens) >= 1 and done == "[DONE]"
+# -- each check on its own ----------------------------------------------------------------------
+def test_text_count_over_nextword_max_texts_is_too_large_naming_the_field(make_settings):
+    settings = make_settings(max_texts=2)
+    check_text_count(2, "texts", settings)
+    with pytest.raises(TooLarge) as refused:
+        check_text_count(3, "prompt (times n)", settings)
+    assert refused.value.status_code == 413
+    assert refused.value.message == (
+        "prompt (times n) holds 3 texts; the limit is 2 (NEXTWORD_MAX_TEXTS)"
+    )
 
 
-def test_request_with_nothing_to_show_at_the_deadline_is_504(make_settings) -> None:
-    # one prompt token read per step: a long prompt is still being read at the deadline
-    settings = make_settings(prefill_chunk=1, request_timeout_seconds=0.05)
-    long_text = "我爱北京天安门" * 500
-    with TestClient(create_app(settings)) as slow:
-        for path, body in (
-            ("/generate", {"prompt": long_text}),
-            ("/predict-next", {"text": long_text}),
-            ("/perplexity", {"texts": ["我", long_text]}),
-        ):
-            response = slow.post(path, json=body)
-            assert response.status_code == 504, (path, response.text)
-            answer = response.json()
-            assert answer["error_type"] == "timeout"
-            assert "NEXTWORD_REQUEST_TIMEOUT_SECONDS" in answer["error"]
-        with slow.stream("POST", "/generate", json={"prompt": long_text, "stream": True}) as r:
-            events = sse_events(r.iter_lines())
-        assert events[-2]["error_type"] == "timeout" and events[-1] == "[DONE]"
-        assert slow.post("/predict-next", json={"text": "我"}).status_code == 200
+@pytest.mark.parametrize(
+    ("options", "param", "setting"),
+    [
+        (SamplingOptions(max_new_tokens=11), "max_tokens", "NEXTWORD_MAX_NEW_TOKENS"),
+        (
+            SamplingOptions(max_new_tokens=10, stop=("a", "b", "c")),
+            "stop",
+            "NEXTWORD_MAX_STOP_STRINGS",
+        ),
+        (SamplingOptions(max_new_tokens=10, stop=("a", "abcd")), "stop", "NEXTWORD_MAX_STOP_CHARS"),
+    ],
+)
+def test_generation_over_a_limit_is_invalid_naming_the_field_and_the_setting(
+    make_settings, options, param, setting
+) -> None:
+    settings = make_settings(max_new_tokens=10, max_stop_strings=2, max_stop_chars=3)
+    check_generation_limits(SamplingOptions(max_new_tokens=10, stop=("a", "abc")), settings)
+    with pytest.raises(InvalidRequest) as refused:
+        check_generation_limits(options, settings, length_field="max_tokens")
+    error = refused.value
+    assert (error.status_code, error.param) == (422, param)
+    assert error.message.startswith(f"{param}: ") and setting in error.message
+
+
+def test_texts_over_the_character_or_token_limit_are_too_large(make_settings, encoder) -> None:
+    settings = make_settings(max_text_chars=10, max_text_tokens=3)
+    (encoded,) = asyncio.run(encode_texts(encoder, ["我爱北京"], settings))
+    assert encoded == encoder.encode("我爱北京")
+    with pytest.raises(TooLarge, match="11 characters long; the limit is 10 .NEXTWORD_MAX_TEXT_CH"):
+        asyncio.run(encode_texts(encoder, ["我", "我" * 11], settings))
+    with pytest.raises(TooLarge, match="the limit is 3 .NEXTWORD_MAX_TEXT_TOKENS"):
+        asyncio.run(encode_texts(encoder, ["我爱北京天安门"], settings))
+
+
+def test_prompt_ids_outside_the_vocabulary_are_invalid_naming_prompt(make_settings, encoder):
+    size = len(encoder.vocab)
+    with pytest.raises(InvalidRequest) as refused:
+        asyncio.run(encode_prompts(encoder, ["我", [1, size]], make_settings()))
+    error = refused.value
+    assert (error.status_code, error.param) == (422, "prompt")
+    assert error.message.startswith("prompt: ") and f"token id {size} " in error.message
+    with pytest.raises(InvalidRequest) as detokenized:
+        from_ids(encoder, [-1], "tokens")
+    assert detokenized.value.param == "tokens"
+
+
+def test_prompts_keep_their_order_read_specials_and_count_ids_too(make_settings, encoder):
+    eos = encoder.vocab.eos_id
+    ids = encoder.encode("人民日报").ids
+    texts_then_ids = ["我爱<eos>北京", ids, "今天"]
+    first, second, third = asyncio.run(encode_prompts(encoder, texts_then_ids, make_settings()))
+    assert first.ids == [*encoder.encode("我爱").ids, eos, *encoder.encode("北京").ids]
+    assert second.ids == ids and third == encoder.encode("今天")
+    with pytest.raises(TooLarge, match="NEXTWORD_MAX_TEXT_TOKENS"):
+        asyncio.run(encode_prompts(encoder, [[eos] * 4], make_settings(max_text_tokens=3)))
+
+
+# -- through the routes -------------------------------------------------------------------------
+def test_text_over_the_limits_is_413(make_settings) -> None:
+    app = create_app(make_settings(max_text_chars=40, max_text_tokens=6, max_texts=2))
+    with TestClient(app) as limited:
+        cases = [
+            ("/perplexity", {"text": "我" * 41}, "NEXTWORD_MAX_TEXT_CHARS"),
+            (
+                "/predict-next",
+                {"text": "我爱北京天安门，天安门上太阳升"},
+                "NEXTWORD_MAX_TEXT_TOKENS",
+            ),
+            ("/perplexity", {"texts": ["a", "b", "c"]}, "NEXTWORD_MAX_TEXTS"),
+        ]
+        for path, body, limit in cases:
+            status, error_type, message = error_of(limited.post(path, json=body))
+            assert (status, error_type) == (413, "too_large") and limit in message
 
 
 def test_stop_string_limits_are_settings(make_settings) -> None:
@@ -66,3 +123,17 @@ def test_stop_string_limits_are_settings(make_settings) -> None:
     assert many["error"].startswith("stop: ") and "NEXTWORD_MAX_STOP_STRINGS" in many["error"]
     assert long["error"].startswith("stop: ") and "NEXTWORD_MAX_STOP_CHARS" in long["error"]
     assert fine.status_code == 200
+
+
+def test_limits_apply_under_v1(make_settings) -> None:
+    settings = make_settings(max_texts=3, max_text_chars=40, max_body_bytes=2048)
+    with TestClient(create_app(settings)) as limited:
+        cases = [
+            ({"prompt": ["我"] * 2, "n": 2}, "NEXTWORD_MAX_TEXTS"),
+            ({"prompt": "我" * 41}, "NEXTWORD_MAX_TEXT_CHARS"),
+            ({"prompt": "x" * 4000}, "NEXTWORD_MAX_BODY_BYTES"),
+        ]
+        for body, limit in cases:
+            status, error = openai_error_of(limited.post("/v1/completions", json=body))
+            assert status == 413 and limit in error["message"]
+        assert limited.get("/info").json()["limits"]["max_texts"] == 3

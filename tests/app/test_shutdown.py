@@ -1,24 +1,17 @@
-"""Faults and security at the service level, against live servers: SIGTERM drains requests in
-flight and exits 0; every request has an id, echoed and written to the JSON access log; a
-damaged checkpoint leaves the server up and not ready, saying why; a pickle planted in the
-checkpoint directory is never loaded."""
+"""`python -m app` (app/__main__.py) against a live server: SIGTERM drains requests in flight,
+refuses new connections and exits 0; request ids are echoed and written to the JSON access log.
+(A damaged checkpoint and a planted pickle at start-up: tests/app/test_main.py.)"""
 
 from __future__ import annotations
 
 import json
-import os
-import pickle
-import shutil
 import signal
 import threading
 import time
 from pathlib import Path
 
 import httpx
-import pytest
-from fastapi.testclient import TestClient
 
-from app.main import create_app
 from tests.app.support import metric
 from tests.live_server import live_server
 
@@ -131,61 +124,3 @@ def test_sigterm_completes_requests_in_flight_refuses_new_ones_and_exits_0(
     assert len(traced) == 1 and traced[0]["path"] == "/health" and traced[0]["status"] == 200
     assert any(e.get("path") == "/generate" and e.get("status") == 200 for e in entries)
     assert {e["request_id"] for e in entries if "request_id" in e} >= {"trace-42", generated}
-
-
-def test_hostile_request_id_is_replaced_not_echoed(client: TestClient) -> None:
-    """A request id that is not a short printable token is replaced, so logs stay parseable."""
-    for hostile in (b"a b", b"x" * 200, "id\u00e9".encode(), b"<script>", b"a\tb"):
-        given = client.get("/health", headers={"X-Request-ID": hostile}).headers["x-request-id"]
-        assert given.encode() != hostile and len(given) == 32
-    error = client.post("/generate", json={"temperature": -1})
-    assert len(error.headers["x-request-id"]) == 32  # errors carry an id too
-
-
-@pytest.mark.parametrize("damage", ["truncated weights", "invalid config", "missing vocab"])
-def test_damaged_checkpoint_leaves_the_server_up_and_not_ready(
-    tiny_checkpoint: Path, tmp_path: Path, make_settings, damage: str
-) -> None:
-    """A damaged checkpoint: /health answers, /ready and the model routes say 503 and why,
-    without a path, so an orchestrator sees an unready pod rather than a crash loop."""
-    broken = tmp_path / "broken"
-    shutil.copytree(tiny_checkpoint, broken)
-    if damage == "truncated weights":
-        weights = next(broken.glob("*.safetensors"))
-        weights.write_bytes(weights.read_bytes()[:100])
-    elif damage == "invalid config":
-        (broken / "config.json").write_text("{not json")
-    else:
-        (broken / "vocab.json").unlink()
-    with TestClient(create_app(make_settings(model_dir=broken))) as not_ready:
-        assert not_ready.get("/health").status_code == 200
-        ready = not_ready.get("/ready")
-        answer = not_ready.post("/predict-next", json={"text": "我"})
-    assert ready.status_code == 503 and "could not be loaded" in ready.json()["reason"]
-    assert answer.status_code == 503 and str(tmp_path) not in answer.text
-
-
-class _Planted:
-    """Unpickling this writes a marker file: proof that a pickle was loaded."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path.write_text, (self.marker, "unpickled"))
-
-
-def test_pickle_planted_in_the_checkpoint_is_never_loaded(
-    tiny_checkpoint: Path, tmp_path: Path, make_settings
-) -> None:
-    """Pickles planted beside the weights are never unpickled: loading one runs its code."""
-    planted = tmp_path / "planted"
-    shutil.copytree(tiny_checkpoint, planted)
-    marker = tmp_path / "marker"
-    for name in ("model.pt", "pytorch_model.bin", "checkpoint.pkl", "model.ckpt"):
-        (planted / name).write_bytes(pickle.dumps(_Planted(marker)))
-    with TestClient(create_app(make_settings(model_dir=planted))) as served:
-        assert served.get("/ready").status_code == 200
-        assert served.post("/predict-next", json={"text": "我"}).status_code == 200
-    assert not marker.exists()
-    assert os.listdir(planted)  # the planted files are still there, untouched

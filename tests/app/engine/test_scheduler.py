@@ -1,25 +1,31 @@
-"""The engine on its own: continuous batching gives every sequence the figures it would get
-alone, reads each token once, lets abandoned sequences go and refuses work it has no room for."""
+"""The engine's scheduler (app/engine/scheduler.py): continuous batching gives every sequence the
+figures it would get alone, reads each token once, lets abandoned sequences go, refuses work it
+has no room for, and keeps every request's deadline (seen through the routes: a generation that
+produced tokens ends with finish_reason "time_limit"; a request with nothing to show gets 504)."""
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
+from fastapi.testclient import TestClient
 
-import model.runner
 from app.engine import Engine
 from app.errors import Overloaded
+from app.main import create_app
 from model.generate import generate
 from model.rows import FinishEvent, TokenEvent
 from model.runner import Runner
 from model.sampling import SamplingOptions
 from model.scoring import score_lines
-from tests.app.support import score_texts, start_generation
+from tests.app.support import score_texts, sse_events, start_generation
 
 TEXTS = [
     "",
@@ -106,27 +112,6 @@ def test_seeded_generation_is_the_same_alone_and_amid_15_others(engine: Engine) 
     )
 
 
-def test_each_generated_token_is_read_once(engine: Engine, monkeypatch) -> None:
-    """After the prompt, every step reads one token per row: a token's cost does not grow
-    with the length before it."""
-    chunks_read: list[list[int]] = []
-    real_forward = model.runner.forward_rows
-
-    def recording_forward(model, chunks, state):
-        chunks_read.append([len(c) for c in chunks])
-        return real_forward(model, chunks, state)
-
-    monkeypatch.setattr(model.runner, "forward_rows", recording_forward)
-    prompt = "中国人民银行今天宣布"  # several tokens: read 3 a step
-    options = SamplingOptions(0.0, max_new_tokens=200, seed=1, ignore_eos=True)
-    events = asyncio.run(_generate(engine, prompt, options))
-    prompt_tokens = len(engine.encoder.encode(prompt).ids)
-    prefill_steps = -(-(prompt_tokens + 1) // 3)
-    assert len(_tokens(events)) == 200
-    assert all(max(lengths) == 3 for lengths in chunks_read[: prefill_steps - 1])
-    assert chunks_read[prefill_steps:] == [[1]] * 199  # the 200th token is never read
-
-
 def test_ignore_eos_and_length_finish(engine: Engine) -> None:
     options = SamplingOptions(1.0, max_new_tokens=300, seed=3, ignore_eos=True)
     events = asyncio.run(_generate(engine, "", options))
@@ -202,3 +187,51 @@ def test_int8_engine_scores_close_to_float(make_settings) -> None:
     for score, line in zip(scores, reference, strict=True):
         assert score.perplexity == pytest.approx(float(torch.exp(-line.mean())), rel=0.05)
     assert len(_tokens(events)) == 20
+
+
+# -- deadlines, through the routes --------------------------------------------------------------
+def test_generation_past_the_deadline_ends_with_time_limit(make_settings) -> None:
+    settings = make_settings(max_new_tokens=1_000_000, request_timeout_seconds=0.3)
+    request = {"prompt": "我", "max_new_tokens": 1_000_000, "ignore_eos": True}
+    with TestClient(create_app(settings)) as slow:
+        answer = slow.post("/generate", json=request).json()
+        with slow.stream("POST", "/generate", json={**request, "stream": True}) as response:
+            *tokens, final, done = sse_events(response.iter_lines())
+    assert answer["finish_reason"] == "time_limit"
+    assert 1 <= answer["usage"]["generated_tokens"] < 1_000_000
+    assert final["finish_reason"] == "time_limit" and len(tokens) >= 1 and done == "[DONE]"
+
+
+def test_request_with_nothing_to_show_at_the_deadline_is_504(make_settings) -> None:
+    # one prompt token read per step: a long prompt is still being read at the deadline
+    settings = make_settings(prefill_chunk=1, request_timeout_seconds=0.05)
+    long_text = "我爱北京天安门" * 500
+    with TestClient(create_app(settings)) as slow:
+        for path, body in (
+            ("/generate", {"prompt": long_text}),
+            ("/predict-next", {"text": long_text}),
+            ("/perplexity", {"texts": ["我", long_text]}),
+        ):
+            response = slow.post(path, json=body)
+            assert response.status_code == 504, (path, response.text)
+            answer = response.json()
+            assert answer["error_type"] == "timeout"
+            assert "NEXTWORD_REQUEST_TIMEOUT_SECONDS" in answer["error"]
+        with slow.stream("POST", "/generate", json={"prompt": long_text, "stream": True}) as r:
+            events = sse_events(r.iter_lines())
+        assert events[-2]["error_type"] == "timeout" and events[-1] == "[DONE]"
+        assert slow.post("/predict-next", json={"text": "我"}).status_code == 200
+
+
+def test_the_engine_imports_no_http_framework() -> None:
+    """The engine (and the errors it raises) load without FastAPI or Starlette."""
+    code = (
+        "import sys, app.engine, app.errors; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'fastapi', 'starlette'}))"
+    )
+    root = Path(__file__).resolve().parents[3]
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=60
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == "[]"

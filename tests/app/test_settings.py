@@ -1,0 +1,68 @@
+"""The service's configuration (app/settings.py): read from NEXTWORD_* variables, typed,
+checked against its bounds, frozen, and reported by limits()."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from app.settings import Settings
+
+
+def test_settings_read_and_type_nextword_variables(monkeypatch, tmp_path) -> None:
+    for name, value in {
+        "MODEL_DIR": str(tmp_path), "MAX_BATCH_SIZE": "4", "QUANTIZE": "int8",
+        "REQUEST_TIMEOUT_SECONDS": "2.5", "CORS_ORIGINS": '["https://a.org", "https://b.org"]',
+        "API_KEY": "sk-secret",
+    }.items():  # fmt: skip
+        monkeypatch.setenv(f"NEXTWORD_{name}", value)
+    monkeypatch.setenv("MAX_TEXTS", "1")  # no prefix: not ours
+    settings = Settings()
+    assert settings.model_dir == tmp_path and isinstance(settings.model_dir, Path)
+    assert (settings.max_batch_size, settings.quantize) == (4, "int8")
+    assert settings.request_timeout_seconds == 2.5
+    assert settings.cors_origins == ["https://a.org", "https://b.org"]
+    assert settings.api_key is not None and settings.api_key.get_secret_value() == "sk-secret"
+    assert "sk-secret" not in repr(settings)
+    assert settings.max_texts == 64  # the default
+
+
+def test_a_keyword_wins_over_the_environment(monkeypatch) -> None:
+    monkeypatch.setenv("NEXTWORD_MAX_TEXTS", "5")
+    assert Settings().max_texts == 5
+    assert Settings(max_texts=7).max_texts == 7
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MAX_BATCH_SIZE", "0"),
+        ("QUANTIZE", "fp16"),
+        ("PORT", "70000"),
+        ("MAX_STOP_STRINGS", "65"),  # above what the schemas allow
+        ("MAX_STOP_CHARS", "257"),
+        ("MAX_BODY_BYTES", "100"),
+        ("REQUEST_TIMEOUT_SECONDS", "0"),
+        ("THREADS", "many"),
+    ],
+)
+def test_a_value_out_of_bounds_is_refused_naming_the_setting(monkeypatch, name, value) -> None:
+    monkeypatch.setenv(f"NEXTWORD_{name}", value)
+    with pytest.raises(ValidationError, match=name.lower()):
+        Settings()
+
+
+def test_settings_are_frozen_and_limits_lists_the_request_limits() -> None:
+    settings = Settings(max_texts=3, request_timeout_seconds=7.5)
+    with pytest.raises(ValidationError):
+        settings.max_texts = 4  # type: ignore[misc]
+    limits = settings.limits()
+    assert limits["max_texts"] == 3 and limits["request_timeout_seconds"] == 7.5
+    assert set(limits) == {
+        "max_body_bytes", "max_text_chars", "max_text_tokens", "max_texts", "max_new_tokens",
+        "max_stop_strings", "max_stop_chars", "request_timeout_seconds", "max_batch_size",
+        "max_waiting",
+    }  # fmt: skip
+    assert all(limits[name] == getattr(settings, name) for name in limits)
