@@ -10,7 +10,7 @@ preset starts from word2vec vectors trained inside that budget, and `no-word2vec
 off, so both are compared at equal budget; --max-steps compares them at equal tokens instead.
 A variant this machine cannot run (`bf16` without native bf16) is a `skipped: <reason>` row.
 Figures come from each run's metrics.jsonl and config.json; prints each row as its run ends,
-and writes OUT/NAME.md and .json (OUT = --out-dir, default docs/; NAME = --name, default
+and writes OUT/NAME.md and .json (OUT = --output, default docs/; NAME = --name, default
 recipe).
 """
 
@@ -54,7 +54,7 @@ DEFAULT_VARIANTS = ("base", "average", "variable-bptt", "variational-dropout", "
 
 
 def plan_run(variant: str, work_dir: Path, max_steps: int | None = None) -> Run:
-    """The model.train command of one variant: at the preset's time budget, or at `max_steps`
+    """The model.train command of one variant: at the preset's budget, or at `max_steps`
     optimizer steps (equal tokens; the cosine schedule then runs over the steps)."""
     output = work_dir / variant
     command = [sys.executable, "-m", "model.train", "--preset", "default", *VARIANTS[variant]]
@@ -108,10 +108,10 @@ def main(argv: list[str] | None = None) -> None:
         "--max-steps",
         type=int,
         default=None,
-        help="train every variant this many steps instead of the time budget (equal tokens)",
+        help="train every variant this many steps instead of the preset's budget (equal tokens)",
     )
     parser.add_argument("--work-dir", type=Path, default=None, help="keep checkpoints here")
-    parser.add_argument("--out-dir", type=Path, default=ROOT / "docs", help="writes NAME.*")
+    parser.add_argument("--output", type=Path, default=ROOT / "docs", help="writes NAME.* here")
     parser.add_argument("--name", default="recipe", help="report file name (NAME.md, NAME.json)")
     args = parser.parse_args(argv)
     work_dir = (args.work_dir or Path(tempfile.mkdtemp(prefix="recipe-"))).resolve()
@@ -134,11 +134,11 @@ def main(argv: list[str] | None = None) -> None:
         runs.append(plan_run(variant, work_dir, args.max_steps))
         run_lane(runs[-1:], started, lock)
         print(table(runs)[-1], flush=True)  # its row, as soon as it is measured
-    args.out_dir.mkdir(parents=True, exist_ok=True)
+    args.output.mkdir(parents=True, exist_ok=True)
     text = "\n".join([*header, *table(runs)])
-    (args.out_dir / f"{args.name}.md").write_text(text + "\n", encoding="utf-8")
+    (args.output / f"{args.name}.md").write_text(text + "\n", encoding="utf-8")
     report = {"machine": describe_cpu(), "command": command, "runs": [asdict(r) for r in runs]}
-    (args.out_dir / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.output / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

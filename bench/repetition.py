@@ -25,7 +25,7 @@ from model.hardware import describe_cpu
 from model.rows import FinishEvent
 from model.sampling import SamplingOptions
 from model.tokenizers import build_tokenizer
-from model.train.corpora import load_corpus
+from model.train.corpora import load_corpus, trained_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPTS = ("中国经济", "新年", "国务院总理", "记者从", "今天上午")
@@ -60,8 +60,8 @@ def generated_texts(engine: Engine, prompts: Sequence[str], seeds: int, cache: b
 def corpus_texts(checkpoint: str, characters: int) -> list[str]:
     """The first `characters` characters of every test line at least that long, spaces out."""
     loaded = load_checkpoint(checkpoint)
-    source = loaded.metadata.get("corpus", {}).get("source") or "peoples-daily"
-    lines = load_corpus(source, build_tokenizer(loaded.tokenizer_spec), None).splits["test"]
+    source, files = trained_corpus(loaded.metadata)
+    lines = load_corpus(source, build_tokenizer(loaded.tokenizer_spec), files).splits["test"]
     texts = ["".join(line) for line in lines]
     return [text[:characters] for text in texts if len(text) >= characters]
 

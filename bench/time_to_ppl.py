@@ -10,7 +10,8 @@ Three modes, each a real `python -m model.train` process, validating every
                 --plain-minutes (30) on peoples-daily, --plain-minutes-wikitext (10) on
                 wikitext-2;
   ours-small    --preset default at the plain size (--embedding-size 200 --hidden-size 200);
-  ours-default  --preset default (both ours modes: the preset's own 10-minute budget).
+  ours-default  --preset default (both ours modes: the preset's own budget in training tokens,
+                max_tokens in model/train/config.py, unless --ours-minutes caps it).
 
 By default one run at a time, with all the cores (torch's default threads). --two-lanes trains
 two processes at once, one thread each: plain in one lane, the ours modes in the other (on this
@@ -19,7 +20,7 @@ Corpora: peoples-daily, target valid ppl 295 (the Kneser-Ney 5-gram's valid figu
 docs/data.md), and wikitext-2 trained on valid.txt with test.txt held out (docs/data.md), target the
 plain mode's best held-out ppl. Figures come from each run's
 metrics.jsonl (wall_seconds: training time) and config.json (test ppl). Writes OUT/time_to_ppl
-.md, .json and .png (OUT = --out-dir, default docs/) and prints the table.
+.md, .json and .png (OUT = --output, default docs/) and prints the table.
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ from pathlib import Path
 import torch
 
 from bench.skips import command_unavailable, skipped_row
+from model.checkpoint import read_config
 from model.hardware import describe_cpu
-from model.train.config import TrainConfig, parse_config
+from model.train.config import PRESETS, TrainConfig, parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 KN5_VALID_PPL = 295.0  # docs/data.md: interpolated modified Kneser-Ney 5-gram, peoples-daily valid
@@ -232,7 +234,7 @@ def read_results(run: Run) -> None:
     output = Path(run.output)
     lines = (output / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     run.curve = [json.loads(line) for line in lines if line.strip()]
-    training = json.loads((output / "config.json").read_text(encoding="utf-8"))["training"]
+    training = read_config(output)["training"]
     run.size = describe_size(output, training["config"])
     run.budget_minutes = training["config"]["max_minutes"]
     run.best_valid_ppl = training["best_valid_ppl"]
@@ -258,9 +260,10 @@ def same_settings(command: Sequence[str], output: Path) -> bool:
     preset may have changed since), leaving out the budget and --resume."""
     arguments = list(command[list(command).index("model.train") + 1 :])
     now = json.loads(json.dumps(parse_config(arguments).to_dict()))
-    config = json.loads((output / "config.json").read_text(encoding="utf-8"))
     # a setting added since that run was trained did not exist then: it ran as its default
-    then = json.loads(json.dumps(TrainConfig().to_dict())) | config["training"]["config"]
+    then = (
+        json.loads(json.dumps(TrainConfig().to_dict())) | read_config(output)["training"]["config"]
+    )
     ignored = ("max_minutes", "resume")
     return {k: v for k, v in now.items() if k not in ignored} == {
         k: v for k, v in then.items() if k not in ignored
@@ -275,8 +278,8 @@ def extends(finished: Sequence[str], command: Sequence[str], output: Path) -> bo
     after, new_minutes = _without_budget(command)
     if before != after or old_minutes is None or new_minutes is None:
         return False
-    config = json.loads((output / "config.json").read_text(encoding="utf-8"))
-    return new_minutes > old_minutes and config["training"]["config"]["schedule"] == "plateau"
+    schedule = read_config(output)["training"]["config"]["schedule"]
+    return new_minutes > old_minutes and schedule == "plateau"
 
 
 def run_lane(runs: Sequence[Run], started: float, print_lock: threading.Lock) -> None:
@@ -518,13 +521,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--ours-minutes",
         type=float,
         default=None,
-        help="ours modes' budget (default: the default preset's own, 10 minutes)",
+        help="cap on the ours modes' training minutes (default: none, the default preset's own "
+        f"budget of {PRESETS['default']['max_tokens']:,} training tokens)",
     )
     parser.add_argument(
         "--ours-minutes-wikitext",
         type=float,
         default=None,
-        help="ours modes' budget on wikitext-2 (default: the default preset's)",
+        help="the same cap on wikitext-2 (default: none, the default preset's budget)",
     )
     parser.add_argument(
         "--eval-every-minutes", type=float, default=0.5, help="validate every this many minutes"
@@ -544,7 +548,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "fails); a run whose exact command already finished there is read, not trained again",
     )
     parser.add_argument(
-        "--out-dir", type=Path, default=ROOT / "docs", help="writes time_to_ppl.{md,json,png}"
+        "--output", type=Path, default=ROOT / "docs", help="writes time_to_ppl.{md,json,png} here"
     )
     args = parser.parse_args(argv)
     wikitext = [args.wikitext_dir / name for name in ("valid.txt", "test.txt")]
@@ -583,11 +587,11 @@ def main(argv: list[str] | None = None) -> None:
         },
     }
     report["runs"] = [asdict(run) for run in runs]
-    args.out_dir.mkdir(parents=True, exist_ok=True)
+    args.output.mkdir(parents=True, exist_ok=True)
     text = markdown(report, runs)
-    (args.out_dir / "time_to_ppl.md").write_text(text, encoding="utf-8")
-    (args.out_dir / "time_to_ppl.json").write_text(json.dumps(report, indent=2) + "\n")
-    chart(report, args.out_dir / "time_to_ppl.png")
+    (args.output / "time_to_ppl.md").write_text(text, encoding="utf-8")
+    (args.output / "time_to_ppl.json").write_text(json.dumps(report, indent=2) + "\n")
+    chart(report, args.output / "time_to_ppl.png")
     print(text)
     failed = [run for run in runs if run.returncode != 0 and not run.skipped]
     if failed:

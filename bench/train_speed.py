@@ -7,7 +7,7 @@ Every cell is measured at the precision `--precision auto` picks on this machine
 CPU runs it natively, else fp32), and the LSTM at both; a bf16 row this machine cannot run
 (model/hardware.py says why) is a `skipped: <reason>` row. Every configuration trains on the same
 seeded batches of real lines (step_tokens 2048), after one warm-up batch. The page is printed as
-it is measured, row by row, and written to docs/train_speed.md.
+it is measured, row by row, and written to --output (default docs/train_speed.md).
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ import torch
 
 from bench.skips import skipped_row, unavailable
 from model.batching import LineBatch, make_batches
+from model.checkpoint import CONFIG, read_config
 from model.hardware import describe_cpu, resolve_device, resolve_precision
 from model.rnn import CELLS
-from model.train.config import PRESETS, TrainConfig
+from model.train.config import PRESETS, TrainConfig, add_config_flags
 from model.train.data import Data, prepare_data
 from model.train.trainer import Trainer
 
@@ -91,9 +92,8 @@ def default_model(checkpoint: Path) -> list[str]:
     """Lines on the default preset and, when its checkpoint exists, every figure of its training
     record (whatever the record holds: the preset's budget and figures change over time)."""
     lines = [f"Default preset: `{json.dumps(PRESETS.get('default', {}))}`."]
-    config_path = checkpoint / "config.json"
-    if config_path.is_file():
-        training = json.loads(config_path.read_text(encoding="utf-8")).get("training", {})
+    if (checkpoint / CONFIG).is_file():
+        training = read_config(checkpoint).get("training", {})
         figures = [
             f"{key.replace('_', ' ')} {figure(value)}"
             for key, value in training.items()
@@ -113,15 +113,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--cells", nargs="+", choices=CELLS, default=list(CELLS), help="cells to measure"
     )
-    parser.add_argument(
-        "--corpus",
-        default="peoples-daily",
-        help="corpus to train on (model.train --corpus: a name, a directory or a text file)",
-    )
+    add_config_flags(parser, ["corpus"])  # model.train's, as it reads it
     parser.add_argument(
         "--checkpoint", type=Path, default=Path("checkpoints/default"), help="default model"
     )
-    parser.add_argument("--out", type=Path, default=Path("docs/train_speed.md"), help="page")
+    parser.add_argument(
+        "--output", type=Path, default=Path("docs/train_speed.md"), help="the page to write"
+    )
     return parser.parse_args(argv)
 
 
@@ -129,8 +127,9 @@ def main(argv: list[str] | None = None) -> None:
     """Print the page as it is measured, then write it."""
     args = parse_args(argv)
     command = " ".join(["python -m bench.train_speed", *map(shlex.quote, argv or sys.argv[1:])])
+    corpus = {"corpus": args.corpus} if args.corpus else {}  # else model.train's default
     base = TrainConfig(
-        corpus=args.corpus,
+        **corpus,
         embedding_size=args.size,
         hidden_size=args.size,
         progress=False,
@@ -144,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
         print(*lines, sep="\n", flush=True)
 
     emit(
-        f"# Training speed ({Path(args.corpus).name}, 2 layers of {args.size}, step_tokens 2048)",
+        f"# Training speed ({Path(base.corpus).name}, 2 layers of {args.size}, step_tokens 2048)",
         "",
         f"Machine: {describe_cpu()}.",
         f"Command: `{command}` ({args.batches} timed batches a configuration, after "
@@ -159,8 +158,8 @@ def main(argv: list[str] | None = None) -> None:
     for row in measure(base, data, batches, args.cells):
         emit(row)
     emit("", *default_model(args.checkpoint))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(page) + "\n", encoding="utf-8")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text("\n".join(page) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

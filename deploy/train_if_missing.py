@@ -6,21 +6,21 @@ The one skip-if-present rule, run as written by `make serve` on the host and by 
 - a run that was interrupted (run state, but no test perplexity yet): continue it with --resume;
 - no checkpoint: train one with `--preset default`.
 Arguments are passed on to `python -m model.train` (e.g. `--corpus my.txt`). A checkpoint it
-trained is then tuned on its valid split (`python -m model.evaluate.tune_cache`: line or document
-context, and the cache pointer), so that the service reads text the way that scored best.
+trained is then tuned on the valid split of the corpus it was trained on
+(`python -m model.evaluate.tune_cache`: line or document context, and the cache pointer), so
+that the service reads text the way that scored best.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
-from model.checkpoint import CONFIG, INFERENCE, CheckpointError, load_inference_config
+from model.checkpoint import CONFIG, INFERENCE, CheckpointError, load_inference_config, read_config
 from model.evaluate.tune_cache import main as tune_main
-from model.train.config import preset_differences
+from model.train.config import add_config_flags, preset_differences
 from model.train.resume import RESUME_STATE
 from model.train.trainer import main as train_main
 
@@ -30,10 +30,9 @@ DEFAULT_MODEL_DIR = "checkpoints/default"
 def training_arguments(model_dir: Path, extra: list[str]) -> list[str] | None:
     """The model.train arguments still needed for `model_dir`, or None when it is complete."""
     arguments = ["--preset", "default", "--output", str(model_dir)]
-    config = model_dir / CONFIG
-    if not config.is_file():
+    if not (model_dir / CONFIG).is_file():
         return [*arguments, *extra]
-    training = json.loads(config.read_text(encoding="utf-8")).get("training", {})
+    training = read_config(model_dir).get("training", {})
     finished = training.get("test_ppl") is not None  # only a run's last write scores test
     if finished or not (model_dir / RESUME_STATE).is_file():
         return None
@@ -43,10 +42,9 @@ def training_arguments(model_dir: Path, extra: list[str]) -> list[str] | None:
 def describe_checkpoint(model_dir: Path) -> str:
     """One line naming what a kept checkpoint is: the default preset, or which settings differ
     from it (a model copied in, or trained by another command, is never served silently)."""
-    config = model_dir / CONFIG
-    if not config.is_file():
+    if not (model_dir / CONFIG).is_file():
         return f"checkpoint {model_dir} has no {CONFIG}"
-    training = json.loads(config.read_text(encoding="utf-8")).get("training", {})
+    training = read_config(model_dir).get("training", {})
     settings = training.get("config")
     if not settings:
         return f"checkpoint {model_dir} records no training settings: not the default preset's"
@@ -63,7 +61,7 @@ def describe_checkpoint(model_dir: Path) -> str:
 def describe_reading(model_dir: Path) -> str:
     """One line saying how the service will read text with a kept checkpoint: its tuned
     context and cache, or the command that tunes them."""
-    config = json.loads((model_dir / CONFIG).read_text(encoding="utf-8"))
+    config = read_config(model_dir)
     try:
         context, cache = load_inference_config(config)
     except CheckpointError as error:
@@ -83,13 +81,11 @@ def describe_reading(model_dir: Path) -> str:
 
 def tuning_arguments(model_dir: Path, extra: list[str]) -> list[str]:
     """model.evaluate.tune_cache's arguments for a checkpoint just trained with extra: the
-    same corpus flags, and nothing else of training's."""
-    corpus_flags = argparse.ArgumentParser(add_help=False)
-    for flag in ("--corpus", "--train-file", "--valid-file", "--test-file", "--threads"):
-        corpus_flags.add_argument(flag)
-    known, _ = corpus_flags.parse_known_args(extra)
-    given = [[f"--{k.replace('_', '-')}", v] for k, v in vars(known).items() if v is not None]
-    return ["--checkpoint", str(model_dir), *(x for pair in given for x in pair)]
+    checkpoint (whose recorded corpus tune_cache reads) and training's --threads, if given."""
+    machine = argparse.ArgumentParser(add_help=False)
+    add_config_flags(machine, ["threads"])
+    threads = machine.parse_known_args(extra)[0].threads
+    return ["--checkpoint", str(model_dir), *(["--threads", str(threads)] if threads else [])]
 
 
 def main(argv: list[str]) -> None:

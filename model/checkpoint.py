@@ -23,6 +23,7 @@ from safetensors.torch import load, save_file
 
 from model.pointer_cache import CacheConfig
 from model.rnn import ModelConfig, RNNLanguageModel
+from model.scoring import CONTEXTS
 from model.tokenizers import TokenizerSpec
 from model.vocab import Vocab
 
@@ -32,6 +33,7 @@ VOCAB = "vocab.json"
 USER_DICT = "user_dict.txt"
 FORMAT = "nextword-checkpoint/1"
 INFERENCE = "inference"  # config.json key: how to read text (context, cache), set by tune_cache
+_CONTEXT_NAMES = " or ".join(json.dumps(name) for name in CONTEXTS)  # '"line" or "document"'
 
 
 class CheckpointError(Exception):
@@ -232,7 +234,7 @@ def load_checkpoint(directory: Path | str, device: str | torch.device = "cpu") -
             f"checkpoint directory {directory} does not exist; train one with "
             f"`python -m model.train --output {directory}`"
         )
-    config = _read_json(directory / CONFIG)
+    config = read_config(directory)
     if config.get("format") != FORMAT:
         raise CheckpointError(f"{directory / CONFIG} is not a {FORMAT} checkpoint config")
     try:
@@ -251,6 +253,13 @@ def load_checkpoint(directory: Path | str, device: str | torch.device = "cpu") -
     model = RNNLanguageModel(model_config)
     digest = _load_weights(directory / WEIGHTS, model)
     return Checkpoint(model.to(device).eval(), vocab, spec, config, directory, digest)
+
+
+def read_config(directory: Path | str) -> dict:
+    """The parsed config.json of a checkpoint directory, without loading its weights: for tools
+    that only need its records (training statistics, settings, inference). Raises
+    CheckpointError naming the file when it is missing or not a JSON object."""
+    return _read_json(Path(directory) / CONFIG)
 
 
 def update_inference_config(directory: Path | str, entries: dict) -> None:
@@ -275,8 +284,8 @@ def load_inference_config(source: Checkpoint | dict) -> tuple[str, CacheConfig |
     metadata = source.metadata if isinstance(source, Checkpoint) else source
     inference = metadata.get(INFERENCE) or {}
     context = inference.get("context", "line")
-    if context not in ("line", "document"):
-        raise CheckpointError(f'{CONFIG}: inference.context must be "line" or "document"')
+    if context not in CONTEXTS:
+        raise CheckpointError(f"{CONFIG}: inference.context must be {_CONTEXT_NAMES}")
     try:
         cache = inference.get("cache")
         return context, CacheConfig.from_dict(cache) if cache is not None else None
@@ -290,6 +299,6 @@ def load_cache_scope(source: Checkpoint | dict) -> str:
     metadata = source.metadata if isinstance(source, Checkpoint) else source
     inference = metadata.get(INFERENCE) or {}
     scope = inference.get("cache_scope", inference.get("context", "line"))
-    if scope not in ("line", "document"):
-        raise CheckpointError(f'{CONFIG}: inference.cache_scope must be "line" or "document"')
+    if scope not in CONTEXTS:
+        raise CheckpointError(f"{CONFIG}: inference.cache_scope must be {_CONTEXT_NAMES}")
     return scope

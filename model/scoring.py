@@ -9,17 +9,21 @@ article and the previous paragraph says a lot about the next:
     targets   l1 ... <eos>  l2 ... <eos>  l3 ... <eos>
 
 Each line still ends with its <eos> target, so both contexts score exactly the same targets and
-their perplexities compare. The stream is read as a batch of one in windows of bptt tokens.
+their perplexities compare. The stream is read as a batch of one in windows of `window` tokens
+(the window changes memory and speed, never the figure). Dynamic evaluation is the document
+reading with a hook that lets the model learn from each window after scoring it
+(model/evaluate/dynamic.py).
 
 A Reading keeps, per target in file order, the model's output feature (the cache's key) and
 log-probability, and where a cache must start empty: at every line in the line context, once
-in the document context.
+in the document context. Every perplexity, here and in training, the tools and the service, is
+`perplexity` of a mean negative log-likelihood.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -28,7 +32,20 @@ from model.batching import IGNORE, document_stream, make_batches
 from model.pointer_cache import CacheConfig, PointerCache, mix_log_probs
 from model.rnn import RNNLanguageModel
 
-CONTEXTS = ("line", "document")
+CONTEXTS = ("line", "document")  # the two readings of a split; config.json names one
+
+
+def perplexity(mean_nll: float) -> float:
+    """exp of the mean negative log-likelihood per target (in nats): the one formula behind
+    every perplexity nextword reports."""
+    return math.exp(mean_nll)
+
+
+def log_likelihood(scores: Sequence[torch.Tensor]) -> tuple[float, int]:
+    """(summed log-probability in float64, number of targets) of per-line scores: the two
+    numbers that pool, over lines or over training processes, before `perplexity`."""
+    total = sum(float(s.double().sum()) for s in scores)
+    return total, sum(int(s.numel()) for s in scores)
 
 
 @torch.inference_mode()
@@ -37,18 +54,19 @@ def read_each_line(
     lines: Sequence[Sequence[int]],
     eos_id: int,
     batch_size: int = 64,
-    bptt: int = 256,
+    window: int = 256,
     keep_features: bool = False,
 ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor | None]]:
     """(line index, log-probability of each of its targets (T,), and with keep_features the
     output feature before each target (T, D) float32) for every line, each read from the start
-    state in length-grouped batches; lines come in batch order, not the order given."""
+    state in length-grouped batches, `window` steps a forward pass; lines come in batch order,
+    not the order given."""
     model.eval()
     device = model.device
     for batch in make_batches(lines, eos_id, batch_size):
         state = None
         scores, outputs = [], []
-        for inputs, targets in batch.windows(bptt):
+        for inputs, targets in batch.windows(window):
             features, state = model(inputs.to(device), state)
             window_scores = torch.full(targets.shape, float("nan"))
             window_scores[targets != IGNORE] = (
@@ -70,21 +88,20 @@ def score_lines(
     lines: Sequence[Sequence[int]],
     eos_id: int,
     batch_size: int = 64,
-    bptt: int = 256,
+    window: int = 256,
 ) -> list[torch.Tensor]:
     """Log-probability of every target of every line (its tokens, then <eos>), each line read
     from the start state, in the order given. Independent of batch_size by construction."""
     scores: list[torch.Tensor] = [torch.empty(0)] * len(lines)
-    for index, line_scores, _ in read_each_line(model, lines, eos_id, batch_size, bptt):
+    for index, line_scores, _ in read_each_line(model, lines, eos_id, batch_size, window):
         scores[index] = line_scores
     return scores
 
 
 def perplexity_of(line_scores: Sequence[torch.Tensor]) -> tuple[float, int]:
     """(perplexity, number of targets) of per-line log-probabilities, pooled over all lines."""
-    total = sum(float(s.double().sum()) for s in line_scores)
-    count = sum(int(s.numel()) for s in line_scores)
-    return float(torch.tensor(-total / max(count, 1)).exp()), count
+    total, count = log_likelihood(line_scores)
+    return perplexity(-total / max(count, 1)), count
 
 
 @torch.inference_mode()
@@ -109,9 +126,8 @@ class Reading:
     segment_starts: list[int]  # offsets where the context (and a cache) starts afresh
 
     def perplexity(self, log_probs: torch.Tensor | None = None) -> float:
-        """exp of the mean negative log-likelihood of the model's (or the given) scores."""
-        scores = self.log_probs if log_probs is None else log_probs
-        return math.exp(-float(scores.double().mean()))
+        """Perplexity of the model's scores (or of the given ones, e.g. mixed with a cache)."""
+        return perplexity_of([self.log_probs if log_probs is None else log_probs])[0]
 
 
 def line_starts(lines: Sequence[Sequence[int]]) -> list[int]:
@@ -123,20 +139,31 @@ def line_starts(lines: Sequence[Sequence[int]]) -> list[int]:
     return starts
 
 
-@torch.inference_mode()
 def read_document(
-    model: RNNLanguageModel, lines: Sequence[Sequence[int]], eos_id: int, bptt: int = 256
+    model: RNNLanguageModel,
+    lines: Sequence[Sequence[int]],
+    eos_id: int,
+    window: int = 256,
+    learn: Callable[[torch.Tensor], None] | None = None,
 ) -> Reading:
-    """Read the lines as one stream, carrying the state across windows and lines."""
+    """Read the lines as one stream, `window` tokens a forward pass, carrying the state across
+    windows and lines. With `learn` (dynamic evaluation), learn(the window's log-probabilities,
+    graph attached) runs after each window is scored, so a target is always scored before the
+    model learns from it, and the state is detached there; without it, inference mode."""
     model.eval()
     inputs, targets = document_stream(lines, eos_id)
     features, scores, state = [], [], None
-    for start in range(0, targets.numel(), bptt):
-        window = inputs[start : start + bptt].to(model.device)[None]  # (1, T)
-        output, state = model(window, state)
-        wanted = targets[start : start + bptt].to(model.device)
-        features.append(output[0].float().cpu())
-        scores.append(model.target_log_probs(output[0], wanted).float().cpu())
+    with torch.inference_mode(learn is None):
+        for start in range(0, targets.numel(), window):
+            tokens = inputs[start : start + window].to(model.device)[None]  # (1, T)
+            wanted = targets[start : start + window].to(model.device)
+            output, state = model(tokens, state)
+            log_probs = model.target_log_probs(output[0], wanted)  # (T,)
+            features.append(output[0].detach().float().cpu())
+            scores.append(log_probs.detach().float().cpu())
+            if learn is not None:
+                learn(log_probs)
+                state = state.detach()  # truncated: the next window does not backprop here
     return Reading(torch.cat(features), torch.cat(scores), targets, [0])
 
 
@@ -146,12 +173,12 @@ def read_lines(
     lines: Sequence[Sequence[int]],
     eos_id: int,
     batch_size: int = 64,
-    bptt: int = 256,
+    window: int = 256,
 ) -> Reading:
-    """Read every line from the start state (as model.inference.score_lines does, so the
-    scores are the same), keeping each target's feature."""
+    """Read every line from the start state (as score_lines does, so the scores are the same),
+    keeping each target's feature."""
     per_line: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # line index → (features, scores)
-    for index, scores, features in read_each_line(model, lines, eos_id, batch_size, bptt, True):
+    for index, scores, features in read_each_line(model, lines, eos_id, batch_size, window, True):
         per_line[index] = (features, scores)  # type: ignore[assignment]
     _, targets = document_stream(lines, eos_id)
     features = torch.cat([per_line[i][0] for i in range(len(lines))])
@@ -165,14 +192,14 @@ def read_split(
     eos_id: int,
     context: str,
     batch_size: int = 64,
-    bptt: int = 256,
+    window: int = 256,
 ) -> Reading:
     """read_lines or read_document, as `context` says."""
     if context not in CONTEXTS:
         raise ValueError(f"unknown context {context!r}; choose one of {CONTEXTS}")
     if context == "document":
-        return read_document(model, lines, eos_id, bptt)
-    return read_lines(model, lines, eos_id, batch_size, bptt)
+        return read_document(model, lines, eos_id, window)
+    return read_lines(model, lines, eos_id, batch_size, window)
 
 
 def cache_target_log_probs(

@@ -11,7 +11,7 @@ import pytest
 from model.checkpoint import update_inference_config
 from model.pointer_cache import CacheConfig
 from model.train.config import TrainConfig
-from model.train.corpora import _read_lines, _strip_pos, peoples_daily_path
+from model.train.corpora import CACHE_DIR_VARIABLE, _read_lines, _strip_pos, peoples_daily_path
 from model.train.trainer import train
 
 TINY_LINES = 600
@@ -21,7 +21,7 @@ TINY_LINES = 600
 def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Tokenized-corpus cache in a temporary directory, never the user's."""
     mp = pytest.MonkeyPatch()
-    mp.setenv("NEXTWORD_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    mp.setenv(CACHE_DIR_VARIABLE, str(tmp_path_factory.mktemp("cache")))
     yield
     mp.undo()
 

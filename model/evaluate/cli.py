@@ -2,11 +2,13 @@
 `python -m model.evaluate --checkpoint DIR [--corpus C --split valid|test] [--json]`.
 
 Prints the split's token count, vocabulary size and <unk> rate beside the perplexity, so that
-anyone can check the figure is measured on the benchmark docs/data.md defines.
+anyone can check the figure is measured on the benchmark docs/data.md defines. The corpus is
+the one the checkpoint was trained on unless the corpus flags (model.train's) say otherwise.
 
 Beyond the benchmark's own reading (`--context line`, every line from the start state) it can
 read the split as one document (`--context document`), mix in a continuous cache (`--cache`)
-and adapt the weights as it reads (`--dynamic-eval`); docs/context-and-cache.md explains them.
+and adapt the weights as it reads (`--dynamic`); docs/context-and-cache.md explains them. Every
+reading is model/scoring.py's.
 """
 
 from __future__ import annotations
@@ -38,16 +40,20 @@ from model.scoring import (
     score_with_cache,
 )
 from model.tokenizers import build_tokenizer
-from model.train.corpora import load_corpus
+from model.train.config import CORPUS_FLAGS, add_config_flags
+from model.train.corpora import load_corpus, split_files, trained_corpus
 
 
 def split_ids(
-    checkpoint: Checkpoint, corpus: str | None, split: str, split_files: dict[str, str] | None
+    checkpoint: Checkpoint, corpus: str | None, split: str, files: dict[str, str] | None
 ) -> tuple[str, list[list[int]]]:
-    """(corpus name, id lines of the split); the corpus defaults to the one it was trained on."""
-    source = corpus or checkpoint.metadata.get("corpus", {}).get("source") or "peoples-daily"
+    """(where the split was read: the corpus, or its explicit file; id lines of the split).
+    Without a corpus or files, the corpus the checkpoint was trained on."""
+    if corpus is None and files is None:
+        corpus, files = trained_corpus(checkpoint.metadata)
     tokenizer = build_tokenizer(checkpoint.tokenizer_spec)
-    lines = load_corpus(source, tokenizer, split_files).splits[split]
+    lines = load_corpus(corpus or "", tokenizer, files).splits[split]  # files: all three
+    source = files[split] if files else corpus or ""
     return source, [checkpoint.vocab.encode(line) for line in lines]
 
 
@@ -61,7 +67,7 @@ def evaluate(
     context: str = "line",
     cache: CacheConfig | None = None,
     dynamic: DynamicConfig | None = None,
-    bptt: int = 256,
+    window: int = 256,
     cache_scope: str | None = None,
 ) -> dict:
     """{perplexity, num_tokens, vocab_size, unk_rate, ...} of a checkpoint on a split.
@@ -70,7 +76,7 @@ def evaluate(
     under `cache` as given and the result also holds the model alone and both <unk> variants;
     with `dynamic`, the split is read as one document by a copy that adapts as it reads.
     cache_scope ("line" or "document", default: the context) says where the cache starts empty,
-    whatever the state does."""
+    whatever the state does; `window` (tokens a forward pass) changes no figure."""
     checkpoint = (
         checkpoint_or_dir
         if isinstance(checkpoint_or_dir, Checkpoint)
@@ -82,14 +88,14 @@ def evaluate(
     started = time.perf_counter()
     extra: dict = {}
     if context == "line" and cache is None and dynamic is None:
-        ppl, count = perplexity_of(score_lines(model, ids, vocab.eos_id, batch_size))
+        ppl, count = perplexity_of(score_lines(model, ids, vocab.eos_id, batch_size, window))
         extra["read_tokens_per_second"] = count / (time.perf_counter() - started)
     else:
         if dynamic is not None:
             reading = read_document_dynamic(model, ids, vocab.eos_id, dynamic)
             extra["dynamic"] = dynamic.to_dict()
         else:
-            reading = read_split(model, ids, vocab.eos_id, context, batch_size, bptt)
+            reading = read_split(model, ids, vocab.eos_id, context, batch_size, window)
         ppl, count = reading.perplexity(), reading.targets.numel()
         extra["context"] = "document" if dynamic is not None else context
         extra["read_tokens_per_second"] = count / (time.perf_counter() - started)
@@ -148,8 +154,8 @@ def resolve_cache(checkpoint: Checkpoint, args: argparse.Namespace) -> CacheConf
 
 
 def resolve_dynamic(checkpoint: Checkpoint, args: argparse.Namespace) -> DynamicConfig | None:
-    """The dynamic evaluation --dynamic-eval asks for: the tuned one, flags overriding it."""
-    if not args.dynamic_eval:
+    """The dynamic evaluation --dynamic asks for: the tuned one, flags overriding it."""
+    if not args.dynamic:
         return None
     tuned = (checkpoint.metadata.get(INFERENCE) or {}).get("dynamic")
     given = {"lr": args.dynamic_lr, "decay": args.dynamic_decay}
@@ -163,24 +169,20 @@ def resolve_dynamic(checkpoint: Checkpoint, args: argparse.Namespace) -> Dynamic
     return DynamicConfig.from_dict(settings)
 
 
-def add_corpus_flags(parser: argparse.ArgumentParser) -> None:
-    """--checkpoint and the flags that say which corpus to read (shared with tune_cache)."""
+def add_checkpoint_flags(parser: argparse.ArgumentParser) -> None:
+    """--checkpoint, model.train's corpus flags and the machine's (shared with tune_cache)."""
     parser.add_argument("--checkpoint", required=True, help="checkpoint directory")
-    parser.add_argument("--corpus", help="corpus (default: the one the checkpoint was trained on)")
-    parser.add_argument(
-        "--train-file", help="explicit training text (with --valid-file, --test-file)"
+    corpus = parser.add_argument_group(
+        "corpus (as in python -m model.train; default: the one the checkpoint was trained on)"
     )
-    parser.add_argument("--valid-file", help="explicit validation text")
-    parser.add_argument("--test-file", help="explicit test text")
+    add_config_flags(corpus, CORPUS_FLAGS)
     parser.add_argument("--device", default="cpu", help="cpu | cuda")
-    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    add_config_flags(parser, ["threads"])
 
 
 def split_files_of(args: argparse.Namespace) -> dict[str, str] | None:
-    """The explicit per-split files the flags name, if any."""
-    if args.train_file or args.valid_file or args.test_file:
-        return {"train": args.train_file, "valid": args.valid_file, "test": args.test_file}
-    return None
+    """The explicit per-split files the corpus flags name, if any."""
+    return split_files(args.train_file, args.valid_file, args.test_file)
 
 
 def tuned_scope(checkpoint: Checkpoint, context: str) -> str:
@@ -194,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m model.evaluate", description=__doc__.split("\n")[0]
     )
-    add_corpus_flags(parser)
+    add_checkpoint_flags(parser)
     parser.add_argument(
         "--split", default="test", choices=["train", "valid", "test"], help="split to score"
     )
@@ -209,7 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
         "one stream in file order, the state carried across lines",
     )
     parser.add_argument(
-        "--bptt", type=int, default=256, help="document window (does not change the figure)"
+        "--read-window",
+        type=int,
+        default=256,
+        help="tokens read a forward pass, in either context (memory and speed, not the figure)",
     )
     parser.add_argument(
         "--cache", action="store_true", help="mix in the continuous cache (tuned or by flags)"
@@ -230,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="headline figure lets <unk> targets take cache mass (both are printed anyway)",
     )
     parser.add_argument(
-        "--dynamic-eval",
+        "--dynamic",
         action="store_true",
         help="read as one document, taking an SGD step after each segment (Krause et al. 2018)",
     )
@@ -289,9 +294,7 @@ def main(argv: list[str] | None = None) -> None:
         cache, dynamic = resolve_cache(checkpoint, args), resolve_dynamic(checkpoint, args)
         scope = args.cache_scope or tuned_scope(checkpoint, args.context)
         if dynamic is not None and args.context != "document":
-            raise ValueError(
-                "--dynamic-eval reads the split as one document: add --context document"
-            )
+            raise ValueError("--dynamic reads the split as one document: add --context document")
     except (CheckpointError, ValueError) as error:
         raise SystemExit(f"error: {error}") from None
     result = evaluate(
@@ -304,7 +307,7 @@ def main(argv: list[str] | None = None) -> None:
         args.context,
         cache,
         dynamic,
-        args.bptt,
+        args.read_window,
         scope,
     )
     if args.json:

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
 
-from model.batching import document_stream
 from model.rnn import RNNLanguageModel
-from model.scoring import Reading
+from model.scoring import Reading, read_document
 
 
 @dataclass(frozen=True)
@@ -59,26 +58,28 @@ def read_document_dynamic(
     eos_id: int,
     config: DynamicConfig,
 ) -> Reading:
-    """read_document's Reading, scored by a copy of the model that takes a gradient step after
-    every segment; `model` itself is left untouched."""
+    """scoring.read_document's Reading, in windows of config.segment tokens, by a copy of the
+    model that takes adaptation_step after every segment; `model` itself is left untouched."""
     adapted = copy.deepcopy(model).eval()  # eval: no dropout, the weights still learn
-    parameters = [p for p in adapted.parameters() if p.requires_grad]
+    return read_document(adapted, lines, eos_id, config.segment, adaptation_step(adapted, config))
+
+
+def adaptation_step(
+    model: RNNLanguageModel, config: DynamicConfig
+) -> Callable[[torch.Tensor], None]:
+    """The hook read_document calls with each segment's log-probabilities: one SGD step of
+    config.lr on their mean negative log-likelihood, then every weight pulled a fraction
+    config.decay back toward its value now (the trained one)."""
+    parameters = [p for p in model.parameters() if p.requires_grad]
     trained = [p.detach().clone() for p in parameters]
-    inputs, targets = document_stream(lines, eos_id)
-    features, scores, state = [], [], None
-    for start in range(0, targets.numel(), config.segment):
-        window = inputs[start : start + config.segment].to(adapted.device)[None]  # (1, T)
-        wanted = targets[start : start + config.segment].to(adapted.device)
-        output, state = adapted(window, state)
-        log_probs = adapted.target_log_probs(output[0], wanted)  # (T,)
-        features.append(output[0].detach().float().cpu())
-        scores.append(log_probs.detach().float().cpu())
-        adapted.zero_grad(set_to_none=True)
+
+    def learn(log_probs: torch.Tensor) -> None:
+        model.zero_grad(set_to_none=True)
         (-log_probs.mean()).backward()
         with torch.no_grad():
             for weight, original in zip(parameters, trained, strict=True):
                 if weight.grad is not None:
                     weight.sub_(config.lr * weight.grad)
                 weight.add_(original - weight, alpha=config.decay)
-        state = state.detach()
-    return Reading(torch.cat(features), torch.cat(scores), targets, [0])
+
+    return learn

@@ -21,7 +21,7 @@ from model.checkpoint import (
     load_checkpoint,
     update_inference_config,
 )
-from model.evaluate.cli import add_corpus_flags, split_files_of, split_ids
+from model.evaluate.cli import add_checkpoint_flags, split_files_of, split_ids
 from model.evaluate.dynamic import DynamicConfig, read_document_dynamic
 from model.pointer_cache import CacheConfig, mix_log_probs
 from model.scoring import (
@@ -74,7 +74,7 @@ def context_grid(
     reading takes a cache per line or one across the split; a document reading, whose state
     runs across lines, takes a cache that does too."""
     points = [GridPoint(context, context, None, reading.perplexity())]
-    for scope in ("line", "document") if context == "line" else ("document",):
+    for scope in CONTEXTS if context == "line" else ("document",):
         reading.segment_starts = line_offsets if scope == "line" else [0]
         points += cache_grid(
             reading,
@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m model.evaluate.tune_cache", description=__doc__.split("\n")[0]
     )
-    add_corpus_flags(parser)
+    add_checkpoint_flags(parser)
     parser.add_argument(
         "--context", choices=CONTEXTS, help="search only this context (default: both)"
     )
@@ -197,10 +197,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         checkpoint = load_checkpoint(args.checkpoint, args.device)
         check_grid(args)
-        _, ids = split_ids(checkpoint, args.corpus, "valid", split_files_of(args))
+        source, ids = split_ids(checkpoint, args.corpus, "valid", split_files_of(args))
     except (CheckpointError, ValueError) as error:
         raise SystemExit(f"error: {error}") from None
     model, vocab = checkpoint.model, checkpoint.vocab
+    print(f"valid split of {source}: {len(ids):,} lines")
     points: list[GridPoint] = []
     header = ("context", "scope", "window", "theta", "lambda", "valid ppl")
     print("  ".join(f"{h:>{w}}" for h, w in zip(header, (8, 8, 6, 5, 6, 9), strict=True)))

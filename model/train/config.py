@@ -4,8 +4,11 @@ help), and named presets (`default` is what `make serve` trains)."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
+
+from model.scoring import CONTEXTS
 
 
 def _flag(default: Any, help: str, **extra: Any) -> Any:
@@ -95,7 +98,7 @@ class TrainConfig:
         "state carried across windows and lines (the reference PyTorch example's reading); "
         "validation and the test figure then read the split as one document too, and the "
         "checkpoint records that context for evaluate and the service",
-        choices=("line", "document"),
+        choices=CONTEXTS,
     )
     variable_bptt: bool = _flag(False, "draw each window's length around --bptt (AWD-LSTM)")
     average_from: float | None = _flag(
@@ -199,6 +202,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# the flags that select a corpus's text: a name or path, or one file per split
+CORPUS_FLAGS = ("corpus", "train_file", "valid_file", "test_file")
 # settings that do not change the model a run trains (where it writes, how it reports)
 NOT_RECIPE = frozenset({"output", "resume", "progress", "threads", "device", "snapshot_minutes"})
 
@@ -221,7 +226,20 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m model.train", description="Train a recurrent word-level language model."
     )
     parser.add_argument("--preset", choices=sorted(PRESETS), help="start from a named preset")
-    for f in fields(TrainConfig):
+    add_config_flags(parser, [f.name for f in fields(TrainConfig)])
+    return parser
+
+
+def add_config_flags(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, names: Iterable[str]
+) -> None:
+    """Add the flags of TrainConfig's fields `names` (--corpus for corpus: their help, type and
+    choices) to a parser or argument group, each defaulting to None so that a flag not given
+    can be told apart. The one declaration of these flags: model.train, model.train.word2vec,
+    model.evaluate, model.evaluate.tune_cache and deploy/train_if_missing all add theirs here."""
+    known = {f.name: f for f in fields(TrainConfig)}
+    for name in names:
+        f = known[name]
         flag = "--" + f.name.replace("_", "-")
         help_text = f.metadata.get("help", "")
         if f.type in ("bool", bool):
@@ -235,7 +253,6 @@ def build_parser() -> argparse.ArgumentParser:
             if extra in f.metadata:
                 kwargs[extra] = f.metadata[extra]
         parser.add_argument(flag, **kwargs)
-    return parser
 
 
 def _scalar_type(default: Any, annotation: str) -> type:

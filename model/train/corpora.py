@@ -21,6 +21,9 @@ from model.train.extras import missing_training_package
 SPLITS = ("train", "valid", "test")
 PEOPLES_DAILY = "peoples-daily"
 _CACHE_FORMAT = 1
+CACHE_DIR_VARIABLE = (
+    "NEXTWORD_CORPUS_CACHE_DIR"  # the tokenized-corpus cache (not the pointer cache)
+)
 
 
 @dataclass
@@ -72,6 +75,25 @@ def split_by_ratio(lines: list[str]) -> dict[str, list[str]]:
     return {"train": lines[:a], "valid": lines[a:b], "test": lines[b:]}
 
 
+def split_files(
+    train_file: str | None, valid_file: str | None, test_file: str | None
+) -> dict[str, str] | None:
+    """The explicit per-split files (--train-file, --valid-file, --test-file) that are given,
+    by split, or None when none is: then the corpus name or path decides."""
+    named = {"train": train_file, "valid": valid_file, "test": test_file}
+    return {split: path for split, path in named.items() if path} or None
+
+
+def trained_corpus(metadata: dict) -> tuple[str, dict[str, str] | None]:
+    """(corpus, explicit split files or None) that trained a checkpoint, from its config.json
+    contents (Checkpoint.metadata): what evaluate and tune_cache read when not told otherwise;
+    peoples-daily for a checkpoint that records none."""
+    settings = (metadata.get("training") or {}).get("config") or {}
+    files = split_files(*(settings.get(f"{split}_file") for split in SPLITS))
+    source = (metadata.get("corpus") or {}).get("source") or settings.get("corpus")
+    return source or PEOPLES_DAILY, files
+
+
 def raw_splits(
     source: str, split_files: dict[str, str] | None = None
 ) -> tuple[str, dict[str, list[str]]]:
@@ -97,9 +119,10 @@ def raw_splits(
 
 
 def default_cache_dir() -> Path:
-    """$NEXTWORD_CACHE_DIR, else $XDG_CACHE_HOME/nextword, else ~/.cache/nextword."""
-    if os.environ.get("NEXTWORD_CACHE_DIR"):
-        return Path(os.environ["NEXTWORD_CACHE_DIR"])
+    """Where tokenized corpora are kept: $NEXTWORD_CORPUS_CACHE_DIR, else
+    $XDG_CACHE_HOME/nextword, else ~/.cache/nextword."""
+    if os.environ.get(CACHE_DIR_VARIABLE):
+        return Path(os.environ[CACHE_DIR_VARIABLE])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "nextword"
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from model.tokenizers import TokenizerSpec, build_tokenizer
 from model.train.config import TrainConfig
-from model.train.corpora import Corpus, load_corpus
+from model.train.corpora import Corpus, load_corpus, split_files
 from model.vocab import Vocab
 
 
@@ -29,8 +29,7 @@ def prepare_data(config: TrainConfig) -> Data:
         lowercase=config.lowercase,
         user_dict=config.user_dict,
     )
-    named = {"train": config.train_file, "valid": config.valid_file, "test": config.test_file}
-    files = {split: path for split, path in named.items() if path} or None
+    files = split_files(config.train_file, config.valid_file, config.test_file)
     corpus = load_corpus(config.corpus, build_tokenizer(spec), files)
     if config.max_train_lines is not None:
         corpus.splits["train"] = corpus.splits["train"][: config.max_train_lines]

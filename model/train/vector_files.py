@@ -71,7 +71,7 @@ def _width_message(path: Path, what: str, width: int) -> str:
     return (
         f"{path} holds vectors of the wrong width ({what}); the model's embedding_size is "
         f"{width}: train with --embedding-size set to the vectors' width, or make {width}-wide "
-        f"vectors (python -m model.train.word2vec --size {width})"
+        f"vectors (python -m model.train.word2vec --embedding-size {width})"
     )
 
 

@@ -15,12 +15,11 @@ import logging
 import os
 import time
 import zlib
-from dataclasses import fields
 from pathlib import Path
 
 import torch
 
-from model.train.config import TrainConfig
+from model.train.config import CORPUS_FLAGS, TrainConfig, add_config_flags
 from model.train.data import Data, prepare_data
 from model.train.extras import import_training_package
 from model.train.vector_files import copy_vectors, load_pretrained
@@ -28,22 +27,20 @@ from model.vocab import EOS
 
 # skip-gram settings of both the command line's defaults and --word2vec-init
 WINDOW, MIN_COUNT, EPOCHS = 5, 2, 5
-_TRAIN_FIELDS = {f.name: f for f in fields(TrainConfig)}
 # model.train's flags that decide the tokens and the vocabulary; their help and defaults are
 # TrainConfig's, so both commands read a corpus the same way
-DATA_FLAGS: dict[str, dict] = {
-    "corpus": {},
-    "train_file": {},
-    "valid_file": {},
-    "test_file": {},
-    "tokenizer": {},
-    "lowercase": {"action": argparse.BooleanOptionalAction},
-    "nfkc": {"action": argparse.BooleanOptionalAction},
-    "user_dict": {},
-    "min_freq": {"type": int},
-    "max_vocab": {"type": int},
-    "max_train_lines": {"type": int},
-}
+DATA_FLAGS = (
+    *CORPUS_FLAGS,
+    "tokenizer",
+    "lowercase",
+    "nfkc",
+    "user_dict",
+    "min_freq",
+    "max_vocab",
+    "max_train_lines",
+)
+# model.train's flags that word2vec takes as they are: the vectors' width and the seed
+SHARED_FLAGS = (*DATA_FLAGS, "embedding_size", "seed")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,13 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train word2vec vectors (gensim) on a corpus's training split, tokenized "
         "as model.train tokenizes it, for --pretrained-embeddings.",
     )
-    data = parser.add_argument_group("data (as in python -m model.train)")
-    for name, extra in DATA_FLAGS.items():
-        help_text = _TRAIN_FIELDS[name].metadata["help"]
-        data.add_argument("--" + name.replace("_", "-"), default=None, help=help_text, **extra)
-    default_size = _TRAIN_FIELDS["embedding_size"].default
-    parser.add_argument(
-        "--size", type=int, default=default_size, help="vector width: the model's embedding_size"
+    add_config_flags(parser.add_argument_group("data (as in python -m model.train)"), DATA_FLAGS)
+    add_config_flags(
+        parser.add_argument_group("vectors (as in python -m model.train)"),
+        ("embedding_size", "seed"),
     )
     parser.add_argument("--window", type=int, default=WINDOW, help="context words on each side")
     parser.add_argument(
@@ -76,9 +70,6 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         help="training threads: more are faster, but only one gives the same vectors every run",
-    )
-    parser.add_argument(
-        "--seed", type=int, default=_TRAIN_FIELDS["seed"].default, help="random seed"
     )
     parser.add_argument("--output", required=True, help="vector file to write")
     parser.add_argument("--text", action="store_true", help="write word2vec text instead of binary")
@@ -142,8 +133,9 @@ def initialise_embeddings(
 def main(argv: list[str] | None = None) -> None:
     """Train vectors, write them to --output, print the training vocabulary's coverage."""
     args = build_parser().parse_args(argv)
-    overrides = {name: getattr(args, name) for name in DATA_FLAGS}
+    overrides = {name: getattr(args, name) for name in SHARED_FLAGS}
     config = TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
+    size = config.embedding_size
     started = time.perf_counter()
     data = prepare_data(config)
     sentences = training_sentences(data)
@@ -151,8 +143,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{data.corpus.name}: {len(sentences)} training lines, {words} tokens with <eos>")
     model = fit_vectors(
         sentences,
-        args.size,
-        seed=args.seed,
+        size,
+        seed=config.seed,
         window=args.window,
         min_count=args.min_count,
         epochs=args.epochs,
@@ -168,10 +160,10 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         temporary.unlink(missing_ok=True)
     # read back through the loader model.train uses: checks the file and measures coverage
-    embedding = torch.zeros(len(data.vocab), args.size)
+    embedding = torch.zeros(len(data.vocab), size)
     coverage = load_pretrained(output, data.vocab, embedding)
     print(
-        f"wrote {len(model.wv)} {args.size}-wide vectors to {output} "
+        f"wrote {len(model.wv)} {size}-wide vectors to {output} "
         f"({'text' if args.text else 'binary'}) in {time.perf_counter() - started:.1f} s; "
         f"coverage of the {len(data.vocab)}-entry training vocabulary: {coverage:.2%}"
     )

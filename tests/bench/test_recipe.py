@@ -41,7 +41,7 @@ def test_a_skipped_variant_says_why_in_its_row():
 def test_the_bf16_variant_is_skipped_not_crashed_on_an_avx2_only_cpu(tmp_path):
     avx2_only = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
     command = [sys.executable, "-m", "bench.recipe", "--variants", "bf16"]
-    command += ["--out-dir", str(tmp_path), "--work-dir", str(tmp_path)]
+    command += ["--output", str(tmp_path), "--work-dir", str(tmp_path)]
     done = subprocess.run(
         command, cwd=ROOT, env={**os.environ, **avx2_only}, capture_output=True, text=True,
         timeout=60,

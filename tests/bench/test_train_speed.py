@@ -27,7 +27,7 @@ def run_bench(corpus: Path, tmp_path: Path, env: dict[str, str]) -> list[tuple[f
     """The bench's stdout lines, each with the time it arrived; the page it wrote must match."""
     command = [sys.executable, "-m", "bench.train_speed", "--corpus", str(corpus)]
     command += ["--cells", "lstm", "--size", "16", "--batches", "1"]
-    command += ["--checkpoint", str(tmp_path / "none"), "--out", str(tmp_path / "speed.md")]
+    command += ["--checkpoint", str(tmp_path / "none"), "--output", str(tmp_path / "speed.md")]
     with open(tmp_path / "stderr", "w") as stderr:
         process = subprocess.Popen(
             command, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=stderr,

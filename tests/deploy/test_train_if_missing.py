@@ -68,19 +68,19 @@ def test_missing_checkpoint_is_trained(tiny_corpus_file: Path, tmp_path: Path) -
     assert result.returncode == 0, result.stderr
     assert "training: python -m model.train --preset default" in result.stdout
     assert (
-        f"tuning: python -m model.evaluate.tune_cache --checkpoint {model_dir} --corpus"
+        f"tuning: python -m model.evaluate.tune_cache --checkpoint {model_dir} --threads 1"
         in result.stdout
     )
+    assert f"valid split of {tiny_corpus_file}:" in result.stdout  # the corpus it trained on
     assert (model_dir / "model.safetensors").is_file()
     inference = json.loads((model_dir / "config.json").read_text())["inference"]
     assert inference["context"] in ("line", "document")
 
 
-def test_tuning_reads_the_corpus_training_read() -> None:
+def test_tuning_takes_the_checkpoint_and_the_threads_of_training_only() -> None:
     extra = ["--corpus", "my.txt", "--max-minutes", "3", "--threads", "2"]
-    assert tuning_arguments(Path("m"), extra) == [
-        "--checkpoint", "m", "--corpus", "my.txt", "--threads", "2",
-    ]  # fmt: skip
+    assert tuning_arguments(Path("m"), extra) == ["--checkpoint", "m", "--threads", "2"]
+    assert tuning_arguments(Path("m"), ["--corpus", "my.txt"]) == ["--checkpoint", "m"]
 
 
 def test_interrupted_run_is_resumed_with_the_same_arguments(tmp_path: Path) -> None:

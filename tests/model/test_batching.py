@@ -1,10 +1,11 @@
-"""Line batching: shapes, targets shifted by one and closed by <eos>, padding ignored, windows."""
+"""Line batching: shapes, targets shifted by one and closed by <eos>, padding ignored, windows;
+the document stream and its column batches."""
 
 import random
 
 import torch
 
-from model.batching import IGNORE, line_batch, make_batches, stream_batches
+from model.batching import IGNORE, document_stream, line_batch, make_batches, stream_batches
 
 EOS = 0
 
@@ -68,3 +69,9 @@ def test_stream_batches_are_contiguous_columns_that_continue_each_other():
     assert targets.tolist() == [[5, 6, EOS, 7, EOS], [8, 9, 10, EOS, 11]]
     assert inputs.tolist() == [[EOS, 5, 6, EOS, 7], [EOS, 8, 9, 10, EOS]]  # targets shifted
     assert (targets != IGNORE).all()  # no padding: every step is a real target
+
+
+def test_document_stream_has_the_line_targets_each_closed_by_eos():
+    inputs, targets = document_stream([[5, 6], [], [7]], eos_id=1)
+    assert targets.tolist() == [5, 6, 1, 1, 7, 1]
+    assert inputs.tolist() == [1, 5, 6, 1, 1, 7]

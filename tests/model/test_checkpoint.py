@@ -1,5 +1,6 @@
 """Checkpoints: round trip, atomic replacement, files readable as the umask allows, damaged or
-unreadable files give one clear error, no pickles."""
+unreadable files give one clear error, no pickles; config.json read alone, and the reading
+(context, cache) tune_cache records in it."""
 
 import json
 import os
@@ -13,10 +14,15 @@ import torch
 
 from model.checkpoint import (
     CheckpointError,
+    load_cache_scope,
     load_checkpoint,
+    load_inference_config,
+    read_config,
     recover_interrupted_swap,
     save_checkpoint,
+    update_inference_config,
 )
+from model.pointer_cache import CacheConfig
 from model.scoring import score_lines
 from model.tokenizers import TokenizerSpec
 
@@ -153,3 +159,43 @@ def test_writer_puts_back_a_previous_copy_left_by_an_interrupted_swap(copy):
     copy.rename(copy.with_name("ckpt.previous"))
     recover_interrupted_swap(copy)
     assert (copy / "model.safetensors").is_file() and not copy.with_name("ckpt.previous").exists()
+
+
+def test_read_config_is_the_json_without_the_weights(copy):
+    (copy / "model.safetensors").unlink()  # not needed to read the record
+    config = read_config(copy)
+    assert config == json.loads((copy / "config.json").read_text())
+    assert config["training"]["test_ppl"] > 1
+    (copy / "config.json").write_text("[1, 2]")
+    with pytest.raises(CheckpointError, match="config.json must hold a JSON object"):
+        read_config(copy)
+
+
+def test_untuned_checkpoint_reads_lines_without_a_cache(copy):
+    assert load_inference_config(load_checkpoint(copy)) == ("line", None)
+    assert load_cache_scope(load_checkpoint(copy)) == "line"
+
+
+def test_the_inference_entry_is_merged_and_every_other_key_kept(copy):
+    before = read_config(copy)
+    update_inference_config(copy, {"context": "document"})
+    update_inference_config(copy, {"cache": CacheConfig(5, 0.1, 0.2).to_dict()})
+    after = read_config(copy)
+    assert {k: v for k, v in after.items() if k != "inference"} == before
+    assert load_inference_config(after) == ("document", CacheConfig(5, 0.1, 0.2))
+    assert load_cache_scope(after) == "document"  # the context, when no scope is recorded
+
+
+@pytest.mark.parametrize(
+    ("inference", "message"),
+    [
+        ({"cache": {"window": 5}}, "invalid inference.cache"),
+        ({"context": "paragraph"}, 'inference.context must be "line" or "document"'),
+        ({"cache_scope": "page"}, 'inference.cache_scope must be "line" or "document"'),
+    ],
+)
+def test_a_damaged_inference_entry_is_named(copy, inference, message):
+    config = {**read_config(copy), "inference": inference}
+    with pytest.raises(CheckpointError, match=message):
+        load_inference_config(config)
+        load_cache_scope(config)

@@ -56,6 +56,15 @@ def test_the_cache_changes_what_a_seed_generates(tuned_checkpoint, capsys) -> No
     assert len(texts) > 3
 
 
+def test_the_same_seed_prints_the_same_text(tiny_checkpoint, capsys) -> None:
+    args = ["--checkpoint", str(tiny_checkpoint), "--prompt", "我爱", *SAMPLED, "--seed", "1"]
+    main(args)
+    first = capsys.readouterr().out
+    main(args)
+    assert capsys.readouterr().out == first
+    assert first.startswith("我爱") and "seed=1" in first
+
+
 def test_ignore_eos_generates_exactly_max_new_tokens(tiny_checkpoint) -> None:
     checkpoint = load_checkpoint(tiny_checkpoint)
     encoder = TextEncoder(build_tokenizer(checkpoint.tokenizer_spec), checkpoint.vocab)

@@ -1,11 +1,19 @@
-"""Corpora: the peoples-daily benchmark, WikiText layout, explicit files, text files, cache."""
+"""Corpora: the peoples-daily benchmark, WikiText layout, explicit files, text files, cache;
+the corpus a checkpoint records it was trained on."""
 
 import json
 
 import pytest
 
 from model.tokenizers import TokenizerSpec, build_tokenizer
-from model.train.corpora import PEOPLES_DAILY, load_corpus, split_by_ratio
+from model.train.corpora import (
+    PEOPLES_DAILY,
+    default_cache_dir,
+    load_corpus,
+    split_by_ratio,
+    split_files,
+    trained_corpus,
+)
 from model.vocab import Vocab
 
 WHITESPACE = build_tokenizer(TokenizerSpec("whitespace"))
@@ -70,3 +78,31 @@ def test_second_load_reads_the_cache_and_changed_text_misses_it(tmp_path):
 def test_unknown_corpus_says_what_is_accepted(tmp_path):
     with pytest.raises(FileNotFoundError, match="peoples-daily"):
         load_corpus(str(tmp_path / "nope"), WHITESPACE)
+
+
+def test_only_the_split_files_given_are_named():
+    assert split_files(None, None, None) is None
+    assert split_files("a.txt", None, "c.txt") == {"train": "a.txt", "test": "c.txt"}
+
+
+@pytest.mark.parametrize(
+    ("metadata", "expected"),
+    [
+        ({"corpus": {"source": "my.txt"}, "training": {"config": {"corpus": "my.txt"}}},
+         ("my.txt", None)),
+        ({"training": {"config": {"corpus": "peoples-daily", "train_file": "t", "valid_file": "v",
+                                  "test_file": "e"}}},
+         ("peoples-daily", {"train": "t", "valid": "v", "test": "e"})),
+        ({}, (PEOPLES_DAILY, None)),  # a checkpoint copied in that records nothing
+    ],
+)  # fmt: skip
+def test_the_corpus_that_trained_a_checkpoint_is_read_from_its_record(metadata, expected):
+    assert trained_corpus(metadata) == expected
+
+
+def test_the_tokenized_corpus_cache_lives_where_its_variable_says(tmp_path, monkeypatch):
+    monkeypatch.setenv("NEXTWORD_CORPUS_CACHE_DIR", str(tmp_path / "corpora"))
+    assert default_cache_dir() == tmp_path / "corpora"
+    monkeypatch.delenv("NEXTWORD_CORPUS_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "nextword"

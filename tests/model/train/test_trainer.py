@@ -1,4 +1,6 @@
-"""Training runs: seeded reproducibility, resume after an interruption, outputs, CLIs."""
+"""The training loop on the tiny corpus: seeded runs are identical, an interrupted run resumed
+ends where an uninterrupted one does, the checkpoint holds the best (or averaged) weights, the
+budget stops it where it says on any machine, and the document context is read throughout."""
 
 import json
 
@@ -6,9 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from model import generate as generate_cli
 from model.checkpoint import load_checkpoint
-from model.evaluate import cli as evaluate_cli
 from model.evaluate.cli import evaluate
 from model.train.data import prepare_data
 from model.train.trainer import Trainer, train
@@ -94,69 +94,6 @@ def test_existing_run_is_not_overwritten_without_resume(tiny_config, tmp_path):
         train(tiny_config(tmp_path / "run", max_steps=3))
 
 
-def test_checkpoint_records_tokenizer_corpus_and_statistics(tiny_checkpoint):
-    config = json.loads((tiny_checkpoint / "config.json").read_text())
-    assert config["tokenizer"]["name"] == "jieba"
-    assert config["corpus"]["content_hash"] and config["training"]["test_ppl"] > 1
-    assert config["versions"]["torch"] == torch.__version__
-
-
-def test_perplexity_does_not_depend_on_batch_size(tiny_checkpoint):
-    one = evaluate(str(tiny_checkpoint), split="valid", batch_size=1)
-    many = evaluate(str(tiny_checkpoint), split="valid", batch_size=64)
-    assert one["num_tokens"] == many["num_tokens"] > 1000
-    assert one["perplexity"] == pytest.approx(many["perplexity"], rel=1e-4)
-
-
-def test_evaluate_json_matches_training_test_figure(tiny_checkpoint, capsys):
-    evaluate_cli.main(["--checkpoint", str(tiny_checkpoint), "--json"])
-    result = json.loads(capsys.readouterr().out)
-    assert set(result) == {"perplexity", "num_tokens", "vocab_size", "unk_rate"}
-    recorded = json.loads((tiny_checkpoint / "config.json").read_text())["training"]["test_ppl"]
-    assert result["perplexity"] == pytest.approx(recorded, rel=1e-5)
-    assert 0 < result["unk_rate"] < 0.5
-
-
-def test_generate_cli_is_reproducible_with_a_seed(tiny_checkpoint, capsys):
-    args = [
-        "--checkpoint",
-        str(tiny_checkpoint),
-        "--prompt",
-        "我爱",
-        "--max-new-tokens",
-        "8",
-        "--temperature",
-        "0.8",
-        "--top-k",
-        "40",
-        "--top-p",
-        "0.95",
-        "--seed",
-        "1",
-    ]
-    generate_cli.main(args)
-    first = capsys.readouterr().out
-    generate_cli.main(args)
-    assert capsys.readouterr().out == first
-    assert first.startswith("我爱") and "seed=1" in first
-
-
-def test_pretrained_embeddings_are_loaded_and_coverage_reported(tiny_config, tmp_path):
-    config = tiny_config(tmp_path / "run", max_steps=2, freeze_embeddings=True)
-    data = prepare_data(config)
-    vectors = tmp_path / "vectors.txt"
-    words = data.vocab.itos[:10]
-    vectors.write_text(
-        "10 32\n" + "".join(f"{w} " + " ".join(["0.5"] * 32) + "\n" for w in words),
-        encoding="utf-8",
-    )
-    config.pretrained_embeddings = str(vectors)
-    trainer = Trainer(config, data)
-    assert trainer.coverage == pytest.approx(10 / len(data.vocab))
-    assert torch.all(trainer.model.embedding.weight[data.vocab.stoi[words[3]]] == 0.5)
-    assert not trainer.model.embedding.weight.requires_grad
-
-
 def test_checkpoint_keeps_the_best_valid_weights_when_later_epochs_are_worse(
     tiny_config, tmp_path, monkeypatch
 ):
@@ -189,18 +126,16 @@ def test_averaged_weights_are_validated_and_kept_when_better(tiny_config, tmp_pa
     assert saved == pytest.approx(best, rel=1e-3)  # the checkpoint holds the best of both
 
 
-def test_only_epoch_ends_anneal_the_plateau_schedule(tiny_config, tmp_path, monkeypatch):
+def test_the_optimizer_takes_the_lr_a_validation_anneals(tiny_config, tmp_path, monkeypatch):
     config = tiny_config(tmp_path / "run", schedule="plateau", optimizer="sgd", lr=1.0)
     trainer = Trainer(config, prepare_data(config))
     worse = iter(range(100, 200))  # every validation is worse than the one before
     monkeypatch.setattr(Trainer, "evaluate", lambda self, split, model=None: float(next(worse)))
     trainer.validate(5.0)  # first epoch end: the best so far
-    for _ in range(3):
-        trainer.validate(5.0, epoch_end=False)  # worse, inside an epoch: lr and patience stay
-    assert trainer.progress.lr == 1.0 and trainer.progress.epochs_without_gain == 0
+    trainer.validate(5.0, epoch_end=False)  # worse, inside an epoch: lr stays
+    assert trainer.optimizer.param_groups[0]["lr"] == 1.0
     trainer.validate(5.0)  # a worse epoch end anneals
-    assert trainer.progress.lr == config.anneal_factor
-    assert trainer.progress.epochs_without_gain == 1
+    assert trainer.progress.lr == trainer.optimizer.param_groups[0]["lr"] == config.anneal_factor
 
 
 def test_a_budget_ending_mid_epoch_neither_anneals_nor_counts_patience(
@@ -227,11 +162,6 @@ def test_a_budget_ending_mid_epoch_neither_anneals_nor_counts_patience(
     progress = json.loads((tmp_path / "run" / "resume.json").read_text())["progress"]
     assert progress["epoch"] == 1 and progress["batch"] > 0  # stopped inside epoch 2
     assert progress["lr"] == 1.0 and progress["epochs_without_gain"] == 0
-
-
-def test_max_minutes_zero_means_no_time_budget(tiny_config, tmp_path):
-    stats = train(tiny_config(tmp_path / "run", max_minutes=0.0, max_steps=4))
-    assert stats["steps"] == 4  # not stopped before the first step
 
 
 def test_a_token_budget_stops_at_the_first_step_past_it_and_says_so(tiny_config, tmp_path):
@@ -279,18 +209,6 @@ def test_a_cap_too_small_for_one_validation_still_writes_a_loadable_checkpoint(
     assert load_checkpoint(tmp_path / "run").model is not None
 
 
-def test_the_plan_is_announced_before_training_without_changing_the_run(
-    tiny_config, tmp_path, caplog
-):
-    quiet = train(tiny_config(tmp_path / "quiet", max_tokens=2000))
-    with caplog.at_level("INFO", logger="nextword.train"):
-        loud = train(tiny_config(tmp_path / "loud", max_tokens=2000, progress=True))
-    assert "training on" in caplog.text and "min on this machine" in caplog.text
-    a, b = _weights(tmp_path / "quiet"), _weights(tmp_path / "loud")
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    assert quiet["best_valid_ppl"] == loud["best_valid_ppl"]
-
-
 def test_document_context_training_validates_and_records_the_document_reading(
     tiny_config, tmp_path
 ):
@@ -302,26 +220,3 @@ def test_document_context_training_validates_and_records_the_document_reading(
     assert stats["test_ppl"] == pytest.approx(as_document["perplexity"], rel=1e-5)
     assert as_document["num_tokens"] == as_lines["num_tokens"]  # the same targets
     assert stats["test_ppl"] != pytest.approx(as_lines["perplexity"], rel=1e-3)
-
-
-def test_init_from_starts_from_the_checkpoint_weights(tiny_checkpoint, tiny_config, tmp_path):
-    # lr 0: the steps change nothing, so the run's weights are exactly where it started
-    train(tiny_config(tmp_path / "on", init_from=str(tiny_checkpoint), lr=0.0, max_steps=2))
-    start, continued = _weights(tiny_checkpoint), _weights(tmp_path / "on")
-    assert all(torch.equal(start[k], continued[k]) for k in start)
-
-
-@pytest.mark.parametrize(
-    ("overrides", "message"),
-    [
-        (dict(min_freq=1), "vocabulary"),
-        (dict(hidden_size=48), "network"),
-        (dict(word2vec_init=True), "no-word2vec-init"),
-    ],
-)
-def test_init_from_refuses_a_checkpoint_this_run_cannot_continue(
-    tiny_checkpoint, tiny_config, tmp_path, overrides, message
-):
-    config = tiny_config(tmp_path / "bad", init_from=str(tiny_checkpoint), **overrides)
-    with pytest.raises(ValueError, match=message):
-        train(config)

@@ -8,8 +8,9 @@ import torch
 from gensim.models import KeyedVectors
 
 from model.train import word2vec
+from model.train.build import build_model
 from model.train.data import prepare_data
-from model.train.trainer import Trainer, build_model, train
+from model.train.trainer import Trainer, train
 from model.train.vector_files import load_pretrained
 from model.vocab import EOS
 
@@ -17,7 +18,8 @@ SIZE = 32  # tiny_config's embedding_size
 
 
 def run_word2vec(corpus, output, *extra: str) -> None:
-    args = ["--corpus", str(corpus), "--size", str(SIZE), "--epochs", "2", "--workers", "1"]
+    args = ["--corpus", str(corpus), "--embedding-size", str(SIZE), "--epochs", "2"]
+    args += ["--workers", "1"]
     word2vec.main([*args, "--output", str(output), *extra])
 
 
@@ -99,16 +101,3 @@ def test_a_resumed_run_does_not_train_its_vectors_again(tiny_config, tmp_path, m
     monkeypatch.setattr("model.train.trainer.initialise_embeddings", refuse)
     config.resume, config.max_steps = True, 5
     assert train(config)["steps"] == 5
-
-
-@pytest.mark.parametrize(
-    "clash, message",
-    [
-        ({"pretrained_embeddings": "vectors.bin"}, "keep one"),
-        ({"tie_weights": True}, "--no-word2vec-init"),
-    ],
-)
-def test_word2vec_init_refuses_settings_it_cannot_serve(tiny_config, tmp_path, clash, message):
-    config = tiny_config(tmp_path / "run", word2vec_init=True, **clash)
-    with pytest.raises(ValueError, match=message):
-        build_model(config, prepare_data(config).vocab)
