@@ -24,8 +24,8 @@ serve: train-default
 	NEXTWORD_MODEL_DIR=$(CHECKPOINT) NEXTWORD_HOST=$(HOST) NEXTWORD_PORT=$(PORT) $(BIN)/python -m app
 
 lint: $(STAMP)
-	$(BIN)/ruff check model app tests bench
-	$(BIN)/ruff format --check model app tests bench
+	$(BIN)/ruff check model app tests bench deploy
+	$(BIN)/ruff format --check model app tests bench deploy
 	$(BIN)/mypy
 
 test: lint

@@ -2,18 +2,11 @@
 changes (nothing), normalisation, the two scoring paths agreeing, batch independence, and the
 point of it all: a repeated rare word becomes likelier."""
 
-from pathlib import Path
-
 import pytest
 import torch
 
-from model.checkpoint import Checkpoint, load_checkpoint
+from model.checkpoint import Checkpoint
 from model.pointer_cache import CacheConfig, PointerCache, mix_rows
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tiny_checkpoint: Path) -> Checkpoint:
-    return load_checkpoint(tiny_checkpoint)
 
 
 @pytest.fixture(scope="module")

@@ -2,13 +2,10 @@
 perplexity formula, on the tiny real checkpoint."""
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
-from model.checkpoint import Checkpoint, load_checkpoint
-from model.evaluate.cli import split_ids
 from model.pointer_cache import CacheConfig
 from model.scoring import (
     chunk_target_log_probs,
@@ -21,16 +18,6 @@ from model.scoring import (
     score_lines,
     score_with_cache,
 )
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tiny_checkpoint: Path) -> Checkpoint:
-    return load_checkpoint(tiny_checkpoint)
-
-
-@pytest.fixture(scope="module")
-def lines(checkpoint: Checkpoint) -> list[list[int]]:
-    return split_ids(checkpoint, None, "valid", None)[1][:12]
 
 
 def test_perplexity_is_exp_of_the_mean_nll_pooled_over_every_target():

@@ -4,26 +4,14 @@ reading, and its settings."""
 
 import copy
 import hashlib
-from pathlib import Path
 
 import pytest
 import torch
 
 from model.batching import document_stream
-from model.checkpoint import Checkpoint, load_checkpoint
-from model.evaluate.cli import evaluate, split_ids
+from model.evaluate.cli import evaluate
 from model.evaluate.dynamic import DynamicConfig, adaptation_step, read_document_dynamic
 from model.scoring import perplexity_of, read_document
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tiny_checkpoint: Path) -> Checkpoint:
-    return load_checkpoint(tiny_checkpoint)
-
-
-@pytest.fixture(scope="module")
-def lines(checkpoint: Checkpoint) -> list[list[int]]:
-    return split_ids(checkpoint, None, "valid", None)[1][:12]
 
 
 def test_dynamic_evaluation_adapts_a_copy_and_without_steps_is_the_plain_document(
