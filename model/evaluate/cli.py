@@ -295,21 +295,21 @@ def main(argv: list[str] | None = None) -> None:
         scope = args.cache_scope or tuned_scope(checkpoint, args.context)
         if dynamic is not None and args.context != "document":
             raise ValueError("--dynamic reads the split as one document: add --context document")
-    except (CheckpointError, ValueError) as error:
+        result = evaluate(
+            checkpoint,
+            args.corpus,
+            args.split,
+            files,
+            args.batch_size,
+            args.device,
+            args.context,
+            cache,
+            dynamic,
+            args.read_window,
+            scope,
+        )
+    except (CheckpointError, ValueError, OSError) as error:  # a bad file or setting: one line
         raise SystemExit(f"error: {error}") from None
-    result = evaluate(
-        checkpoint,
-        args.corpus,
-        args.split,
-        files,
-        args.batch_size,
-        args.device,
-        args.context,
-        cache,
-        dynamic,
-        args.read_window,
-        scope,
-    )
     if args.json:
         plain = ("perplexity", "num_tokens", "vocab_size", "unk_rate")
         print(json.dumps({k: v for k, v in result.items() if k in plain or "context" in result}))

@@ -92,6 +92,8 @@ def test_evaluate_cli_adapts_as_it_reads_with_dynamic(tiny_checkpoint, capsys):
         (["--cache", "--cache-window", "0", "--cache-theta", "1", "--cache-lambda", "0.1"], "≥ 1"),
         (["--dynamic", "--dynamic-lr", "0.1", "--dynamic-decay", "0"], "--context document"),
         (["--dynamic", "--context", "document"], "--dynamic-lr"),
+        (["--corpus", "/nonexistent/corpus.txt"], "is neither 'peoples-daily'"),
+        (["--test-file", "/nonexistent/test.txt"], "missing ['train', 'valid']"),
     ],
 )
 def test_evaluate_cli_refuses_missing_settings_in_one_line(tiny_checkpoint, flags, message):
