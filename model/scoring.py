@@ -149,8 +149,10 @@ def read_document(
     """Read the lines as one stream, `window` tokens a forward pass, carrying the state across
     windows and lines. With `learn` (dynamic evaluation), learn(the window's log-probabilities,
     graph attached) runs after each window is scored, so a target is always scored before the
-    model learns from it, and the state is detached there; without it, inference mode."""
-    model.eval()
+    model learns from it, and the state is detached there; without it, inference mode in the
+    model's evaluation mode (with it, the caller's model is set up to learn without dropout)."""
+    if learn is None:
+        model.eval()
     inputs, targets = document_stream(lines, eos_id)
     features, scores, state = [], [], None
     with torch.inference_mode(learn is None):

@@ -60,8 +60,20 @@ def read_document_dynamic(
 ) -> Reading:
     """scoring.read_document's Reading, in windows of config.segment tokens, by a copy of the
     model that takes adaptation_step after every segment; `model` itself is left untouched."""
-    adapted = copy.deepcopy(model).eval()  # eval: no dropout, the weights still learn
+    adapted = adapting_copy(model)
     return read_document(adapted, lines, eos_id, config.segment, adaptation_step(adapted, config))
+
+
+def adapting_copy(model: RNNLanguageModel) -> RNNLanguageModel:
+    """A copy of model that reads as in evaluation (no dropout anywhere) and can still learn.
+    Its recurrent layer stays in training mode with its dropout at 0, which reads exactly as
+    evaluation mode does: cuDNN's RNN has no backward pass outside training mode
+    ("cudnn RNN backward can only be called in training mode"), so on CUDA the whole copy in
+    eval() could not learn."""
+    adapted = copy.deepcopy(model).eval()
+    adapted.rnn.dropout = 0.0
+    adapted.rnn.train()
+    return adapted
 
 
 def adaptation_step(

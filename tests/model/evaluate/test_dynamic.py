@@ -10,7 +10,13 @@ import torch
 
 from model.batching import document_stream
 from model.evaluate.cli import evaluate
-from model.evaluate.dynamic import DynamicConfig, adaptation_step, read_document_dynamic
+from model.evaluate.dynamic import (
+    DynamicConfig,
+    adaptation_step,
+    adapting_copy,
+    read_document_dynamic,
+)
+from model.rnn import ModelConfig, RNNLanguageModel
 from model.scoring import perplexity_of, read_document
 
 
@@ -30,6 +36,35 @@ def test_dynamic_evaluation_adapts_a_copy_and_without_steps_is_the_plain_documen
     assert hashlib.sha256((tiny_checkpoint / "model.safetensors").read_bytes()).hexdigest() == (
         on_disk
     )
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_the_adapting_copy_reads_as_evaluation_and_learns_in_training_mode(cell) -> None:
+    """Every dropout off, yet the recurrent layer in training mode (cuDNN's RNN has no
+    backward pass outside it): the copy's scores equal the model's in eval(), to the bit."""
+    torch.manual_seed(0)
+    config = ModelConfig(40, cell=cell, embedding_size=8, hidden_size=8, num_layers=2,
+                         dropout_embedding=0.5, dropout_hidden=0.5, dropout_output=0.5,
+                         output_layer="full")  # fmt: skip
+    model = RNNLanguageModel(config)
+    tokens = torch.randint(0, 40, (2, 12))
+    adapted = adapting_copy(model)
+    assert adapted.rnn.training and adapted.rnn.dropout == 0.0
+    assert not adapted.dropout_embedding.training and not adapted.dropout_output.training
+    assert model.rnn.dropout == 0.5  # the model itself is left as it was
+    with torch.no_grad():
+        reference = model.eval().log_probs(model(tokens)[0])
+        twice = [adapted.log_probs(adapted(tokens)[0]) for _ in range(2)]
+    assert torch.equal(twice[0], reference) and torch.equal(twice[1], reference)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none here)")
+def test_dynamic_evaluation_runs_on_cuda_with_the_cpu_figures(checkpoint, lines) -> None:
+    config = DynamicConfig(lr=0.5, decay=0.01, segment=9)
+    eos = checkpoint.vocab.eos_id
+    on_cpu = read_document_dynamic(checkpoint.model, lines, eos, config)
+    on_gpu = read_document_dynamic(copy.deepcopy(checkpoint.model).cuda(), lines, eos, config)
+    assert on_gpu.perplexity() == pytest.approx(on_cpu.perplexity(), rel=1e-3)
 
 
 def _reading_loop_before(model, lines, eos_id, config: DynamicConfig) -> torch.Tensor:
