@@ -17,7 +17,6 @@ recipe).
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import tempfile
@@ -26,6 +25,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from bench.records import write_record
 from bench.skips import skipped_row
 from bench.time_to_ppl import ROOT, Run, run_lane
 from model.hardware import describe_cpu
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     text = "\n".join([*header, *table(runs)])
     (args.output / f"{args.name}.md").write_text(text + "\n", encoding="utf-8")
     report = {"machine": describe_cpu(), "command": command, "runs": [asdict(r) for r in runs]}
-    (args.output / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_record(args.output / f"{args.name}.json", report)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import time
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.records import write_record
 from tests.live_server import ROOT, uvicorn_server
 
 CLIENTS = (1, 8, 32, 64)
@@ -444,7 +444,7 @@ def main(argv: list[str] | None = None) -> None:
     args.output = args.output or ROOT / page
     results = run(args)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    write_record(args.output.with_suffix(".json"), results)
     args.output.with_suffix(".md").write_text(markdown(results), encoding="utf-8")
     if results["throughput"]:
         chart(results, args.output.with_suffix(".png"))

@@ -42,6 +42,7 @@ from pathlib import Path
 
 import torch
 
+from bench.records import write_record
 from bench.skips import command_unavailable, skipped_row
 from model.checkpoint import read_config
 from model.hardware import describe_cpu
@@ -590,7 +591,7 @@ def main(argv: list[str] | None = None) -> None:
     args.output.mkdir(parents=True, exist_ok=True)
     text = markdown(report, runs)
     (args.output / "time_to_ppl.md").write_text(text, encoding="utf-8")
-    (args.output / "time_to_ppl.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_record(args.output / "time_to_ppl.json", report)
     chart(report, args.output / "time_to_ppl.png")
     print(text)
     failed = [run for run in runs if run.returncode != 0 and not run.skipped]
