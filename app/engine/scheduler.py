@@ -46,7 +46,6 @@ from model.rows import (
 from model.runner import Outbox, Runner
 from model.sampling import SamplingOptions
 from model.tokenizers import EncodedText, TextEncoder, build_tokenizer
-from model.vocab import EOS, UNK
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +58,6 @@ class Engine:
         self.settings = settings
         self.vocab = checkpoint.vocab
         self.encoder = TextEncoder(build_tokenizer(checkpoint.tokenizer_spec), checkpoint.vocab)
-        self.eos_token, self.unk_token = EOS, UNK  # the special tokens, as clients write them
         # the batch and the checkpoint's recorded reading (context, cache): model/runner.py
         self.runner = Runner(checkpoint, settings.prefill_chunk)
         self._wake = threading.Condition()
@@ -154,11 +152,6 @@ class Engine:
             for stream in streams:
                 stream.cancel()
             raise
-
-    @property
-    def cache_bytes_per_row(self) -> int:
-        """The most memory one sequence's cache can take (0 without a cache)."""
-        return self.runner.cache_bytes_per_row
 
     # -- building a request's rows -------------------------------------------------------------
     def _score_rows(

@@ -26,6 +26,7 @@ from app.v1.protocol import (
     TokenizeResponse,
     TokenizerInfoResponse,
 )
+from model.vocab import EOS, UNK
 
 router = APIRouter(tags=["openai"])
 _STARTED = int(time.time())
@@ -115,8 +116,8 @@ def _tokenizer_routes(prefix: str) -> None:
     async def tokenizer_info(engine: EngineDep, settings: SettingsDep) -> TokenizerInfoResponse:
         """The special tokens ("<eos>" encodes to exactly one id) and the limits."""
         return TokenizerInfoResponse(
-            eos_token=engine.eos_token,
-            unk_token=engine.unk_token,
+            eos_token=EOS,  # the special tokens, as clients write them
+            unk_token=UNK,
             bos_token=None,
             model_max_length=settings.max_text_tokens,
             vocab_size=len(engine.vocab),
