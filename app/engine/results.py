@@ -10,7 +10,7 @@ import torch
 
 from app.engine.channels import Channel
 from model.rows import FinishEvent, TokenEvent, TopTokens
-from model.scoring import perplexity_of
+from model.scoring import log_likelihood, perplexity
 from model.tokenizers import EncodedText
 from model.vocab import EOS
 
@@ -34,9 +34,9 @@ class TextScore:
 
 def text_score(text: EncodedText, logprobs: torch.Tensor, tops: Sequence[TopTokens]) -> TextScore:
     """The figures of one scored text, pooled exactly as model.evaluate pools a split."""
-    perplexity, count = perplexity_of([logprobs])
-    mean_nll = -float(logprobs.double().sum()) / count
-    return TextScore(text, logprobs.tolist(), perplexity, mean_nll, tops)
+    total, count = log_likelihood([logprobs])
+    mean_nll = -total / count
+    return TextScore(text, logprobs.tolist(), perplexity(mean_nll), mean_nll, tops)
 
 
 class GenerationStream:
