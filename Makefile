@@ -7,7 +7,7 @@ CHECKPOINT ?= checkpoints/default
 HOST ?= 0.0.0.0
 PORT ?= 8000
 
-.PHONY: serve test lint train-default clean
+.PHONY: serve test lint train-default train-backward clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ $(STAMP): pyproject.toml constraints.txt
 # through the same entry point the compose trainer service runs.
 train-default: $(STAMP)
 	NEXTWORD_MODEL_DIR=$(CHECKPOINT) $(BIN)/python -m deploy.train_if_missing
+
+# The default preset read right to left (a model of the word before a text), beside the default
+# one; `make serve` keeps serving the forward model.
+train-backward: $(STAMP)
+	$(BIN)/python -m model.train --preset default --direction backward --output checkpoints/backward
 
 serve: train-default
 	NEXTWORD_MODEL_DIR=$(CHECKPOINT) NEXTWORD_HOST=$(HOST) NEXTWORD_PORT=$(PORT) $(BIN)/python -m app

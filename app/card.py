@@ -34,6 +34,7 @@ def _reading(engine: Engine) -> dict[str, str | int | float | bool | None]:
     runner = engine.runner
     cache = runner.cache_config
     return {
+        "direction": engine.encoder.direction,
         "context": runner.context,
         "cache": cache is not None,
         "cache_scope": runner.cache_scope if cache else None,

@@ -13,6 +13,19 @@ from model.sampling import SamplingOptions
 from model.tokenizers import EncodedText, TextEncoder
 
 
+def check_continues_forward(encoder: TextEncoder, route: str) -> None:
+    """A 400 for a route that continues a text (generation, next-word prediction) when the
+    served model reads right to left: it predicts the word before a text, not after it."""
+    if encoder.direction != "forward":
+        raise InvalidRequest(
+            f"{route} continues a text to the right, but the served model reads right to left "
+            "(trained with --direction backward): it can score texts (/perplexity); serve a "
+            "forward model to continue them",
+            status_code=400,
+            error_type="unsupported_by_model",
+        )
+
+
 def check_text_count(count: int, field: str, settings: Settings) -> None:
     """TooLarge when a request holds more texts than NEXTWORD_MAX_TEXTS allows."""
     if count > settings.max_texts:

@@ -21,6 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save_file
 
+from model.batching import DIRECTIONS
 from model.pointer_cache import CacheConfig
 from model.rnn import ModelConfig, RNNLanguageModel
 from model.scoring import CONTEXTS
@@ -302,3 +303,13 @@ def load_cache_scope(source: Checkpoint | dict) -> str:
     if scope not in CONTEXTS:
         raise CheckpointError(f"{CONFIG}: inference.cache_scope must be {_CONTEXT_NAMES}")
     return scope
+
+
+def load_direction(source: Checkpoint | dict) -> str:
+    """Which way the checkpoint's model reads text: "forward" (left to right, the default
+    where none is recorded) or "backward" (trained with --direction backward)."""
+    metadata = source.metadata if isinstance(source, Checkpoint) else source
+    direction = (metadata.get(INFERENCE) or {}).get("direction", "forward")
+    if direction not in DIRECTIONS:
+        raise CheckpointError(f"{CONFIG}: inference.direction must be one of {DIRECTIONS}")
+    return direction

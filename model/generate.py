@@ -11,7 +11,7 @@ import random
 import time
 from dataclasses import dataclass
 
-from model.checkpoint import load_checkpoint
+from model.checkpoint import load_checkpoint, load_direction
 from model.decoding import Decoding
 from model.rows import FinishEvent, GenerateRow, Ticket, TokenEvent
 from model.runner import Runner
@@ -125,6 +125,11 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as error:
         parser.error(str(error))
     checkpoint = load_checkpoint(args.checkpoint, args.device)
+    if load_direction(checkpoint) != "forward":
+        parser.error(
+            f"{args.checkpoint} reads right to left (--direction backward): it predicts the word "
+            "before a text, so it cannot continue one; give a forward model"
+        )
     encoder = TextEncoder(build_tokenizer(checkpoint.tokenizer_spec), checkpoint.vocab)
     deadline = None if args.max_seconds is None else time.monotonic() + args.max_seconds
     result = generate(Runner(checkpoint), encoder, args.prompt, options, deadline)

@@ -236,19 +236,31 @@ def encode_document(
 
 class TextEncoder:
     """A checkpoint's way between text and ids, the one every caller of the service and of
-    `python -m model.generate` goes through, so that the same text is the same ids everywhere."""
+    `python -m model.generate` goes through, so that the same text is the same ids everywhere.
+    For a backward model (direction "backward") a text's tokens come right to left, as it
+    reads them."""
 
-    def __init__(self, tokenizer: Tokenizer, vocab: Vocab):
+    def __init__(self, tokenizer: Tokenizer, vocab: Vocab, direction: str = "forward"):
         self.tokenizer = tokenizer
         self.vocab = vocab
+        self.direction = direction
 
     def encode(self, text: str) -> EncodedText:
         """A text as the model reads it: several lines become one document (encode_document)."""
-        return encode_document(encode_text, self.tokenizer, self.vocab, text)
+        return self._oriented(encode_document(encode_text, self.tokenizer, self.vocab, text))
 
     def encode_with_specials(self, text: str) -> EncodedText:
         """encode(), with "<eos>" and "<unk>" written in the text read as those tokens."""
-        return encode_document(encode_text_with_specials, self.tokenizer, self.vocab, text)
+        return self._oriented(
+            encode_document(encode_text_with_specials, self.tokenizer, self.vocab, text)
+        )
+
+    def _oriented(self, text: EncodedText) -> EncodedText:
+        """The text in its model's reading order: a document reversed whole is its lines in
+        reverse order, each reversed (the <eos> between them stays between them)."""
+        if self.direction == "forward":
+            return text
+        return EncodedText(text.tokens[::-1], text.ids[::-1], text.oov[::-1])
 
     def from_ids(self, ids: Sequence[int]) -> EncodedText:
         """A text given as token ids; ValueError naming the first id outside the vocabulary."""

@@ -81,3 +81,11 @@ def tuned_checkpoint(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFac
         copy, {"context": "document", "cache": CacheConfig(window=40, theta=0.3, lam=0.4).to_dict()}
     )
     return copy
+
+
+@pytest.fixture(scope="session")
+def backward_checkpoint(tiny_corpus_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny checkpoint's recipe read right to left (--direction backward)."""
+    output = tmp_path_factory.mktemp("backward") / "tiny"
+    train(make_tiny_config(tiny_corpus_file, output, direction="backward"))
+    return output

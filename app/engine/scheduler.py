@@ -30,7 +30,7 @@ from app.engine.channels import Channel, send
 from app.engine.results import GenerationStream, TextScore, text_score
 from app.errors import DeadlineExceeded, NotReady, Overloaded, ServiceError
 from app.settings import Settings
-from model.checkpoint import Checkpoint, load_checkpoint
+from model.checkpoint import Checkpoint, load_checkpoint, load_direction
 from model.decoding import Decoding
 from model.quantize import quantize_int8
 from model.rows import (
@@ -57,7 +57,9 @@ class Engine:
         self.checkpoint = checkpoint
         self.settings = settings
         self.vocab = checkpoint.vocab
-        self.encoder = TextEncoder(build_tokenizer(checkpoint.tokenizer_spec), checkpoint.vocab)
+        self.encoder = TextEncoder(
+            build_tokenizer(checkpoint.tokenizer_spec), checkpoint.vocab, load_direction(checkpoint)
+        )
         # the batch and the checkpoint's recorded reading (context, cache): model/runner.py
         self.runner = Runner(checkpoint, settings.prefill_chunk)
         self._wake = threading.Condition()

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from app import metrics
 from app.engine import GenerationStream
 from app.errors import ServiceError
-from app.limits import check_generation_limits, encode_texts
+from app.limits import check_continues_forward, check_generation_limits, encode_texts
 from app.routes.deps import ERROR_RESPONSES, EngineDep, SettingsDep, unless_disconnected
 from app.schemas import (
     ErrorResponse,
@@ -69,6 +69,7 @@ async def generate(
     """Continue the prompt with temperature, top-k, top-p and repetition penalty; the same
     seed and parameters give the same text, alone or amid other requests. <unk> is never
     generated."""
+    check_continues_forward(engine.encoder, "/generate")
     options = body.to_sampling_options()
     check_generation_limits(options, settings)
     (prompt,) = await encode_texts(engine.encoder, [body.prompt], settings)

@@ -6,7 +6,7 @@ import math
 
 from fastapi import APIRouter, Request
 
-from app.limits import encode_texts
+from app.limits import check_continues_forward, encode_texts
 from app.routes.deps import ERROR_RESPONSES, EngineDep, SettingsDep, unless_disconnected
 from app.schemas import InputToken, NextToken, PredictRequest, PredictResponse
 
@@ -19,6 +19,7 @@ async def predict_next(
 ) -> PredictResponse:
     """The input as the model read it (OOV tokens flagged) and the top_k next tokens, most
     probable first. <unk> is never offered; <eos> is, as the end of the text."""
+    check_continues_forward(engine.encoder, "/predict-next")
     (text,) = await encode_texts(engine.encoder, [body.text], settings)
     candidates = await unless_disconnected(
         request, engine.predict_next(text, body.top_k, body.cache)

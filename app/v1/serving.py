@@ -23,7 +23,12 @@ from typing import TYPE_CHECKING
 from app import metrics
 from app.engine import Engine, GenerationStream, TextScore
 from app.errors import NotFound, ServiceError
-from app.limits import check_generation_limits, check_text_count, encode_prompts
+from app.limits import (
+    check_continues_forward,
+    check_generation_limits,
+    check_text_count,
+    encode_prompts,
+)
 from app.settings import Settings
 from app.v1.choices import ChoiceText, Delta, PromptScores, echo_delta
 from app.v1.errors import openai_error
@@ -120,6 +125,7 @@ async def start_completion(
     with echo and logprobs, the prompts' scoring) in one call; raises a plain error before
     anything is answered."""
     check_model(body.model, settings)
+    check_continues_forward(engine.encoder, "/v1/completions")
     options = body.to_sampling_options()
     check_generation_limits(options, settings, length_field="max_tokens")
     given = _prompt_list(body.prompt)

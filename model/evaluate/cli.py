@@ -21,12 +21,14 @@ from pathlib import Path
 
 import torch
 
+from model.batching import in_reading_order
 from model.checkpoint import (
     INFERENCE,
     Checkpoint,
     CheckpointError,
     load_cache_scope,
     load_checkpoint,
+    load_direction,
     load_inference_config,
 )
 from model.evaluate.dynamic import DynamicConfig, read_document_dynamic
@@ -47,14 +49,16 @@ from model.train.corpora import load_corpus, split_files, trained_corpus
 def split_ids(
     checkpoint: Checkpoint, corpus: str | None, split: str, files: dict[str, str] | None
 ) -> tuple[str, list[list[int]]]:
-    """(where the split was read: the corpus, or its explicit file; id lines of the split).
-    Without a corpus or files, the corpus the checkpoint was trained on."""
+    """(where the split was read: the corpus, or its explicit file; id lines of the split in the
+    order the checkpoint's model reads them). Without a corpus or files, the corpus the
+    checkpoint was trained on."""
     if corpus is None and files is None:
         corpus, files = trained_corpus(checkpoint.metadata)
     tokenizer = build_tokenizer(checkpoint.tokenizer_spec)
     lines = load_corpus(corpus or "", tokenizer, files).splits[split]  # files: all three
     source = files[split] if files else corpus or ""
-    return source, [checkpoint.vocab.encode(line) for line in lines]
+    ids = [checkpoint.vocab.encode(line) for line in lines]
+    return source, in_reading_order(ids, load_direction(checkpoint))
 
 
 def evaluate(

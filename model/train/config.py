@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
+from model.batching import DIRECTIONS
 from model.scoring import CONTEXTS
 
 
@@ -99,6 +100,14 @@ class TrainConfig:
         "validation and the test figure then read the split as one document too, and the "
         "checkpoint records that context for evaluate and the service",
         choices=CONTEXTS,
+    )
+    direction: str = _flag(
+        "forward",
+        "forward: read every text left to right; backward: right to left (each line reversed, "
+        "the last line first), a model that predicts each word from the words after it; the "
+        "checkpoint records it, evaluate reads the splits the same way and the service "
+        "scores text with it but refuses to generate",
+        choices=DIRECTIONS,
     )
     variable_bptt: bool = _flag(False, "draw each window's length around --bptt (AWD-LSTM)")
     average_from: float | None = _flag(

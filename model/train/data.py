@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from model.batching import in_reading_order
 from model.tokenizers import TokenizerSpec, build_tokenizer
 from model.train.config import TrainConfig
 from model.train.corpora import Corpus, load_corpus, split_files
@@ -34,5 +35,8 @@ def prepare_data(config: TrainConfig) -> Data:
     if config.max_train_lines is not None:
         corpus.splits["train"] = corpus.splits["train"][: config.max_train_lines]
     vocab = Vocab.build(corpus.splits["train"], config.min_freq, config.max_vocab)
-    ids = {split: [vocab.encode(line) for line in lines] for split, lines in corpus.splits.items()}
+    ids = {
+        split: in_reading_order([vocab.encode(line) for line in lines], config.direction)
+        for split, lines in corpus.splits.items()
+    }
     return Data(spec, corpus, vocab, ids)

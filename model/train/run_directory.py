@@ -41,8 +41,12 @@ def run_record(
 ) -> dict:
     """config.json's run record: corpus, training settings and statistics; a model trained
     in the document context is recorded as read that way (config.json's inference.context),
-    so evaluate's tuner and the service carry the state across lines for it."""
-    inference = {"inference": {"context": "document"}} if config.context == "document" else {}
+    so evaluate's tuner and the service carry the state across lines for it, and a backward
+    model as reading right to left (inference.direction)."""
+    reading = {"context": "document"} if config.context == "document" else {}
+    if config.direction != "forward":
+        reading["direction"] = config.direction
+    inference = {"inference": reading} if reading else {}
     return {
         **inference,
         "corpus": {

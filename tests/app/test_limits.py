@@ -137,3 +137,33 @@ def test_limits_apply_under_v1(make_settings) -> None:
             status, error = openai_error_of(limited.post("/v1/completions", json=body))
             assert status == 413 and limit in error["message"]
         assert limited.get("/info").json()["limits"]["max_texts"] == 3
+
+
+def test_a_backward_model_scores_text_and_refuses_to_continue_it(
+    make_settings, backward_checkpoint
+):
+    """Served alone, a model trained right to left scores a text read right to left (the
+    figure evaluate gives its reversed ids) and answers 400 to every route that continues one."""
+    from model.batching import in_reading_order
+    from model.checkpoint import load_checkpoint
+    from model.scoring import perplexity_of, score_lines
+
+    text = "我爱北京。\n天安门上太阳升。"
+    with TestClient(create_app(make_settings(model_dir=backward_checkpoint))) as client:
+        for path, body in (("/generate", {"prompt": "我们"}),
+                           ("/predict-next", {"text": "我们"})):  # fmt: skip
+            status, error_type, message = error_of(client.post(path, json=body))
+            assert (status, error_type) == (400, "unsupported_by_model") and path in message
+        status, error = openai_error_of(client.post("/v1/completions", json={"prompt": "我"}))
+        assert status == 400 and "right to left" in error["message"]
+        (result,) = client.post("/perplexity", json={"text": text, "details": True}).json()[
+            "results"
+        ]
+        assert client.get("/info").json()["serving"]["direction"] == "backward"
+    checkpoint = load_checkpoint(backward_checkpoint)
+    encoder = TextEncoder(build_tokenizer(checkpoint.tokenizer_spec), checkpoint.vocab)
+    lines = in_reading_order([encoder.encode(line).ids for line in text.splitlines()], "backward")
+    scores = score_lines(checkpoint.model, lines, checkpoint.vocab.eos_id)  # each line afresh
+    assert result["perplexity"] == pytest.approx(perplexity_of(scores)[0], rel=1e-5)
+    reversed_tokens = encoder.encode(text).tokens[::-1]  # the last line first, each reversed
+    assert [t["token"] for t in result["tokens"]] == [*reversed_tokens, "<eos>"]

@@ -199,3 +199,11 @@ def test_a_damaged_inference_entry_is_named(copy, inference, message):
     with pytest.raises(CheckpointError, match=message):
         load_inference_config(config)
         load_cache_scope(config)
+
+
+def test_an_unknown_direction_is_named_in_one_error() -> None:
+    from model.checkpoint import load_direction
+
+    assert load_direction({}) == "forward"
+    with pytest.raises(CheckpointError, match="inference.direction must be one of"):
+        load_direction({"inference": {"direction": "sideways"}})
