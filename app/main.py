@@ -66,7 +66,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def _record_model_info(engine: Engine, settings: Settings) -> None:
+    """nextword_model_info describes the one model this process serves: a model loaded before
+    it in the same process (an app built again, as tests do) leaves no series behind."""
     config = engine.checkpoint.model.config
+    metrics.MODEL_INFO.clear()
     metrics.MODEL_INFO.labels(
         cell=config.cell,
         hidden_size=str(config.hidden_size),
