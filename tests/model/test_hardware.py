@@ -83,9 +83,17 @@ def test_native_bf16_under_avx2_kernels_gets_fp32_and_an_error_naming_the_kernel
         resolve_precision("bf16", CPU)
 
 
-def test_where_auto_picks_bf16_a_two_layer_lstm_really_trains_in_bf16():
-    if resolve_precision("auto", CPU) != torch.bfloat16:
-        pytest.skip(f"auto picks fp32 here: {cpu_bf16_missing()}")
+def test_auto_picks_bf16_exactly_where_a_bf16_lstm_trains_here():
+    """On this machine, either auto picks bf16 and a two-layer LSTM really trains under bf16
+    autocast, or it picks fp32 and asking for bf16 stops with the reason auto found."""
+    missing = cpu_bf16_missing()
+    if resolve_precision("auto", CPU) == torch.float32:
+        assert missing, "auto picked fp32 without a reason"
+        with pytest.raises(ValueError) as refused:
+            resolve_precision("bf16", CPU)
+        assert missing in str(refused.value)
+        return
+    assert missing is None
     lstm = torch.nn.LSTM(8, 8, num_layers=2, batch_first=True)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         output, _ = lstm(torch.randn(2, 3, 8))
