@@ -70,7 +70,8 @@ def model_card(engine: Engine, settings: Settings) -> InfoResponse:
             **recorded,
         },
         serving={
-            "device": settings.device, "quantize": settings.quantize, "threads": settings.threads,
+            "device": settings.device, "quantize": settings.quantize, "output": settings.output,
+            "threads": settings.threads,
             "prefill_chunk": settings.prefill_chunk, **_reading(engine),
         },
         limits=settings.limits(),

@@ -6,10 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.schemas import STOP_CHARS_CEILING, STOP_STRINGS_CEILING
+from model.hardware import default_batch_size
+from model.quantize import QUANTIZE_CHOICES, served_weights
 from model.runner import PREFILL_CHUNK
 
 
@@ -24,8 +26,16 @@ class Settings(BaseSettings):
     threads: int | None = Field(
         default=None, ge=1, description="torch CPU threads (None: torch's own)"
     )
-    quantize: Literal["none", "int8"] = Field(
-        default="none", description="int8: dynamic int8 recurrent and output layers (CPU only)"
+    quantize: Literal["auto", "none", "int8"] = Field(
+        default="auto",
+        description="int8: int8 weights, one scale per output channel (CPU only); none: float "
+        "weights; auto: int8 on the CPU, none on a GPU. /info reports the one served",
+    )
+    output: Literal["pruned", "full"] = Field(
+        default="pruned",
+        description="pruned: compute a tail cluster of the output layer only where a row's "
+        "answer can need it (the same answers, exactly); full: the whole distribution of every "
+        "row at every step (the baseline bench.bandwidth measures against)",
     )
     # the process (used by `python -m app`; uvicorn's own flags win when run through it)
     host: str = Field(default="0.0.0.0", description="interface to listen on")
@@ -45,9 +55,16 @@ class Settings(BaseSettings):
         description='origins allowed by CORS, as JSON (["https://x.org"]); empty: CORS off',
     )
     # the engine
-    max_batch_size: int = Field(default=32, ge=1, description="most sequences in one batched step")
+    max_batch_size: int = Field(
+        default=None,  # type: ignore[assignment]  # resolved from the device below
+        ge=1,
+        description="most sequences in one batched step (unset: 32 on the CPU, sized from the "
+        "GPU's memory on CUDA)",
+    )
     max_waiting: int = Field(
-        default=64, ge=0, description="most requests waiting for a batch slot; more get 429"
+        default=None,  # type: ignore[assignment]  # resolved below
+        ge=0,
+        description="most requests waiting for a batch slot, more get 429 (unset: twice the batch)",
     )
     prefill_chunk: int = Field(
         default=PREFILL_CHUNK, ge=1, description="most prompt tokens one sequence reads per step"
@@ -78,6 +95,22 @@ class Settings(BaseSettings):
         ge=0,
         description="on SIGTERM, how long requests in flight may still run (python -m app)",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _follow_the_device(cls, values: dict) -> dict:
+        """Settings left unset that depend on the device get its values: the weights served
+        (quantize auto), the batch limit and the queue. /info then reports what is in force."""
+        values = dict(values)
+        device = str(values.get("device") or "cpu")
+        choice = values.get("quantize") or "auto"
+        if choice in QUANTIZE_CHOICES:  # anything else: the field's own check names it
+            values["quantize"] = served_weights(str(choice), device)
+        if values.get("max_batch_size") is None:
+            values["max_batch_size"] = default_batch_size(device)
+        if values.get("max_waiting") is None:
+            values["max_waiting"] = 2 * int(values["max_batch_size"])
+        return values
 
     def limits(self) -> dict[str, int | float]:
         """The request limits, as /info reports them."""

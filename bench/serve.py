@@ -74,9 +74,10 @@ async def _drive(url: str, path: str, body: dict, clients: int, per_client: int)
     return Load(seconds, clients * per_client, errors, tokens, latencies)
 
 
-def generation_throughput(url: str, clients: int, requests: int) -> Load:
-    """Tokens/s of `clients` concurrent clients generating 64 tokens a request."""
-    body = {"prompt": "我们", "max_new_tokens": 64, "ignore_eos": True, "seed": 1, **SAMPLING}
+def generation_throughput(url: str, clients: int, requests: int, sampling: dict = SAMPLING) -> Load:
+    """Tokens/s of `clients` concurrent clients generating 64 tokens a request (sampling: the
+    requests' sampling fields; {} samples as a request does by default)."""
+    body = {"prompt": "我们", "max_new_tokens": 64, "ignore_eos": True, "seed": 1, **sampling}
     per_client = max(1, requests // clients)
     return asyncio.run(_drive(url, "/generate", body, clients, per_client))
 

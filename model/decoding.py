@@ -14,6 +14,7 @@ from typing import Literal
 
 import torch
 
+from model.distribution import NextWordDistribution
 from model.sampling import SamplingOptions, make_generator, sample_rows
 from model.tokenizers import Tokenizer
 
@@ -100,20 +101,30 @@ class Decoding:
 
 
 def next_tokens(
-    log_probs: torch.Tensor, decodings: Sequence[Decoding], unk_id: int
+    distribution: NextWordDistribution,
+    index: Sequence[int],
+    decodings: Sequence[Decoding],
+    unk_id: int,
+    prune: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Next token id (B,) of every sequence and its model log-probability, from the
-    next-token log-probabilities (B, V) on the CPU: each row samples with its own options and
-    generator, so its tokens do not depend on the rest of the batch. <unk> is never chosen;
-    <eos> not for rows that ignore it."""
-    ignoring_eos = [i for i, d in enumerate(decodings) if d.options.ignore_eos]
-    if ignoring_eos:
-        log_probs = log_probs.clone()
-        log_probs[ignoring_eos, decodings[ignoring_eos[0]].eos_id] = float("-inf")
+    """Next token id (n,) of every sequence (sequence j reads row index[j] of the
+    distribution) and its model log-probability, on the distribution's device: each samples
+    with its own options and generator, so its tokens do not depend on the rest of the batch.
+    <unk> is never chosen; <eos> not for sequences that ignore it."""
+    positions = list(range(len(decodings)))
+    words = [unk_id] * len(decodings)
+    for j, decoding in enumerate(decodings):
+        if decoding.options.ignore_eos:
+            positions.append(j)
+            words.append(decoding.eos_id)
+    device = distribution.device
+    banned = (torch.tensor(positions, device=device), torch.tensor(words, device=device))
     return sample_rows(
-        log_probs,
+        distribution,
+        index,
         [d.options for d in decodings],
         [d.generator for d in decodings],
         [d.history for d in decodings],
-        [unk_id],
+        banned,
+        prune,
     )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from model.checkpoint import load_checkpoint, load_direction
 from model.decoding import Decoding
+from model.quantize import QUANTIZE_CHOICES, quantize_int8, served_weights
 from model.rows import FinishEvent, GenerateRow, Ticket, TokenEvent
 from model.runner import Runner
 from model.sampling import SamplingOptions
@@ -102,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-seconds", type=float, help="stop generating after this long")
     parser.add_argument("--seed", type=int, help="random seed (default: random, printed)")
     parser.add_argument("--device", default="cpu", help="cpu | cuda")
+    parser.add_argument(
+        "--quantize",
+        choices=QUANTIZE_CHOICES,
+        default="auto",
+        help="the weights, as the service's NEXTWORD_QUANTIZE: auto (int8 on the CPU, float on "
+        "a GPU), none or int8",
+    )
     return parser
 
 
@@ -124,7 +132,13 @@ def main(argv: list[str] | None = None) -> None:
         )
     except ValueError as error:
         parser.error(str(error))
+    try:
+        weights = served_weights(args.quantize, args.device)
+    except ValueError as error:
+        parser.error(str(error))
     checkpoint = load_checkpoint(args.checkpoint, args.device)
+    if weights == "int8":
+        checkpoint.model = quantize_int8(checkpoint.model)
     if load_direction(checkpoint) != "forward":
         parser.error(
             f"{args.checkpoint} reads right to left (--direction backward): it predicts the word "

@@ -107,6 +107,21 @@ def cpu_bf16_missing() -> str | None:
     return None
 
 
+CPU_BATCH = 32  # a step's time grows with the batch on 2 cores; 32 rows keep tokens flowing
+GPU_BYTES_PER_ROW = 128 * 2**20  # a GPU's default batch: one row per 128 MiB of its memory
+GPU_MOST_ROWS = 1024  # past this a step's latency grows faster than its throughput
+
+
+def default_batch_size(device: str) -> int:
+    """The batch limit a device gets unless told otherwise: 32 on the CPU; on CUDA, one row per
+    128 MiB of the GPU's memory (so a 16 GiB card batches 128 rows), at most 1024."""
+    resolved = torch.device(device)
+    if resolved.type != "cuda" or not torch.cuda.is_available():
+        return CPU_BATCH
+    memory = torch.cuda.get_device_properties(resolved).total_memory
+    return max(CPU_BATCH, min(GPU_MOST_ROWS, memory // GPU_BYTES_PER_ROW))
+
+
 def resolve_device(name: str) -> torch.device:
     """'auto' is CUDA when available, else the CPU."""
     if name == "auto":

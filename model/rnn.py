@@ -151,7 +151,7 @@ class RNNLanguageModel(nn.Module):
         self.config = config
         self.embedding: nn.Embedding | AdaptiveInput
         self.dropout_embedding = nn.Dropout(config.dropout_embedding)
-        self.rnn = _recurrent_layer(config)
+        self.rnn = _recurrent_layer(config)  # quantize_int8 puts an Int8Recurrent in its place
         self.dropout_output = nn.Dropout(config.dropout_output)
         self.projection: nn.Linear | None = None
         self.decoder: nn.Linear | None = None
@@ -219,6 +219,23 @@ class RNNLanguageModel(nn.Module):
         if state is None:
             state = self.init_state(tokens.size(0))
         embedded = self.embed(tokens)  # (B, T, E)
+        if isinstance(self.rnn, nn.RNNBase):
+            output, new_state = self._read(embedded, state, lengths)
+        else:  # an Int8Recurrent takes the state and lengths as they are
+            output, new_state = self.rnn(embedded, state, lengths)
+        if self.config.variational_dropout:
+            features = locked_dropout(output, self.config.dropout_output, self.training)
+        else:
+            features = self.dropout_output(output)  # (B, T, H)
+        if self.projection is not None:
+            features = self.projection(features)  # (B, T, E)
+        return features, new_state
+
+    def _read(
+        self, embedded: torch.Tensor, state: torch.Tensor, lengths: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The float recurrent layer's output (B, T, H), zeros past each row's length, and new
+        state (S, L, B, H), through torch's packed sequences."""
         inputs: torch.Tensor | PackedSequence = embedded
         if lengths is not None:
             inputs = pack_padded_sequence(
@@ -231,14 +248,8 @@ class RNNLanguageModel(nn.Module):
             output, h = self.rnn(inputs, state[0].contiguous())
             new_state = h.unsqueeze(0)
         if isinstance(output, PackedSequence):
-            output, _ = pad_packed_sequence(output, batch_first=True, total_length=tokens.size(1))
-        if self.config.variational_dropout:
-            features = locked_dropout(output, self.config.dropout_output, self.training)
-        else:
-            features = self.dropout_output(output)  # (B, T, H)
-        if self.projection is not None:
-            features = self.projection(features)  # (B, T, E)
-        return features, new_state
+            output, _ = pad_packed_sequence(output, batch_first=True, total_length=embedded.size(1))
+        return output, new_state
 
     def target_log_probs(self, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Log-probability (N,) of each target that is not IGNORE, in reading order; padding

@@ -26,6 +26,7 @@ import torch
 
 from model.checkpoint import Checkpoint, load_cache_scope, load_inference_config
 from model.decoding import next_tokens
+from model.distribution import NextWordDistribution
 from model.pointer_cache import PointerCache, mix_rows
 from model.rnn import RNNLanguageModel
 from model.rows import Candidate, GenerateRow, PredictRow, Row, ScoreRow, TopTokens
@@ -56,8 +57,13 @@ class Runner:
     checkpoint's recorded reading applies to every row: under line context each line of a text
     starts from the start state, and a line-scoped cache starts empty at each line."""
 
-    def __init__(self, checkpoint: Checkpoint, prefill_chunk: int = PREFILL_CHUNK):
+    def __init__(
+        self, checkpoint: Checkpoint, prefill_chunk: int = PREFILL_CHUNK, prune: bool = True
+    ):
         self.model = checkpoint.model
+        # prune: compute a tail cluster only where a row's answer can need it (the same
+        # answers); False computes the whole distribution of every row (the baseline)
+        self.prune = prune
         self.vocab = checkpoint.vocab
         self.context, self.cache_config = load_inference_config(checkpoint)
         self.cache_scope = load_cache_scope(checkpoint)
@@ -122,17 +128,7 @@ class Runner:
         ]
         if wanting:
             last = torch.tensor([len(chunks[i]) - 1 for i in wanting])
-            log_probs = _with_caches(
-                [rows[i] for i in wanting],
-                features[wanting, last],
-                self.model.log_probs(features[wanting, last]).float().cpu(),  # (N, V)
-            )
-            predicting = [j for j, i in enumerate(wanting) if isinstance(rows[i], PredictRow)]
-            generating = [j for j, i in enumerate(wanting) if isinstance(rows[i], GenerateRow)]
-            if predicting:
-                self._predict([rows[wanting[j]] for j in predicting], log_probs[predicting], outbox)
-            if generating:
-                self._sample([rows[wanting[j]] for j in generating], log_probs[generating], outbox)
+            self._answer([rows[i] for i in wanting], features[wanting, last], outbox)
         return outbox
 
     def _start_lines(self, rows: Sequence[Row]) -> None:
@@ -166,30 +162,68 @@ class Runner:
                 row_features = features[i, : len(chunk_targets)].float().cpu()
                 piece = row.cache.score_targets(row_features, piece, torch.tensor(chunk_targets))
             tops: list[TopTokens] = []
-            if row.top_n:
-                row_log_probs = self.model.log_probs(features[i, : len(chunks[i])])  # (T, V)
-                tops = self._top_tokens(row_log_probs, row.top_n)
+            if row.top_n:  # the model's own top tokens at each place (no cache)
+                distribution = NextWordDistribution.of(self.model, features[i, : len(chunks[i])])
+                places = range(len(chunks[i]))
+                tops = self._named(*self._top_tokens(distribution, places, row.top_n, False))
             if row.add_scores(piece, tops):
                 outbox.append((row, (row.index, torch.cat(row.scores), row.tops)))
 
-    def _top_tokens(self, log_probs: torch.Tensor, k: int) -> list[TopTokens]:
-        """The k most probable tokens of each row of log_probs (N, V), with their logprobs."""
-        values, ids = log_probs.float().cpu().topk(min(k, log_probs.size(-1)), dim=-1)
+    def _answer(self, rows: list[Row], features: torch.Tensor, outbox: Outbox) -> None:
+        """Predictions and sampled tokens of rows that read features (N, D): rows with a
+        cache from the model's distribution mixed with their cache, the others from the
+        model's distribution, computed where their answers need it."""
+        cached = [j for j, row in enumerate(rows) if row.cache is not None]
+        plain = [j for j, row in enumerate(rows) if row.cache is None]
+        groups = []
+        if plain:
+            distribution = NextWordDistribution.of(self.model, features[plain])
+            if not self.prune:
+                distribution.full(torch.arange(len(plain), device=features.device))
+            groups.append(([rows[j] for j in plain], distribution))
+        if cached:
+            caches = [rows[j].cache for j in cached]
+            whole = self.model.log_probs(features[cached]).float().cpu()  # (n, V)
+            mixed = mix_rows(caches, features[cached].float().cpu(), whole)  # type: ignore[arg-type]
+            groups.append(([rows[j] for j in cached], NextWordDistribution.known(mixed)))
+        for group, distribution in groups:
+            predicting = [j for j, row in enumerate(group) if isinstance(row, PredictRow)]
+            generating = [j for j, row in enumerate(group) if isinstance(row, GenerateRow)]
+            if predicting:
+                self._predict([group[j] for j in predicting], distribution, predicting, outbox)
+            if generating:
+                self._sample([group[j] for j in generating], distribution, generating, outbox)
+
+    def _top_tokens(
+        self, distribution: NextWordDistribution, index: Sequence[int], k: int, ban_unk: bool
+    ) -> tuple[list[list[float]], list[list[int]]]:
+        """The k most probable tokens of the rows index of the distribution, best first
+        (<unk> left out when ban_unk): their logprobs and ids, copied to the host."""
+        rows = torch.tensor(index, device=distribution.device)
+        unk = None
+        if ban_unk:
+            positions = torch.arange(len(index), device=rows.device)
+            unk = (positions, torch.full_like(positions, self.vocab.unk_id))
+        values, ids = distribution.top_k(rows, k, unk)
+        return values.cpu().tolist(), ids.cpu().tolist()
+
+    def _named(self, values: list[list[float]], ids: list[list[int]]) -> list[TopTokens]:
+        """Each row's (token, logprob) pairs."""
         itos = self.vocab.itos
         return [
             tuple((itos[i], v) for i, v in zip(row_ids, row_values, strict=True))
-            for row_ids, row_values in zip(ids.tolist(), values.tolist(), strict=True)
+            for row_ids, row_values in zip(ids, values, strict=True)
         ]
 
-    def _predict(self, rows: list[Row], log_probs: torch.Tensor, outbox: Outbox) -> None:
+    def _predict(
+        self, rows: list[Row], distribution: NextWordDistribution, index: list[int], outbox: Outbox
+    ) -> None:
         """The top-k candidates of each predicting row (<unk> excluded); the row is done."""
-        log_probs = log_probs.clone()
-        log_probs[:, self.vocab.unk_id] = float("-inf")
         widest = min(
             max(row.top_k for row in rows if isinstance(row, PredictRow)), len(self.vocab) - 1
         )
-        values, ids = log_probs.topk(widest, dim=-1)  # (N, k)
-        for row, row_values, row_ids in zip(rows, values.tolist(), ids.tolist(), strict=True):
+        values, ids = self._top_tokens(distribution, index, widest, ban_unk=True)
+        for row, row_values, row_ids in zip(rows, values, ids, strict=True):
             assert isinstance(row, PredictRow)
             candidates = [
                 Candidate(self.vocab.itos[i], v, i == self.vocab.eos_id)
@@ -198,39 +232,26 @@ class Runner:
             row.finished = True
             outbox.append((row, candidates))
 
-    def _sample(self, rows: list[Row], log_probs: torch.Tensor, outbox: Outbox) -> None:
+    def _sample(
+        self, rows: list[Row], distribution: NextWordDistribution, index: list[int], outbox: Outbox
+    ) -> None:
         """Next token of every generating row at once, each with its own parameters and
-        generator; each row's events (TokenEvent, FinishEvent) go to its request."""
+        generator; each row's events (TokenEvent, FinishEvent) go to its request. Only the
+        chosen ids and the logprobs the responses carry leave the device."""
         generating = [row for row in rows if isinstance(row, GenerateRow)]
+        decodings = [row.decoding for row in generating]
         chosen, chosen_logprobs = next_tokens(
-            log_probs, [row.decoding for row in generating], self.vocab.unk_id
+            distribution, index, decodings, self.vocab.unk_id, self.prune
         )
         tops: list[TopTokens] = [()] * len(generating)
         asking = [j for j, row in enumerate(generating) if row.options.top_logprobs]
         if asking:
             widest = max(generating[j].options.top_logprobs for j in asking)
-            for j, top in zip(asking, self._top_tokens(log_probs[asking], widest), strict=True):
+            values, ids = self._top_tokens(distribution, [index[j] for j in asking], widest, False)
+            for j, top in zip(asking, self._named(values, ids), strict=True):
                 tops[j] = top[: generating[j].options.top_logprobs]
         for row, token_id, logprob, top in zip(
-            generating, chosen.tolist(), chosen_logprobs.tolist(), tops, strict=True
+            generating, chosen.cpu().tolist(), chosen_logprobs.cpu().tolist(), tops, strict=True
         ):
             events = row.accept(token_id, self.vocab.itos[token_id], logprob, top)
             outbox.extend((row, event) for event in events)
-
-
-def _with_caches(
-    rows: Sequence[Row], features: torch.Tensor, log_probs: torch.Tensor
-) -> torch.Tensor:
-    """Next-token log-distributions (N, V) of rows that read features (N, D): mixed with each
-    row's own cache where it has one, the model's alone elsewhere."""
-    cached = [j for j, row in enumerate(rows) if row.cache is not None]
-    caches = [rows[j].cache for j in cached]
-    if len(cached) == len(rows):  # every row: mixed in place, no copy of the (N, V) block
-        return mix_rows(caches, features.float().cpu(), log_probs.float().cpu())  # type: ignore[arg-type]
-    if cached:
-        log_probs[cached] = mix_rows(
-            caches,  # type: ignore[arg-type]
-            features[cached].float().cpu(),
-            log_probs[cached],
-        )
-    return log_probs

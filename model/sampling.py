@@ -1,6 +1,20 @@
 """How a generation samples and when it stops (SamplingOptions, the one options type of the CLI,
 the engine and every request schema), and choosing the next token of every row of a batch at
 once (temperature, top-k, top-p, repetition penalty, each row seeded by its own generator).
+
+What a row keeps is defined on its whole distribution, as in Hugging Face's and vLLM's
+samplers: scores are log-probabilities / temperature; top-k keeps the k best words; top-p
+then keeps the best words until the mass before a word reaches top_p (the mass of the top-k
+words renormalised when top-k is set, of the whole vocabulary otherwise); the draw is from the
+kept words, renormalised. Each row is served by the cheapest route that gives exactly that
+(model/distribution.py computes a tail cluster only where it can matter):
+
+    greedy (temperature 0)          the top-1 word, by the bounds
+    plain, temperature 1            the head, then the chosen cluster only
+    top-k (with or without top-p)   the exact top-k words, by the bounds
+    top-p alone                     the head's words when the bounds settle the kept set
+    anything else                   the whole distribution (repetition penalty, a plain draw
+                                    at another temperature, a top-p the bounds cannot settle)
 """
 
 from __future__ import annotations
@@ -9,6 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+
+from model.distribution import NEG_INF, Banned, NextWordDistribution, banned_of
 
 
 @dataclass(frozen=True)
@@ -69,111 +85,264 @@ def _apply_repetition_penalty(
     for row, penalty in zip(rows, penalties, strict=True):
         if history[row]:
             seen = torch.as_tensor(sorted(set(history[row])), dtype=torch.long)
-            scores[row, seen] = scores[row, seen] * penalty
+            scores[row, seen.to(scores.device)] = scores[row, seen.to(scores.device)] * penalty
 
 
-def _sample_sorted(
-    sorted_scores: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor, uniforms: torch.Tensor
+def _kept(
+    values: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor, log_total: torch.Tensor
 ) -> torch.Tensor:
-    """Positions drawn from descending scores (R, K) after per-row top-k and top-p cuts."""
-    positions = torch.arange(sorted_scores.size(1))
-    probs = torch.softmax(sorted_scores, dim=-1)
-    probs = probs.masked_fill(positions >= top_k[:, None], 0.0)
-    before = probs.cumsum(-1) - probs  # mass of the better candidates
-    probs = probs.masked_fill((before >= top_p[:, None]) & (positions > 0), 0.0)
-    return _inverse_cdf(probs, uniforms)
+    """Which of the descending scores (R, W) a row keeps (R, W) bool: the first top_k, then
+    while the mass before a word, out of exp(log_total), is below top_p (the best word
+    always)."""
+    positions = torch.arange(values.size(1), device=values.device)
+    probs = torch.exp(values - log_total[:, None])
+    before = probs.cumsum(-1) - probs
+    return (positions < top_k[:, None]) & ((before < top_p[:, None]) | (positions == 0))
 
 
-def _inverse_cdf(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
-    """For each row, the index where the cumulative (unnormalised) mass passes u · total."""
-    cumulative = probs.cumsum(-1)
-    targets = uniforms * cumulative[:, -1]
+def _top_k_total(values: torch.Tensor, top_k: torch.Tensor) -> torch.Tensor:
+    """log of the mass (R,) of each row's first top_k descending scores."""
+    positions = torch.arange(values.size(1), device=values.device)
+    return values.masked_fill(positions >= top_k[:, None], NEG_INF).logsumexp(-1)
+
+
+def _locate(weights: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """For each row of non-negative weights (R, W), the index where the running total passes
+    its target (R,): an inverse-CDF draw when target = u · total."""
+    cumulative = weights.cumsum(-1)
     chosen = torch.searchsorted(cumulative, targets[:, None], right=True).squeeze(1)
-    return chosen.clamp_(max=probs.size(1) - 1)
+    return chosen.clamp_(max=weights.size(1) - 1)
 
 
-_FIRST_CANDIDATES = 256  # top-p rows try this many candidates before paying for a full sort
+def _draw(values: torch.Tensor, kept: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """A position (R,) drawn from the kept scores (R, W), renormalised."""
+    weights = torch.exp(values - values[:, :1]).masked_fill(~kept, 0.0)
+    return _locate(weights, uniforms * weights.sum(-1))
 
 
-def _truncated_choice(
-    scaled: torch.Tensor, params: Sequence[SamplingOptions], uniforms: torch.Tensor
-) -> torch.Tensor:
-    """Token ids drawn from scaled scores (R, V) under each row's top-k / top-p cut.
+_FIRST_CANDIDATES = 256  # a top-p row tries this many candidates before a full sort
 
-    A full sort of a 36k vocabulary costs about 1 ms a row here, so candidates come from a
-    top-k of at most _FIRST_CANDIDATES; only rows whose top-p mass is not reached within them
-    (and that have no smaller top_k) are sorted whole.
-    """
-    vocab_size = scaled.size(1)
-    top_k = torch.tensor([p.top_k or vocab_size for p in params])
-    top_p = torch.tensor([p.top_p for p in params])
-    largest_k = int(top_k.max())
-    if largest_k <= _FIRST_CANDIDATES:  # every row has a small top_k: no coverage check needed
-        values, ids = scaled.topk(largest_k, dim=-1)
-        picked = _sample_sorted(values, top_k, top_p, uniforms)
-        return ids.gather(1, picked[:, None]).squeeze(1)
-    width = min(vocab_size, max(_FIRST_CANDIDATES, int(top_k.clamp(max=vocab_size).max())))
-    values, ids = scaled.topk(width, dim=-1)
-    mass = (
-        torch.softmax(values, -1) * torch.exp(values.logsumexp(-1) - scaled.logsumexp(-1))[:, None]
-    )
-    covered = (top_k <= width) | (mass.cumsum(-1)[:, -1] >= top_p)
-    chosen = torch.empty(len(params), dtype=torch.long)
-    if bool(covered.any()):
-        rows = covered.nonzero().squeeze(1)
-        picked = _sample_sorted(values[rows], top_k[rows], top_p[rows], uniforms[rows])
-        chosen[rows] = ids[rows].gather(1, picked[:, None]).squeeze(1)
-    if not bool(covered.all()):
-        rows = (~covered).nonzero().squeeze(1)
-        values, ids = scaled[rows].sort(dim=-1, descending=True)
-        picked = _sample_sorted(values, top_k[rows], top_p[rows], uniforms[rows])
-        chosen[rows] = ids.gather(1, picked[:, None]).squeeze(1)
-    return chosen
+
+class _Batch:
+    """The rows of one sampling call: row j (a position) reads row index[j] of the
+    distribution and has its own options and uniform; routes fill chosen[j]."""
+
+    def __init__(
+        self,
+        distribution: NextWordDistribution,
+        index: Sequence[int],
+        params: Sequence[SamplingOptions],
+        uniforms: torch.Tensor,
+        history: Sequence[Sequence[int]],
+        banned: Banned | None,
+    ):
+        device = distribution.device
+        self.distribution = distribution
+        self.index = torch.tensor(list(index), dtype=torch.long, device=device)
+        self.params = params
+        self.history = history
+        self.uniforms = uniforms.to(device)
+        self.banned = banned  # pairs numbered by position
+        vocab = distribution.vocab_size
+        self.temperature = torch.tensor([max(p.temperature, 1e-6) for p in params], device=device)
+        self.top_k = torch.tensor([p.top_k or vocab for p in params], device=device)
+        self.top_p = torch.tensor([p.top_p for p in params], device=device)
+        self.chosen = torch.empty(len(params), dtype=torch.long, device=device)
+
+    def _rows(self, positions: list[int]) -> tuple[torch.Tensor, torch.Tensor, Banned | None]:
+        """positions as a tensor, the distribution rows they read, and their banned pairs
+        renumbered within them."""
+        picked = torch.tensor(positions, dtype=torch.long, device=self.distribution.device)
+        return picked, self.index[picked], banned_of(self.banned, picked)
+
+    # -- the routes -------------------------------------------------------------------------
+    def greedy(self, positions: list[int]) -> None:
+        """The most probable allowed word, exactly."""
+        picked, rows, banned = self._rows(positions)
+        _, ids = self.distribution.top_k(rows, 1, banned)
+        self.chosen[picked] = ids[:, 0]
+
+    def top_k_rows(self, positions: list[int]) -> None:
+        """Rows with a top-k: the exact top-k words, then top-p on their renormalised mass."""
+        picked, rows, banned = self._rows(positions)
+        top_k, top_p = self.top_k[picked], self.top_p[picked]
+        values, ids = self.distribution.top_k(rows, int(top_k.max()), banned)
+        scaled = values / self.temperature[picked, None]
+        kept = _kept(scaled, top_k, top_p, _top_k_total(scaled, top_k))
+        drawn = _draw(scaled, kept, self.uniforms[picked])
+        self.chosen[picked] = ids.gather(1, drawn[:, None]).squeeze(1)
+
+    def plain(self, positions: list[int]) -> None:
+        """Temperature 1: a shortlist word or a cluster from the head, then a word of the
+        chosen cluster only, with what is left of the same uniform: the full inverse-CDF draw
+        over the vocabulary in id order, with one cluster computed."""
+        dist = self.distribution
+        picked, rows, banned = self._rows(positions)
+        masses = torch.exp(dist.cluster_bounds(rows))  # (n, C)
+        for cluster in self._clusters_holding(banned):  # a banned word's mass leaves it
+            start, stop = dist.starts[cluster], dist.stops[cluster]
+            words = dist.masked(dist.compute(cluster, rows), banned, start, stop)
+            masses[:, cluster] = torch.exp(words).sum(-1)
+        shortlist = torch.exp(dist.masked(dist.head[rows], banned, 0, dist.shortlist))
+        slots = torch.cat([shortlist, masses], dim=1)  # (n, S + C)
+        targets = self.uniforms[picked] * slots.sum(-1)
+        slot = _locate(slots, targets)
+        self.chosen[picked] = slot
+        before = slots.cumsum(-1).gather(1, slot[:, None]).squeeze(1) - slots.gather(
+            1, slot[:, None]
+        ).squeeze(1)
+        for cluster, (start, stop) in enumerate(zip(dist.starts, dist.stops, strict=True)):
+            here = (slot == dist.shortlist + cluster).nonzero().squeeze(1)
+            if not here.numel():
+                continue
+            words = dist.masked(
+                dist.compute(cluster, rows[here]), banned_of(banned, here), start, stop
+            )
+            inside = _locate(torch.exp(words), targets[here] - before[here])
+            self.chosen[picked[here]] = start + inside
+
+    def _clusters_holding(self, banned: Banned | None) -> list[int]:
+        """The tail clusters that hold a banned word."""
+        if banned is None:
+            return []
+        words = banned[1]
+        dist = self.distribution
+        return [
+            cluster
+            for cluster, (start, stop) in enumerate(zip(dist.starts, dist.stops, strict=True))
+            if bool(((words >= start) & (words < stop)).any())
+        ]
+
+    def top_p_rows(self, positions: list[int]) -> list[int]:
+        """Top-p alone, where the head settles it: its words' kept set is the same for the
+        least and the most mass the uncomputed clusters can hold, and every cluster word is
+        bounded below the last kept word. Returns the positions it could not settle."""
+        dist = self.distribution
+        picked, rows, banned = self._rows(positions)
+        temperature = self.temperature[picked, None]
+        scaled = dist.masked(dist.head[rows], banned, 0, dist.shortlist) / temperature
+        width = min(_FIRST_CANDIDATES, dist.shortlist)
+        values, ids = scaled.topk(width, dim=1)
+        least = scaled.logsumexp(-1)
+        # a cluster of n words and mass m holds at most m^(1/T) n^(1 - 1/T) when T > 1
+        sizes = torch.tensor(
+            [stop - start for start, stop in zip(dist.starts, dist.stops, strict=True)],
+            dtype=scaled.dtype,
+            device=dist.device,
+        )
+        bounds = dist.cluster_bounds(rows) / temperature  # (n, C): a word's bound
+        spread = (1 - 1 / temperature).clamp(min=0) * sizes.log()
+        most = torch.logaddexp(least, (bounds + spread).logsumexp(-1))
+        top_k, top_p = self.top_k[picked], self.top_p[picked]
+        kept_least = _kept(values, top_k, top_p, least)
+        kept_most = _kept(values, top_k, top_p, most)
+        last = kept_most.sum(-1) - 1
+        highest = bounds.amax(-1) if dist.clusters else torch.full_like(least, NEG_INF)
+        settled = (
+            (kept_least == kept_most).all(-1)
+            & ((last < width - 1) | (width == dist.vocab_size))
+            & (highest < values.gather(1, last[:, None]).squeeze(1))
+        )
+        if bool(settled.any()):
+            done = settled.nonzero().squeeze(1)
+            drawn = _draw(values[done], kept_least[done], self.uniforms[picked[done]])
+            self.chosen[picked[done]] = ids[done].gather(1, drawn[:, None]).squeeze(1)
+        return [positions[j] for j in (~settled).nonzero().squeeze(1).tolist()]
+
+    def whole(self, positions: list[int]) -> None:
+        """Any row, from its whole distribution: the reference every other route equals."""
+        picked, rows, banned = self._rows(positions)
+        params = [self.params[j] for j in positions]
+        scores = self.distribution.full(rows) / self.temperature[picked, None]  # (n, V)
+        scores = NextWordDistribution.masked(scores, banned, 0, scores.size(1))
+        penalised = [j for j, p in enumerate(params) if p.repetition_penalty != 1.0]
+        if penalised:  # (lp * penalty) / T == (lp / T) * penalty
+            _apply_repetition_penalty(
+                scores,
+                penalised,
+                [params[j].repetition_penalty for j in penalised],
+                [self.history[j] for j in positions],
+            )
+        greedy = [j for j, p in enumerate(params) if p.temperature == 0]
+        plain = [j for j, p in enumerate(params) if p.temperature > 0 and not p.truncates]
+        cutting = [j for j, p in enumerate(params) if p.temperature > 0 and p.truncates]
+        if greedy:
+            self.chosen[picked[greedy]] = scores[greedy].argmax(-1)
+        if plain:
+            weights = torch.softmax(scores[plain], -1)
+            targets = self.uniforms[picked[plain]] * weights.sum(-1)
+            self.chosen[picked[plain]] = _locate(weights, targets)
+        if cutting:
+            self._cut_whole(picked[cutting], scores[cutting])
+
+    def _cut_whole(self, picked: torch.Tensor, scores: torch.Tensor) -> None:
+        """Top-k / top-p rows from their whole scores (n, V): candidates from a top-k of at
+        most _FIRST_CANDIDATES (or the row's top_k), a full sort only for a row whose kept
+        set reaches past them."""
+        top_k, top_p = self.top_k[picked], self.top_p[picked]
+        vocab = scores.size(1)
+        width = min(vocab, max(_FIRST_CANDIDATES, int(top_k.clamp(max=vocab).max())))
+        values, ids = scores.topk(width, dim=-1)
+        log_total = torch.where(top_k < vocab, _top_k_total(values, top_k), scores.logsumexp(-1))
+        kept = _kept(values, top_k, top_p, log_total)
+        beyond = kept[:, -1] & (width < vocab)
+        if bool(beyond.any()):
+            far = beyond.nonzero().squeeze(1)
+            values_all, ids_all = scores[far].sort(dim=-1, descending=True)
+            kept_all = _kept(values_all, top_k[far], top_p[far], log_total[far])
+            drawn = _draw(values_all, kept_all, self.uniforms[picked[far]])
+            self.chosen[picked[far]] = ids_all.gather(1, drawn[:, None]).squeeze(1)
+        near = (~beyond).nonzero().squeeze(1)
+        if near.numel():
+            drawn = _draw(values[near], kept[near], self.uniforms[picked[near]])
+            self.chosen[picked[near]] = ids[near].gather(1, drawn[:, None]).squeeze(1)
+
+
+def route(options: SamplingOptions, prune: bool) -> str:
+    """Which route samples a row with these options (see the module's table)."""
+    if not prune or options.repetition_penalty != 1.0:
+        return "whole"
+    if options.temperature == 0:
+        return "greedy"
+    if options.top_k is not None:
+        return "top_k"
+    if options.top_p < 1.0:
+        return "top_p"
+    return "plain" if options.temperature == 1.0 else "whole"
 
 
 def sample_rows(
-    log_probs: torch.Tensor,
+    distribution: NextWordDistribution,
+    index: Sequence[int],
     params: Sequence[SamplingOptions],
     generators: Sequence[torch.Generator],
     history: Sequence[Sequence[int]],
-    banned: Sequence[int] = (),
+    banned: Banned | None = None,
+    prune: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Next token id of every row of log_probs (B, V) and its model log-probability.
+    """The next token id of each row (row j reads row index[j] of the distribution) and its
+    model log-probability, both (n,) on the distribution's device.
 
-    Each row follows its own params and draws one uniform from its own generator, so a seeded
-    request gets the same tokens whatever else shares the batch. Banned ids (<unk>) are never
-    chosen.
-    """
-    # Every full (B, V) pass costs about 0.5 ms at B = 32 here, as much as a fifth of the
-    # network's step, so the common cases (all rows plain sampling) make only four of them.
-    temperatures = torch.tensor([p.temperature for p in params])
-    scores = log_probs.detach().float() / temperatures.clamp(min=1e-6)[:, None]  # (B, V), new
-    if banned:
-        scores[:, list(banned)] = float("-inf")
-    penalised = [i for i, p in enumerate(params) if p.repetition_penalty != 1.0]
-    if penalised:  # (lp * penalty) / T == (lp / T) * penalty
-        _apply_repetition_penalty(
-            scores, penalised, [params[i].repetition_penalty for i in penalised], history
-        )
-    uniforms = torch.cat([torch.rand(1, generator=g) for g in generators])  # (B,)
-    chosen = torch.empty(len(params), dtype=torch.long)
-    kinds = [
-        "greedy" if p.temperature == 0 else "truncating" if p.truncates else "plain" for p in params
-    ]
-    for kind in ("greedy", "plain", "truncating"):
-        rows = [i for i, k in enumerate(kinds) if k == kind]
-        if not rows:
-            continue
-        every_row = len(rows) == len(params)
-        picked_scores = scores if every_row else scores[rows]
-        if kind == "greedy":
-            picked = picked_scores.argmax(dim=-1)
-        elif kind == "plain":
-            picked = _inverse_cdf(torch.softmax(picked_scores, dim=-1), uniforms[rows])
-        else:
-            picked = _truncated_choice(picked_scores, [params[i] for i in rows], uniforms[rows])
-        if every_row:
-            chosen = picked
-        else:
-            chosen[rows] = picked
-    return chosen, log_probs.gather(1, chosen[:, None]).squeeze(1)
+    Each row follows its own params and draws one uniform from its own generator (on the
+    CPU, so a seeded request gets the same tokens on any device, whatever else shares the
+    batch). Banned (position, word) pairs are never chosen. prune=False sends every row
+    through its whole distribution: the baseline that the bounds must equal."""
+    uniforms = torch.cat([torch.rand(1, generator=g) for g in generators])  # (n,)
+    batch = _Batch(distribution, index, params, uniforms, history, banned)
+    routes = [route(p, prune) for p in params]
+    unsettled: list[int] = []
+    for name, run in (
+        ("greedy", batch.greedy),
+        ("plain", batch.plain),
+        ("top_k", batch.top_k_rows),
+    ):
+        positions = [j for j, r in enumerate(routes) if r == name]
+        if positions:
+            run(positions)
+    top_p_positions = [j for j, r in enumerate(routes) if r == "top_p"]
+    if top_p_positions:
+        unsettled = batch.top_p_rows(top_p_positions)
+    whole = [j for j, r in enumerate(routes) if r == "whole"] + unsettled
+    if whole:
+        batch.whole(sorted(whole))
+    return batch.chosen, distribution.log_prob_of(batch.index, batch.chosen)

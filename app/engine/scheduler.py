@@ -61,7 +61,7 @@ class Engine:
             build_tokenizer(checkpoint.tokenizer_spec), checkpoint.vocab, load_direction(checkpoint)
         )
         # the batch and the checkpoint's recorded reading (context, cache): model/runner.py
-        self.runner = Runner(checkpoint, settings.prefill_chunk)
+        self.runner = Runner(checkpoint, settings.prefill_chunk, settings.output == "pruned")
         self._wake = threading.Condition()
         self._waiting: deque[deque[Row]] = deque()  # one inner deque per request
         self._stopping = False

@@ -33,6 +33,7 @@ from model.checkpoint import (
 )
 from model.evaluate.dynamic import DynamicConfig, read_document_dynamic
 from model.pointer_cache import CacheConfig
+from model.quantize import quantize_int8
 from model.scoring import (
     CONTEXTS,
     line_starts,
@@ -250,6 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dynamic-segment", type=int, help="dynamic evaluation: tokens per update (default 50)"
     )
+    parser.add_argument(
+        "--quantize",
+        choices=("none", "int8"),
+        default="none",
+        help="int8: score with the int8 weights the service serves on a CPU by default, so the "
+        "figure equals its /perplexity (none: the checkpoint's own float weights)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
@@ -299,6 +307,10 @@ def main(argv: list[str] | None = None) -> None:
         scope = args.cache_scope or tuned_scope(checkpoint, args.context)
         if dynamic is not None and args.context != "document":
             raise ValueError("--dynamic reads the split as one document: add --context document")
+        if args.quantize == "int8":
+            if dynamic is not None:
+                raise ValueError("--dynamic trains as it reads; int8 weights cannot: drop one")
+            checkpoint.model = quantize_int8(checkpoint.model)
         result = evaluate(
             checkpoint,
             args.corpus,

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.settings import Settings
 from model.checkpoint import Checkpoint, load_checkpoint
+from model.quantize import quantize_int8
 from tests.live_server import uvicorn_server
 
 MakeSettings = Callable[..., Settings]
@@ -31,8 +32,11 @@ def make_settings(tiny_checkpoint: Path) -> MakeSettings:
 
 @pytest.fixture(scope="session")
 def checkpoint(tiny_checkpoint: Path) -> Checkpoint:
-    """The tiny checkpoint loaded on its own, for the figures the service must agree with."""
-    return load_checkpoint(tiny_checkpoint)
+    """The tiny checkpoint loaded on its own with the weights the service serves by default on
+    the CPU (int8), for the figures the service must agree with."""
+    loaded = load_checkpoint(tiny_checkpoint)
+    loaded.model = quantize_int8(loaded.model)
+    return loaded
 
 
 @pytest.fixture(scope="session")

@@ -149,7 +149,8 @@ def test_a_backward_model_scores_text_and_refuses_to_continue_it(
     from model.scoring import perplexity_of, score_lines
 
     text = "我爱北京。\n天安门上太阳升。"
-    with TestClient(create_app(make_settings(model_dir=backward_checkpoint))) as client:
+    settings = make_settings(model_dir=backward_checkpoint, quantize="none")  # float: exact
+    with TestClient(create_app(settings)) as client:
         for path, body in (("/generate", {"prompt": "我们"}),
                            ("/predict-next", {"text": "我们"})):  # fmt: skip
             status, error_type, message = error_of(client.post(path, json=body))

@@ -29,6 +29,21 @@ def test_settings_read_and_type_nextword_variables(monkeypatch, tmp_path) -> Non
     assert settings.max_texts == 64  # the default
 
 
+def test_unset_settings_follow_the_device() -> None:
+    on_cpu = Settings()
+    assert (on_cpu.quantize, on_cpu.output) == ("int8", "pruned")  # int8 weights by default
+    assert (on_cpu.max_batch_size, on_cpu.max_waiting) == (32, 64)
+    assert Settings(max_batch_size=8).max_waiting == 16
+    assert Settings(quantize="none").quantize == "none"
+    assert Settings(device="cuda").quantize == "none"  # float on a GPU, with or without one
+
+
+def test_int8_on_a_gpu_is_refused_with_the_way_out() -> None:
+    with pytest.raises(ValidationError, match="CPU only") as refused:
+        Settings(device="cuda", quantize="int8")
+    assert "NEXTWORD_QUANTIZE" in str(refused.value)
+
+
 def test_a_keyword_wins_over_the_environment(monkeypatch) -> None:
     monkeypatch.setenv("NEXTWORD_MAX_TEXTS", "5")
     assert Settings().max_texts == 5

@@ -3,7 +3,20 @@
 import pytest
 import torch
 
+from model.distribution import NextWordDistribution
 from model.sampling import SamplingOptions, make_generator, sample_rows
+
+
+def _sample(log_probs, params, generators, history, banned=()):
+    """sample_rows over a distribution known whole, every row banning the same ids."""
+    rows = log_probs.size(0)
+    pairs = (
+        torch.tensor([r for r in range(rows) for _ in banned], dtype=torch.long),
+        torch.tensor([w for _ in range(rows) for w in banned], dtype=torch.long),
+    )
+    return sample_rows(
+        NextWordDistribution.known(log_probs), range(rows), params, generators, history, pairs
+    )
 
 
 def _log_probs(rows: int = 4, vocab: int = 100, scale: float = 2.0) -> torch.Tensor:
@@ -14,22 +27,18 @@ def _log_probs(rows: int = 4, vocab: int = 100, scale: float = 2.0) -> torch.Ten
 
 def _draw(log_probs, params, seed, n=400, history=None):
     generator = make_generator(seed)
-    return [
-        int(sample_rows(log_probs, [params], [generator], [history or []])[0][0]) for _ in range(n)
-    ]
+    return [int(_sample(log_probs, [params], [generator], [history or []])[0][0]) for _ in range(n)]
 
 
 def test_temperature_zero_is_greedy_and_banned_ids_are_skipped():
     lp = _log_probs()
-    ids, logprobs = sample_rows(
+    ids, logprobs = _sample(
         lp, [SamplingOptions(0.0)] * 4, [make_generator(i) for i in range(4)], [[]] * 4
     )
     assert ids.equal(lp.argmax(-1))
     assert torch.allclose(logprobs, lp.max(-1).values)
     best = int(lp[0].argmax())
-    banned, _ = sample_rows(
-        lp[:1], [SamplingOptions(0.0)], [make_generator(0)], [[]], banned=[best]
-    )
+    banned, _ = _sample(lp[:1], [SamplingOptions(0.0)], [make_generator(0)], [[]], [best])
     assert int(banned[0]) != best
 
 
@@ -68,9 +77,9 @@ def test_repetition_penalty_makes_seen_tokens_rarer():
 def test_seeded_row_draws_the_same_alone_and_in_a_batch():
     lp = _log_probs(rows=8)
     params = SamplingOptions(0.9, top_k=20, top_p=0.95)
-    alone = sample_rows(lp[:1], [params], [make_generator(42)], [[]])[0][0]
+    alone = _sample(lp[:1], [params], [make_generator(42)], [[]])[0][0]
     others = [SamplingOptions(1.3)] * 7
-    batch = sample_rows(
+    batch = _sample(
         lp,
         [params, *others],
         [make_generator(42)] + [make_generator(i) for i in range(7)],

@@ -15,7 +15,7 @@ from model.tokenizers import build_tokenizer, encode_text
 from tests.app.support import RARE
 
 
-def test_perplexity_equals_model_evaluate(client, tiny_checkpoint, tmp_path) -> None:
+def test_perplexity_equals_model_evaluate(client, checkpoint, tmp_path) -> None:
     texts = ["我爱北京天安门。", f"今天{RARE}的天气很好", "人民日报社论"]
     path = tmp_path / "texts.txt"
     path.write_text("\n".join(texts) + "\n", encoding="utf-8")
@@ -24,11 +24,11 @@ def test_perplexity_equals_model_evaluate(client, tiny_checkpoint, tmp_path) -> 
         single = tmp_path / "one.txt"
         single.write_text(text + "\n", encoding="utf-8")
         one_file = {"train": str(single), "valid": str(single), "test": str(single)}
-        expected = evaluate(str(tiny_checkpoint), split_files=one_file)
+        expected = evaluate(checkpoint, split_files=one_file)
         (answer,) = client.post("/perplexity", json={"text": text}).json()["results"]
         assert answer["perplexity"] == pytest.approx(expected["perplexity"], rel=1e-4)
         assert answer["num_tokens"] == expected["num_tokens"]
-    pooled = evaluate(str(tiny_checkpoint), split_files=files)
+    pooled = evaluate(checkpoint, split_files=files)
     results = client.post("/perplexity", json={"texts": texts}).json()["results"]
     total_nll = sum(r["mean_nll"] * r["num_tokens"] for r in results)
     count = sum(r["num_tokens"] for r in results)

@@ -11,6 +11,7 @@ from model.checkpoint import load_checkpoint
 from model.evaluate import cli as evaluate_cli
 from model.evaluate.cli import evaluate, split_ids
 from model.pointer_cache import CacheConfig
+from model.quantize import quantize_int8
 
 
 def test_perplexity_does_not_depend_on_batch_size_or_read_window(tiny_checkpoint):
@@ -27,6 +28,18 @@ def test_evaluate_json_matches_training_test_figure(tiny_checkpoint, capsys):
     recorded = json.loads((tiny_checkpoint / "config.json").read_text())["training"]["test_ppl"]
     assert result["perplexity"] == pytest.approx(recorded, rel=1e-9)  # one formula, both sides
     assert 0 < result["unk_rate"] < 0.5
+
+
+def test_quantize_int8_gives_the_figure_of_the_int8_weights_the_service_serves(
+    tiny_checkpoint, capsys
+):
+    evaluate_cli.main(["--checkpoint", str(tiny_checkpoint), "--json", "--quantize", "int8"])
+    int8 = json.loads(capsys.readouterr().out)["perplexity"]
+    served = load_checkpoint(tiny_checkpoint)
+    served.model = quantize_int8(served.model)
+    assert int8 == pytest.approx(evaluate(served)["perplexity"], rel=1e-9)
+    recorded = json.loads((tiny_checkpoint / "config.json").read_text())["training"]["test_ppl"]
+    assert int8 != recorded and int8 == pytest.approx(recorded, rel=0.01)
 
 
 def test_the_default_corpus_is_the_one_the_checkpoint_was_trained_on(
@@ -94,6 +107,20 @@ def test_evaluate_cli_adapts_as_it_reads_with_dynamic(tiny_checkpoint, capsys):
         (["--dynamic", "--context", "document"], "--dynamic-lr"),
         (["--corpus", "/nonexistent/corpus.txt"], "is neither 'peoples-daily'"),
         (["--test-file", "/nonexistent/test.txt"], "missing ['train', 'valid']"),
+        (
+            [
+                "--context",
+                "document",
+                "--dynamic",
+                "--dynamic-lr",
+                "0.1",
+                "--dynamic-decay",
+                "0",
+                "--quantize",
+                "int8",
+            ],
+            "int8 weights cannot",
+        ),
     ],
 )
 def test_evaluate_cli_refuses_missing_settings_in_one_line(tiny_checkpoint, flags, message):
