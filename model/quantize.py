@@ -84,14 +84,16 @@ class Int8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (..., K) float -> (..., N) float32."""
-        flat = x.reshape(-1, self.in_features).float()  # (M, K)
-        row_max = flat.abs().amax(dim=1, keepdim=True)  # (M, 1)
-        row_scale = row_max.clamp(min=SMALLEST_RANGE) / ACTIVATION_LIMIT
-        levels = torch.round(flat / row_scale).clamp_(-ACTIVATION_LIMIT, ACTIVATION_LIMIT)
-        sums = torch._int_mm(levels.to(torch.int8), self.weight_t)  # (M, N) int32, exact
-        out = sums.float().mul_(row_scale).mul_(self.scale)
-        if self.bias is not None:
-            out.add_(self.bias)
+        flat = x.reshape(-1, self.in_features)  # (M, K)
+        if flat.dtype != torch.float32:
+            flat = flat.float()
+        row_max = torch.linalg.vector_norm(flat, float("inf"), dim=1, keepdim=True)  # (M, 1)
+        row_scale = row_max.clamp_(min=SMALLEST_RANGE).div_(ACTIVATION_LIMIT)
+        # |flat / row_scale| <= 127 up to rounding, which round() brings back to 127
+        levels = torch.round(flat / row_scale).to(torch.int8)
+        sums = torch._int_mm(levels, self.weight_t).float()  # (M, N): exact int32 sums
+        scales = row_scale * self.scale  # (M, N): each row's scale times each channel's
+        out = sums.mul_(scales) if self.bias is None else torch.addcmul(self.bias, sums, scales)
         return out.view(*x.shape[:-1], self.out_features)
 
 

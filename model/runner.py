@@ -127,8 +127,13 @@ class Runner:
             i for i, row in enumerate(rows) if row.caught_up and not isinstance(row, ScoreRow)
         ]
         if wanting:
-            last = torch.tensor([len(chunks[i]) - 1 for i in wanting])
-            self._answer([rows[i] for i in wanting], features[wanting, last], outbox)
+            ends = {len(chunks[i]) - 1 for i in wanting}
+            if len(wanting) == len(rows) and len(ends) == 1:  # every row, one place: a view
+                last_features = features[:, ends.pop()]
+            else:
+                last = torch.tensor([len(chunks[i]) - 1 for i in wanting])
+                last_features = features[wanting, last]
+            self._answer([rows[i] for i in wanting], last_features, outbox)
         return outbox
 
     def _start_lines(self, rows: Sequence[Row]) -> None:
@@ -177,7 +182,8 @@ class Runner:
         plain = [j for j, row in enumerate(rows) if row.cache is None]
         groups = []
         if plain:
-            distribution = NextWordDistribution.of(self.model, features[plain])
+            plain_features = features if len(plain) == len(rows) else features[plain]
+            distribution = NextWordDistribution.of(self.model, plain_features)
             if not self.prune:
                 distribution.full(torch.arange(len(plain), device=features.device))
             groups.append(([rows[j] for j in plain], distribution))

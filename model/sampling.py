@@ -19,6 +19,7 @@ kept words, renormalised. Each row is served by the cheapest route that gives ex
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -143,16 +144,36 @@ class _Batch:
         self.history = history
         self.uniforms = uniforms.to(device)
         self.banned = banned  # pairs numbered by position
-        vocab = distribution.vocab_size
-        self.temperature = torch.tensor([max(p.temperature, 1e-6) for p in params], device=device)
-        self.top_k = torch.tensor([p.top_k or vocab for p in params], device=device)
-        self.top_p = torch.tensor([p.top_p for p in params], device=device)
         self.chosen = torch.empty(len(params), dtype=torch.long, device=device)
+        # the chosen words' model log-probabilities, where a route already has them
+        self.logprobs = torch.full((len(params),), float("nan"), device=device)
+
+    @functools.cached_property
+    def temperature(self) -> torch.Tensor:
+        """Each row's temperature (0 as a tiny one), (n,)."""
+        values = [max(p.temperature, 1e-6) for p in self.params]
+        return torch.tensor(values, device=self.distribution.device)
+
+    @functools.cached_property
+    def top_k(self) -> torch.Tensor:
+        """Each row's top_k (the vocabulary size when off), (n,)."""
+        vocab = self.distribution.vocab_size
+        return torch.tensor(
+            [p.top_k or vocab for p in self.params], device=self.distribution.device
+        )
+
+    @functools.cached_property
+    def top_p(self) -> torch.Tensor:
+        """Each row's top_p, (n,)."""
+        return torch.tensor([p.top_p for p in self.params], device=self.distribution.device)
 
     def _rows(self, positions: list[int]) -> tuple[torch.Tensor, torch.Tensor, Banned | None]:
         """positions as a tensor, the distribution rows they read, and their banned pairs
         renumbered within them."""
-        picked = torch.tensor(positions, dtype=torch.long, device=self.distribution.device)
+        device = self.distribution.device
+        if len(positions) == len(self.params):  # every row (positions are in order)
+            return torch.arange(len(positions), device=device), self.index, self.banned
+        picked = torch.tensor(positions, dtype=torch.long, device=device)
         return picked, self.index[picked], banned_of(self.banned, picked)
 
     # -- the routes -------------------------------------------------------------------------
@@ -178,21 +199,26 @@ class _Batch:
         over the vocabulary in id order, with one cluster computed."""
         dist = self.distribution
         picked, rows, banned = self._rows(positions)
-        masses = torch.exp(dist.cluster_bounds(rows))  # (n, C)
-        for cluster in self._clusters_holding(banned):  # a banned word's mass leaves it
-            start, stop = dist.starts[cluster], dist.stops[cluster]
-            words = dist.masked(dist.compute(cluster, rows), banned, start, stop)
-            masses[:, cluster] = torch.exp(words).sum(-1)
-        shortlist = torch.exp(dist.masked(dist.head[rows], banned, 0, dist.shortlist))
-        slots = torch.cat([shortlist, masses], dim=1)  # (n, S + C)
-        targets = self.uniforms[picked] * slots.sum(-1)
-        slot = _locate(slots, targets)
-        self.chosen[picked] = slot
-        before = slots.cumsum(-1).gather(1, slot[:, None]).squeeze(1) - slots.gather(
-            1, slot[:, None]
-        ).squeeze(1)
+        slots = torch.cat([dist.head[rows], dist.cluster_bounds(rows)], dim=1).exp_()  # (n, S+C)
+        if banned is not None:
+            shortlist = banned[1] < dist.shortlist
+            slots[banned[0][shortlist], banned[1][shortlist]] = 0.0
+            for cluster in self._clusters_holding(banned):  # a banned word's mass leaves it
+                start, stop = dist.starts[cluster], dist.stops[cluster]
+                words = dist.masked(dist.compute(cluster, rows), banned, start, stop)
+                slots[:, dist.shortlist + cluster] = torch.exp(words).sum(-1)
+        cumulative = slots.cumsum(-1)
+        targets = self.uniforms[picked] * cumulative[:, -1]
+        slot = torch.searchsorted(cumulative, targets[:, None], right=True)
+        slot = slot.clamp_(max=slots.size(1) - 1)  # (n, 1)
+        self.chosen[picked] = slot.squeeze(1)
+        in_shortlist = slot.clamp(max=dist.shortlist - 1)
+        self.logprobs[picked] = dist.head[rows].gather(1, in_shortlist).squeeze(1)
+        if not dist.clusters or int(slot.max()) < dist.shortlist:
+            return
+        before = (cumulative.gather(1, slot) - slots.gather(1, slot)).squeeze(1)
         for cluster, (start, stop) in enumerate(zip(dist.starts, dist.stops, strict=True)):
-            here = (slot == dist.shortlist + cluster).nonzero().squeeze(1)
+            here = (slot.squeeze(1) == dist.shortlist + cluster).nonzero().squeeze(1)
             if not here.numel():
                 continue
             words = dist.masked(
@@ -200,13 +226,14 @@ class _Batch:
             )
             inside = _locate(torch.exp(words), targets[here] - before[here])
             self.chosen[picked[here]] = start + inside
+            self.logprobs[picked[here]] = words.gather(1, inside[:, None]).squeeze(1)
 
     def _clusters_holding(self, banned: Banned | None) -> list[int]:
         """The tail clusters that hold a banned word."""
-        if banned is None:
+        dist = self.distribution
+        if banned is None or not dist.clusters or int(banned[1].max()) < dist.shortlist:
             return []
         words = banned[1]
-        dist = self.distribution
         return [
             cluster
             for cluster, (start, stop) in enumerate(zip(dist.starts, dist.stops, strict=True))
@@ -345,4 +372,9 @@ def sample_rows(
     whole = [j for j, r in enumerate(routes) if r == "whole"] + unsettled
     if whole:
         batch.whole(sorted(whole))
-    return batch.chosen, distribution.log_prob_of(batch.index, batch.chosen)
+    unknown = batch.logprobs.isnan()
+    if bool(unknown.any()):
+        batch.logprobs[unknown] = distribution.log_prob_of(
+            batch.index[unknown], batch.chosen[unknown]
+        )
+    return batch.chosen, batch.logprobs
