@@ -1,13 +1,15 @@
-"""The model card /info shows: what was trained on what, how well it did, and how it is
-served. Built from the checkpoint's config.json; no file paths leave the server."""
+"""The model cards /info shows: for each served model, what was trained on what, how well it
+did, and how it is served. Built from each checkpoint's config.json; no file paths leave the
+server."""
 
 from __future__ import annotations
 
 import platform
+from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
 
 from app.engine import Engine
-from app.schemas import InfoResponse
+from app.schemas import InfoResponse, ModelInfo
 from app.settings import Settings
 
 _TRAINING_FIGURES = (
@@ -45,15 +47,16 @@ def _reading(engine: Engine) -> dict[str, str | int | float | bool | None]:
     }
 
 
-def model_card(engine: Engine, settings: Settings) -> InfoResponse:
-    """The /info answer for a running engine."""
+def model_card(engine: Engine) -> ModelInfo:
+    """The card of the model a running engine serves."""
+    settings = engine.settings
     checkpoint = engine.checkpoint
     metadata = checkpoint.metadata
     spec = checkpoint.tokenizer_spec
     corpus = metadata.get("corpus", {})
     training = metadata.get("training", {})
     recorded = {f"checkpoint_{k}": str(v) for k, v in metadata.get("versions", {}).items()}
-    return InfoResponse(
+    return ModelInfo(
         model=metadata["model"],
         tokenizer={
             "name": spec.name, "nfkc": spec.nfkc, "lowercase": spec.lowercase, "hmm": spec.hmm,
@@ -74,5 +77,18 @@ def model_card(engine: Engine, settings: Settings) -> InfoResponse:
             "threads": settings.threads,
             "prefill_chunk": settings.prefill_chunk, **_reading(engine),
         },
-        limits=settings.limits(),
     )  # fmt: skip
+
+
+def service_card(
+    default: Engine, engines: Mapping[str, Engine], settings: Settings
+) -> InfoResponse:
+    """The /info answer: the default model's card at the top level (what a one-model server
+    has always answered), the configured limits, and every running model's card by name."""
+    cards = {name: model_card(engine) for name, engine in engines.items()}
+    return InfoResponse(
+        **dict(cards[default.name]),
+        limits=settings.limits(),
+        default_model=default.name,
+        models=cards,
+    )

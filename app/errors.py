@@ -6,6 +6,8 @@ No FastAPI here: the engine raises these too.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class ServiceError(Exception):
     """A failure with a message meant for the client (never a stack trace or a path)."""
@@ -53,6 +55,21 @@ class NotFound(ServiceError):
 
     status_code = 404
     error_type = "not_found"
+
+
+class UnknownModel(NotFound):
+    """The request's `model` names no model this server serves (404; in OpenAI's shape under
+    /v1, as OpenAI answers an unknown model)."""
+
+    error_type = "model_not_found"
+
+    def __init__(self, name: str, served: Sequence[str]):
+        names = ", ".join(repr(served_name) for served_name in served)
+        super().__init__(
+            f"model: {name!r} is not served here; this server serves {names} (GET /v1/models): "
+            f"name one of them, or leave model out for {served[0]!r}",
+            param="model",
+        )
 
 
 class TooLarge(ServiceError):

@@ -15,12 +15,12 @@ from model.tokenizers import EncodedText, TextEncoder
 
 def check_continues_forward(encoder: TextEncoder, route: str) -> None:
     """A 400 for a route that continues a text (generation, next-word prediction) when the
-    served model reads right to left: it predicts the word before a text, not after it."""
+    model asked for reads right to left: it predicts the word before a text, not after it."""
     if encoder.direction != "forward":
         raise InvalidRequest(
-            f"{route} continues a text to the right, but the served model reads right to left "
-            "(trained with --direction backward): it can score texts (/perplexity); serve a "
-            "forward model to continue them",
+            f"{route} continues a text to the right, but this model reads right to left "
+            "(trained with --direction backward): it can score texts (/perplexity); to continue "
+            "one, name a forward model in `model` (see /info) or serve one",
             status_code=400,
             error_type="unsupported_by_model",
         )

@@ -1,8 +1,9 @@
 """The application factory: `uvicorn app.main:create_app --factory`.
 
-The model loads in the lifespan, never at import. If it cannot be loaded the service still
-starts: /health answers, /ready says 503 with the reason (the log names the file and the
-problem), and the model routes answer 503 — an orchestrator sees why instead of a crash loop.
+The models load in the lifespan, never at import, each into its own engine. If one cannot be
+loaded the service still starts: /health answers, /ready says 503 with the reason (the log
+names the file and the problem), and that model's requests answer 503 — an orchestrator sees
+why instead of a crash loop.
 """
 
 from __future__ import annotations
@@ -34,50 +35,61 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 DESCRIPTION = """A word-level recurrent language model: next-word prediction, generation with
 temperature / top-k / top-p sampling (streamed as server-sent events on request) and
-perplexity. Concurrent requests share one batched step of the model. Every error answers
-`{"error": ..., "error_type": ...}`, except under /v1 and the tokenizer routes: an
-OpenAI-compatible API (completions, models, tokenize) whose errors take OpenAI's shape
-`{"error": {"message", "type", "param", "code"}}`. With NEXTWORD_API_KEY set, the model routes,
-/v1 and /info need `Authorization: Bearer <key>`."""
+perplexity. Concurrent requests share one batched step of the model. A server may serve
+several models (NEXTWORD_MODELS), each with its own engine: a request picks one with `model`
+(GET /v1/models lists them). Every error answers `{"error": ..., "error_type": ...}`, except
+under /v1 and the tokenizer routes: an OpenAI-compatible API (completions, models, tokenize)
+whose errors take OpenAI's shape `{"error": {"message", "type", "param", "code"}}`. With
+NEXTWORD_API_KEY set, the model routes, /v1 and /info need `Authorization: Bearer <key>`."""
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Load the model and start the engine; stop it when the server stops."""
+    """Load every served model and start its engine (its own worker thread and batch); stop
+    them when the server stops. A model that cannot be loaded leaves the others serving and
+    the service not ready, the reason naming it."""
     settings: Settings = app.state.settings
-    engine: Engine | None = None
-    try:
-        engine = await asyncio.to_thread(Engine.load, settings)
-    except Exception:
-        log.exception("the model could not be loaded from %s", settings.model_dir)
-        app.state.not_ready_reason = "the model could not be loaded; the server log says why"
-    else:
-        engine.start()
-        app.state.engine = engine
-        _record_model_info(engine, settings)
-        log.info("model loaded from %s; serving", settings.model_dir)
+    engines: dict[str, Engine] = app.state.engines
+    failed = []
+    for name, directory in settings.served_models().items():
+        try:
+            engine = await asyncio.to_thread(Engine.load, settings.for_model(name))
+        except Exception:
+            log.exception("the model %r could not be loaded from %s", name, directory)
+            failed.append(name)
+        else:
+            engine.start()
+            engines[name] = engine
+            log.info("model %r loaded from %s; serving", name, directory)
+    _record_model_info(engines)
+    if failed:
+        reasons = [f"the model {name!r} could not be loaded" for name in failed]
+        app.state.not_ready_reason = "; ".join(reasons) + "; the server log says why"
     try:
         yield
     finally:
         app.state.not_ready_reason = "the server is shutting down"
-        if engine is not None:
+        for engine in engines.values():
             engine.stop()
         metrics.mark_worker_stopped()
 
 
-def _record_model_info(engine: Engine, settings: Settings) -> None:
-    """nextword_model_info describes the one model this process serves: a model loaded before
-    it in the same process (an app built again, as tests do) leaves no series behind."""
-    config = engine.checkpoint.model.config
+def _record_model_info(engines: dict[str, Engine]) -> None:
+    """nextword_model_info describes the models this process serves, one series each: a model
+    loaded before them in the same process (an app built again, as tests do) leaves no series
+    behind."""
     metrics.MODEL_INFO.clear()
-    metrics.MODEL_INFO.labels(
-        cell=config.cell,
-        hidden_size=str(config.hidden_size),
-        num_layers=str(config.num_layers),
-        vocab_size=str(config.vocab_size),
-        quantize=settings.quantize,
-        weights_sha256=engine.checkpoint.weights_sha256[:16],
-    ).set(1)
+    for name, engine in engines.items():
+        config = engine.checkpoint.model.config
+        metrics.MODEL_INFO.labels(
+            model=name,
+            cell=config.cell,
+            hidden_size=str(config.hidden_size),
+            num_layers=str(config.num_layers),
+            vocab_size=str(config.vocab_size),
+            quantize=engine.settings.quantize,
+            weights_sha256=engine.checkpoint.weights_sha256[:16],
+        ).set(1)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -92,7 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.api_keys = load_api_keys(settings)
-    app.state.engine = None
+    app.state.engines = {}  # name -> running engine, in the order of settings.served_models()
     app.state.not_ready_reason = "the model is loading"
     install_error_handlers(app)
     install_openapi(app, settings)

@@ -21,8 +21,14 @@ def _route_label(scope: Scope) -> str:
     return getattr(route, "path", "") or "/"
 
 
+def _model_label(scope: Scope) -> str:
+    """The served model that answered (app.routes.deps.engine_for names it), or '' for a route
+    that uses none or a request refused before one was chosen."""
+    return str(scope.get("state", {}).get("model", ""))
+
+
 class MetricsMiddleware:
-    """Requests by route and status, their duration, and how many are in flight."""
+    """Requests by route, status and model, their duration, and how many are in flight."""
 
     def __init__(self, app: ASGIApp):
         self.app = app
@@ -45,9 +51,11 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_and_record)
         finally:
             metrics.REQUESTS_IN_FLIGHT.dec()
-            route = _route_label(scope)
-            metrics.REQUESTS.labels(route, str(status)).inc()
-            metrics.REQUEST_DURATION.labels(route).observe(time.perf_counter() - started)
+            route, model = _route_label(scope), _model_label(scope)
+            metrics.REQUESTS.labels(route=route, status=str(status), model=model).inc()
+            metrics.REQUEST_DURATION.labels(route=route, model=model).observe(
+                time.perf_counter() - started
+            )
 
 
 class BodyLimitMiddleware:

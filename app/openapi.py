@@ -61,7 +61,8 @@ def _publish_openai_limits(components: dict[str, Any], settings: Settings) -> No
 
 
 def _publish_vocabulary(components: dict[str, Any], vocab_size: int) -> None:
-    """The largest token id in the schemas of token-id lists, in place."""
+    """The largest token id in the schemas of token-id lists, in place (of the largest
+    vocabulary served; each model checks the ids it is given against its own)."""
     lists = [
         *_variants(components["CompletionRequest"]["properties"]["prompt"]),
         components["DetokenizeRequest"]["properties"]["tokens"],
@@ -92,8 +93,10 @@ def install_openapi(app: FastAPI, settings: Settings) -> None:
         if first:
             _publish_limits(schema["components"]["schemas"], settings)
             _publish_openai_limits(schema["components"]["schemas"], settings)
-            if app.state.engine is not None:  # the model loads before the first request
-                _publish_vocabulary(schema["components"]["schemas"], len(app.state.engine.vocab))
+            engines = app.state.engines  # the models load before the first request
+            if engines:
+                largest = max(len(engine.vocab) for engine in engines.values())
+                _publish_vocabulary(schema["components"]["schemas"], largest)
             if settings.api_key is None and settings.api_key_file is None:
                 _drop_security(schema)
         return schema

@@ -46,6 +46,13 @@ StopString = Annotated[
 ]
 
 
+MODEL_DESCRIPTION = (
+    "the served model to ask, by name (GET /v1/models lists them, /info describes each); "
+    "null: the default model, the first listed"
+)
+ModelName = Annotated[str | None, Field(description=MODEL_DESCRIPTION)]
+
+
 class _Request(BaseModel):
     """Unknown fields are an error, so that a misspelt parameter is not silently ignored."""
 
@@ -58,8 +65,9 @@ class ErrorResponse(BaseModel):
 
     error: str = Field(description="what was wrong and, where it helps, how to fix it")
     error_type: str = Field(
-        description="validation_error, invalid_json, too_large, overloaded, not_ready, "
-        "timeout, not_found, method_not_allowed, unsupported_media_type, internal_error"
+        description="validation_error, invalid_json, unsupported_by_model, too_large, "
+        "overloaded, not_ready, timeout, not_found, model_not_found, method_not_allowed, "
+        "unsupported_media_type, internal_error"
     )
 
     model_config = ConfigDict(
@@ -76,6 +84,7 @@ class ErrorResponse(BaseModel):
 class PredictRequest(_Request):
     """A text whose next word to predict."""
 
+    model: ModelName = None
     text: Text = Field(default="", description="the text so far; empty: the start of a text")
     top_k: int = Field(default=10, ge=1, le=100, description="how many candidates to return")
     cache: bool = Field(
@@ -116,6 +125,7 @@ class PredictResponse(BaseModel):
 class GenerateRequest(_Request):
     """A prompt to continue, and how to sample (names follow text-generation-inference)."""
 
+    model: ModelName = None
     prompt: Text = Field(default="", description="text to continue; empty: the start of a text")
     max_new_tokens: int = Field(
         default=30, ge=1, description="most tokens to generate (the server caps it: see /info)"
@@ -224,6 +234,7 @@ class GenerateResponse(BaseModel):
 class PerplexityRequest(_Request):
     """One text or several, to score."""
 
+    model: ModelName = None
     # null is refused (give one of the two): the published schema says so
     text: Annotated[Text | None, WithJsonSchema({"type": "string"})] = Field(
         default=None, description="one text (or texts)"
@@ -296,9 +307,10 @@ class ReadyResponse(BaseModel):
     reason: str | None = None
 
 
-class InfoResponse(BaseModel):
-    """The model card: network, vocabulary, tokenizer, corpus, training figures, checkpoint,
-    versions, how the model is served and the configured limits."""
+class ModelInfo(BaseModel):
+    """One served model's card: network, vocabulary, tokenizer, corpus, training figures,
+    checkpoint, versions (the service's and those the checkpoint recorded) and how it is
+    served."""
 
     model: dict[str, str | int | float | bool | list[int]]
     tokenizer: dict[str, str | bool]
@@ -307,4 +319,14 @@ class InfoResponse(BaseModel):
     checkpoint: dict[str, str]
     versions: dict[str, str]
     serving: dict[str, str | int | float | bool | None]
+
+
+class InfoResponse(ModelInfo):
+    """The default model's card (the fields a one-model server has always answered), the
+    configured limits, and every served model's card by name."""
+
     limits: dict[str, int | float]
+    default_model: str = Field(description="the model a request without `model` gets")
+    models: dict[str, ModelInfo] = Field(
+        description="each served model's card, by the name a request gives in `model`"
+    )

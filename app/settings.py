@@ -1,18 +1,21 @@
 """The service's configuration: one pydantic-settings class, read from NEXTWORD_* environment
-variables (for example NEXTWORD_MODEL_DIR, NEXTWORD_MAX_BATCH_SIZE, NEXTWORD_QUANTIZE)."""
+variables (for example NEXTWORD_MODEL_DIR, NEXTWORD_MODELS, NEXTWORD_MAX_BATCH_SIZE)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.schemas import STOP_CHARS_CEILING, STOP_STRINGS_CEILING
 from model.hardware import default_batch_size
 from model.quantize import QUANTIZE_CHOICES, served_weights
 from model.runner import PREFILL_CHUNK
+
+_MODEL_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")  # a model's name in NEXTWORD_MODELS
 
 
 class Settings(BaseSettings):
@@ -22,6 +25,12 @@ class Settings(BaseSettings):
 
     # the model
     model_dir: Path = Field(default=Path("checkpoints/default"), description="checkpoint directory")
+    models: dict[str, Path] = Field(
+        default_factory=dict,
+        description="several models, each a name and its checkpoint directory, as JSON "
+        '({"forward": "checkpoints/default", "backward": "checkpoints/backward"}); the first '
+        "is the default. Empty: one model, model_dir under served_model_name",
+    )
     device: str = Field(default="cpu", description="torch device: cpu, cuda or cuda:N")
     threads: int | None = Field(
         default=None, ge=1, description="torch CPU threads (None: torch's own)"
@@ -41,7 +50,9 @@ class Settings(BaseSettings):
     host: str = Field(default="0.0.0.0", description="interface to listen on")
     port: int = Field(default=8000, ge=1, le=65535, description="TCP port")
     served_model_name: str = Field(
-        default="nextword", min_length=1, description="the model's name under /v1 (its `model`)"
+        default="nextword",
+        min_length=1,
+        description="the model's name (a request's `model`) when models is empty",
     )
     api_key: SecretStr | None = Field(
         default=None,
@@ -96,6 +107,19 @@ class Settings(BaseSettings):
         description="on SIGTERM, how long requests in flight may still run (python -m app)",
     )
 
+    @field_validator("models")
+    @classmethod
+    def _names_are_plain(cls, models: dict[str, Path]) -> dict[str, Path]:
+        """A model's name is what requests write in `model` and what metrics label: keep it to
+        plain characters."""
+        for name in models:
+            if not _MODEL_NAME.fullmatch(name):
+                raise ValueError(
+                    f"model name {name!r} in NEXTWORD_MODELS: use 1 to 64 letters, digits, "
+                    "'.', '_' or '-'"
+                )
+        return models
+
     @model_validator(mode="before")
     @classmethod
     def _follow_the_device(cls, values: dict) -> dict:
@@ -111,6 +135,25 @@ class Settings(BaseSettings):
         if values.get("max_waiting") is None:
             values["max_waiting"] = 2 * int(values["max_batch_size"])
         return values
+
+    def served_models(self) -> dict[str, Path]:
+        """Each served model's name and checkpoint directory, the default (the model of a
+        request without `model`) first: NEXTWORD_MODELS, or else the one model_dir under
+        served_model_name."""
+        return dict(self.models) or {self.served_model_name: self.model_dir}
+
+    @property
+    def default_model(self) -> str:
+        """The name of the model a request without `model` gets."""
+        return next(iter(self.served_models()))
+
+    def for_model(self, name: str) -> Settings:
+        """These settings for the one model served under name (one of served_models()): what
+        its engine loads, and the name its metrics carry."""
+        directory = self.served_models()[name]
+        return self.model_copy(
+            update={"models": {}, "model_dir": directory, "served_model_name": name}
+        )
 
     def limits(self) -> dict[str, int | float]:
         """The request limits, as /info reports them."""

@@ -51,11 +51,14 @@ log = logging.getLogger(__name__)
 
 
 class Engine:
-    """Schedules every request's sequences onto one Runner on one worker thread."""
+    """Schedules every request's sequences onto one Runner on one worker thread: one model,
+    served under settings.served_model_name (the name its metrics carry)."""
 
     def __init__(self, checkpoint: Checkpoint, settings: Settings):
         self.checkpoint = checkpoint
         self.settings = settings
+        self.name = settings.served_model_name
+        self.metrics = metrics.ModelMetrics(self.name)
         self.vocab = checkpoint.vocab
         self.encoder = TextEncoder(
             build_tokenizer(checkpoint.tokenizer_spec), checkpoint.vocab, load_direction(checkpoint)
@@ -70,8 +73,8 @@ class Engine:
     # -- life cycle ------------------------------------------------------------------------
     @classmethod
     def load(cls, settings: Settings) -> Engine:
-        """Load the checkpoint the settings name (quantised if asked) and check that one
-        forward works. Blocking; raises CheckpointError with the reason."""
+        """Load the checkpoint the settings name (settings.model_dir, quantised if asked) and
+        check that one forward works. Blocking; raises CheckpointError with the reason."""
         if settings.threads:
             torch.set_num_threads(settings.threads)
         checkpoint = load_checkpoint(settings.model_dir, settings.device)
@@ -83,7 +86,9 @@ class Engine:
 
     def start(self) -> None:
         """Start the worker thread."""
-        self._thread = threading.Thread(target=self._run, name="nextword-engine", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"nextword-engine-{self.name}", daemon=True
+        )
         self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -144,7 +149,7 @@ class Engine:
         for channel, (index, options) in zip(channels, choices, strict=True):
             rows.append(self._generate_row(prompts[index], options, channel))
         self._submit(rows)
-        metrics.PROMPT_TOKENS.inc(sum(len(prompts[index].ids) for index, _ in choices))
+        self.metrics.prompt_tokens.inc(sum(len(prompts[index].ids) for index, _ in choices))
         streams = [GenerationStream(channel) for channel in channels]
         if score_channel is None:
             return None, streams
@@ -191,7 +196,7 @@ class Engine:
                 results[index] = (scores, tops)
         finally:
             channel.cancelled = True
-        metrics.SCORED_TOKENS.inc(sum(s.numel() for s, _ in results))
+        self.metrics.scored_tokens.inc(sum(s.numel() for s, _ in results))
         return [text_score(t, s, tops) for t, (s, tops) in zip(texts, results, strict=True)]
 
     # -- the queue (event loop side) -----------------------------------------------------------
@@ -214,7 +219,7 @@ class Engine:
                     headers={"Retry-After": str(self.settings.retry_after_seconds)},
                 )
             self._waiting.append(deque(rows))
-            metrics.QUEUE_SIZE.set(len(self._waiting))
+            self.metrics.queue_size.set(len(self._waiting))
             self._wake.notify()
 
     def _is_full(self, new_rows: int) -> bool:
@@ -225,7 +230,7 @@ class Engine:
             return False
         # requests whose clients left still hold places until the worker looks: free them
         self._waiting = deque(g for g in self._waiting if not g[0].channel.cancelled)
-        metrics.QUEUE_SIZE.set(len(self._waiting))
+        self.metrics.queue_size.set(len(self._waiting))
         return len(self._waiting) >= self.settings.max_waiting
 
     # -- the worker thread ------------------------------------------------------------------
@@ -257,7 +262,7 @@ class Engine:
                 self._wake.wait()
         if admitted:
             self.runner.add(admitted)
-        metrics.BATCH_SIZE.set(len(self.runner.rows))
+        self.metrics.batch_size.set(len(self.runner.rows))
         return True
 
     def _admit(self) -> list[Row]:
@@ -272,8 +277,8 @@ class Engine:
                 self._waiting.popleft()
             if not row.channel.cancelled:
                 admitted.append(row)
-                metrics.QUEUE_TIME.observe(now - _channel_of(row).submitted)
-        metrics.QUEUE_SIZE.set(len(self._waiting))
+                self.metrics.queue_time.observe(now - _channel_of(row).submitted)
+        self.metrics.queue_size.set(len(self._waiting))
         return admitted
 
     def _expire_overdue(self) -> None:
@@ -298,7 +303,7 @@ class Engine:
             row.finished = True
             row.channel.cancelled = True  # the request's other rows leave too
             if isinstance(row, GenerateRow):
-                metrics.SEQUENCES_FINISHED.labels("timeout").inc()
+                self.metrics.sequences_finished("timeout").inc()
         send(list(outbox.items()))
 
     def _drop_gone(self) -> None:
@@ -309,9 +314,9 @@ class Engine:
             return
         for row in rows:
             if not row.finished and row.channel.cancelled and isinstance(row, GenerateRow):
-                metrics.SEQUENCES_FINISHED.labels("cancelled").inc()
+                self.metrics.sequences_finished("cancelled").inc()
         self.runner.keep(keep)
-        metrics.BATCH_SIZE.set(len(self.runner.rows))
+        self.metrics.batch_size.set(len(self.runner.rows))
 
     def _finish_all(self, error: ServiceError, reason: str) -> None:
         """End every running and waiting sequence with error."""
@@ -319,23 +324,23 @@ class Engine:
             rows = self.runner.rows + [row for group in self._waiting for row in group]
             self._waiting.clear()
         outbox = {_channel_of(row): error for row in rows if not row.gone}
-        metrics.SEQUENCES_FINISHED.labels(reason).inc(
+        self.metrics.sequences_finished(reason).inc(
             sum(isinstance(row, GenerateRow) and not row.gone for row in rows)
         )
         send(list(outbox.items()))
         self.runner.keep([])
-        metrics.QUEUE_SIZE.set(0)
-        metrics.BATCH_SIZE.set(0)
+        self.metrics.queue_size.set(0)
+        self.metrics.batch_size.set(0)
 
     def _step(self) -> None:
         """One step of the runner; its results go to each request, its counts to metrics."""
         started = time.monotonic()
         batch = len(self.runner.rows)
         outbox = self.runner.step()
-        _observe(outbox)
+        _observe(outbox, self.metrics)
         send([(_channel_of(row), item) for row, item in outbox])
-        metrics.STEP_BATCH_SIZE.observe(batch)
-        metrics.STEP_DURATION.observe(time.monotonic() - started)
+        self.metrics.step_batch_size.observe(batch)
+        self.metrics.step_duration.observe(time.monotonic() - started)
 
 
 def _channel_of(row: Row) -> Channel:
@@ -343,27 +348,27 @@ def _channel_of(row: Row) -> Channel:
     return cast(Channel, row.channel)
 
 
-def _observe(outbox: Outbox) -> None:
-    """Metrics of one step's generated tokens: how many, how each generation finished, the
-    time to a row's first token and between its tokens."""
+def _observe(outbox: Outbox, recorded: metrics.ModelMetrics) -> None:
+    """Metrics of one step's generated tokens, into the model's series (recorded): how many,
+    how each generation finished, the time to a row's first token and between its tokens."""
     now = time.monotonic()
     timed: set[int] = set()
     produced = 0
     for row, item in outbox:
         produced += isinstance(item, TokenEvent)
         if isinstance(item, FinishEvent):
-            metrics.SEQUENCES_FINISHED.labels(item.finish_reason).inc()
+            recorded.sequences_finished(item.finish_reason).inc()
         if isinstance(row, GenerateRow) and id(row) not in timed:
             timed.add(id(row))
-            _observe_token_time(row, now)
-    metrics.GENERATED_TOKENS.inc(produced)
+            _observe_token_time(row, now, recorded)
+    recorded.generated_tokens.inc(produced)
 
 
-def _observe_token_time(row: GenerateRow, now: float) -> None:
+def _observe_token_time(row: GenerateRow, now: float, recorded: metrics.ModelMetrics) -> None:
     """Time to first token for a row's first token, time per output token after it."""
     submitted = _channel_of(row).submitted
     if row.last_token_at is None:
-        metrics.TIME_TO_FIRST_TOKEN.observe(now - submitted)
+        recorded.time_to_first_token.observe(now - submitted)
     else:
-        metrics.TIME_PER_OUTPUT_TOKEN.observe(now - row.last_token_at)
+        recorded.time_per_output_token.observe(now - row.last_token_at)
     row.last_token_at = now

@@ -1,5 +1,6 @@
-"""What the routes share: the engine and settings as dependencies, the error responses every
-model route documents, and waiting for work that stops when the client goes away."""
+"""What the routes share: the settings, the engine of the model a request names, the error
+responses every model route documents, and waiting for work that stops when the client goes
+away."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, Request
 
 from app.engine import Engine
-from app.errors import ClientDisconnected, NotReady
+from app.errors import ClientDisconnected, NotReady, UnknownModel
 from app.schemas import ErrorResponse
 from app.settings import Settings
 
@@ -20,6 +21,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": description}
     for code, description in (
         (401, "an API key is configured (NEXTWORD_API_KEY) and the request did not bring it"),
+        (404, "model names no model this server serves: the message lists those it serves"),
         (413, "a text or the request is over a configured limit"),
         (422, "a field breaks a rule: the message names the field and the rule"),
         (429, "overloaded: every batch slot busy and the queue full; see Retry-After"),
@@ -35,12 +37,32 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
-def get_engine(request: Request) -> Engine:
-    """The running engine, or a 503 saying why there is none."""
-    engine: Engine | None = request.app.state.engine
+def _running(request: Request, name: str) -> Engine:
+    """The running engine of the served model name, or a 503 saying why there is none."""
+    engine: Engine | None = request.app.state.engines.get(name)
     if engine is None or not engine.running:
         raise NotReady(f"the model is not ready: {request.app.state.not_ready_reason}")
     return engine
+
+
+def engine_for(request: Request, name: str | None) -> Engine:
+    """The running engine of the model a request names in `model` (None: the default model):
+    a 404 naming the models served for a name that is none of them, a 503 saying why when the
+    model does not run. The model chosen labels the request's metrics."""
+    settings = get_settings(request)
+    served = settings.served_models()
+    if name is None:
+        name = settings.default_model
+    elif name not in served:
+        raise UnknownModel(name, list(served))
+    request.state.model = name  # read by MetricsMiddleware once the answer is sent
+    return _running(request, name)
+
+
+def get_engine(request: Request) -> Engine:
+    """The default model's running engine, for a route that takes no `model` (/info), or a
+    503 saying why it does not run."""
+    return _running(request, get_settings(request).default_model)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

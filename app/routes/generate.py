@@ -14,7 +14,7 @@ from app import metrics
 from app.engine import GenerationStream
 from app.errors import ServiceError
 from app.limits import check_continues_forward, check_generation_limits, encode_texts
-from app.routes.deps import ERROR_RESPONSES, EngineDep, SettingsDep, unless_disconnected
+from app.routes.deps import ERROR_RESPONSES, SettingsDep, engine_for, unless_disconnected
 from app.schemas import (
     ErrorResponse,
     GeneratedToken,
@@ -64,11 +64,12 @@ STREAM_DOC: dict[int | str, dict[str, Any]] = {
     responses={**STREAM_DOC, **ERROR_RESPONSES},
 )
 async def generate(
-    body: GenerateRequest, engine: EngineDep, settings: SettingsDep, request: Request
+    body: GenerateRequest, settings: SettingsDep, request: Request
 ) -> Response | GenerateResponse:
     """Continue the prompt with temperature, top-k, top-p and repetition penalty; the same
     seed and parameters give the same text, alone or amid other requests. <unk> is never
     generated."""
+    engine = engine_for(request, body.model)
     check_continues_forward(engine.encoder, "/generate")
     options = body.to_sampling_options()
     check_generation_limits(options, settings)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 
 from app.engine import TextScore
 from app.limits import check_text_count, encode_texts
-from app.routes.deps import ERROR_RESPONSES, EngineDep, SettingsDep, unless_disconnected
+from app.routes.deps import ERROR_RESPONSES, SettingsDep, engine_for, unless_disconnected
 from app.schemas import PerplexityRequest, PerplexityResponse, ScoredToken, TextPerplexity
 
 router = APIRouter(tags=["model"])
@@ -14,12 +14,13 @@ router = APIRouter(tags=["model"])
 
 @router.post("/perplexity", responses=ERROR_RESPONSES, response_model_exclude_none=True)
 async def perplexity(
-    body: PerplexityRequest, engine: EngineDep, settings: SettingsDep, request: Request
+    body: PerplexityRequest, settings: SettingsDep, request: Request
 ) -> PerplexityResponse:
     """Perplexity, token count, mean negative log-likelihood and OOV count of each text (one
     result per text, in order, also for a single `text`), its closing <eos> counted as a
     target (as in model.evaluate); each token's logprob with details. A text gets the same
     figure alone or in any batch."""
+    engine = engine_for(request, body.model)
     texts = body.all_texts()
     check_text_count(len(texts), "texts", settings)
     encoded = await encode_texts(engine.encoder, texts, settings)

@@ -7,7 +7,7 @@ import math
 from fastapi import APIRouter, Request
 
 from app.limits import check_continues_forward, encode_texts
-from app.routes.deps import ERROR_RESPONSES, EngineDep, SettingsDep, unless_disconnected
+from app.routes.deps import ERROR_RESPONSES, SettingsDep, engine_for, unless_disconnected
 from app.schemas import InputToken, NextToken, PredictRequest, PredictResponse
 
 router = APIRouter(tags=["model"])
@@ -15,10 +15,11 @@ router = APIRouter(tags=["model"])
 
 @router.post("/predict-next", responses=ERROR_RESPONSES)
 async def predict_next(
-    body: PredictRequest, engine: EngineDep, settings: SettingsDep, request: Request
+    body: PredictRequest, settings: SettingsDep, request: Request
 ) -> PredictResponse:
     """The input as the model read it (OOV tokens flagged) and the top_k next tokens, most
     probable first. <unk> is never offered; <eos> is, as the end of the text."""
+    engine = engine_for(request, body.model)
     check_continues_forward(engine.encoder, "/predict-next")
     (text,) = await encode_texts(engine.encoder, [body.text], settings)
     candidates = await unless_disconnected(

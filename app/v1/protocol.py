@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
-from app.schemas import STOP_STRINGS_CEILING, StopString, Text
+from app.schemas import STOP_STRINGS_CEILING, ModelName, StopString, Text
 from model.sampling import SamplingOptions
 
 MAX_LOGPROBS = 20  # as vLLM's default --max-logprobs
@@ -55,7 +55,7 @@ class CompletionRequest(_Request):
     """A completion of one prompt or several (choices ordered prompt-major: index =
     prompt_index * n + j)."""
 
-    model: str | None = Field(default=None, description="the served model's name; null: it")
+    model: ModelName = None
     prompt: Prompt = Field(
         description="a text, a list of texts, a list of token ids (see /tokenize) or a list of "
         'such lists; "<eos>" in a text is the end-of-text token'
@@ -209,7 +209,7 @@ class ModelCard(BaseModel):
 
 
 class ModelList(BaseModel):
-    """The served models (one)."""
+    """The served models, the default (a request without `model` gets it) first."""
 
     object: Literal["list"] = "list"
     data: list[ModelCard]
@@ -219,7 +219,7 @@ class ModelList(BaseModel):
 class TokenizeRequest(_Request):
     """A text to tokenize."""
 
-    model: str | None = None
+    model: ModelName = None
     prompt: Text
     add_special_tokens: bool = Field(
         default=True,
@@ -245,7 +245,7 @@ class TokenizeResponse(BaseModel):
 class DetokenizeRequest(_Request):
     """Token ids to turn back into text."""
 
-    model: str | None = None
+    model: ModelName = None
     tokens: list[Annotated[int, Field(ge=0)]]
 
 

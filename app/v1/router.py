@@ -6,14 +6,15 @@ validate, call app.v1.serving or the engine, and shape the answer; errors take O
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.sse import EventSourceResponse
 
 from app.errors import NotFound
 from app.limits import encode_prompts, from_ids
-from app.routes.deps import EngineDep, SettingsDep, unless_disconnected
+from app.routes.deps import EngineDep, SettingsDep, engine_for, unless_disconnected
+from app.schemas import MODEL_DESCRIPTION
 from app.v1 import serving
 from app.v1.protocol import (
     CompletionRequest,
@@ -77,10 +78,11 @@ STREAM_DOC: dict[int | str, dict[str, Any]] = {
     "/v1/completions", response_model=CompletionResponse, responses={**STREAM_DOC, **ERRORS}
 )
 async def create_completion(
-    body: CompletionRequest, engine: EngineDep, settings: SettingsDep, request: Request
+    body: CompletionRequest, settings: SettingsDep, request: Request
 ) -> CompletionResponse | Response:
     """OpenAI's completions, as vLLM serves them, through the same engine (batching, seeds,
     deadlines and limits) as /generate. Choices are prompt-major: index = prompt * n + j."""
+    engine = engine_for(request, body.model)
     completion = await serving.start_completion(body, engine, settings)
     if body.stream:
         return EventSourceResponse(
@@ -91,12 +93,14 @@ async def create_completion(
 
 
 @router.get("/v1/models", responses=ERRORS)
-async def list_models(engine: EngineDep, settings: SettingsDep) -> ModelList:
-    """The served model (one)."""
-    card = ModelCard(
-        id=settings.served_model_name, created=_STARTED, max_model_len=settings.max_text_tokens
+async def list_models(default: EngineDep, settings: SettingsDep) -> ModelList:
+    """The served models, the default (a request without `model` gets it) first."""
+    return ModelList(
+        data=[
+            ModelCard(id=name, created=_STARTED, max_model_len=settings.max_text_tokens)
+            for name in settings.served_models()
+        ]
     )
-    return ModelList(data=[card])
 
 
 @router.post("/v1/chat/completions", include_in_schema=False)
@@ -113,8 +117,14 @@ def _tokenizer_routes(prefix: str) -> None:
     """Register the tokenizer routes under prefix ("" or "/v1")."""
 
     @router.get(f"{prefix}/tokenizer_info", responses=ERRORS)
-    async def tokenizer_info(engine: EngineDep, settings: SettingsDep) -> TokenizerInfoResponse:
-        """The special tokens ("<eos>" encodes to exactly one id) and the limits."""
+    async def tokenizer_info(
+        settings: SettingsDep,
+        request: Request,
+        model: Annotated[str | None, Query(description=MODEL_DESCRIPTION)] = None,
+    ) -> TokenizerInfoResponse:
+        """The special tokens ("<eos>" encodes to exactly one id) and the limits, of the model
+        named (the default without one)."""
+        engine = engine_for(request, model)
         return TokenizerInfoResponse(
             eos_token=EOS,  # the special tokens, as clients write them
             unk_token=UNK,
@@ -126,10 +136,10 @@ def _tokenizer_routes(prefix: str) -> None:
 
     @router.post(f"{prefix}/tokenize", responses=ERRORS, response_model_exclude_none=True)
     async def tokenize(
-        body: TokenizeRequest, engine: EngineDep, settings: SettingsDep
+        body: TokenizeRequest, settings: SettingsDep, request: Request
     ) -> TokenizeResponse:
         """A text's token ids, as /v1/completions reads it."""
-        serving.check_model(body.model, settings)
+        engine = engine_for(request, body.model)
         (encoded,) = await encode_prompts(engine.encoder, [body.prompt], settings)
         return TokenizeResponse(
             tokens=encoded.ids,
@@ -139,11 +149,9 @@ def _tokenizer_routes(prefix: str) -> None:
         )
 
     @router.post(f"{prefix}/detokenize", responses=ERRORS)
-    async def detokenize(
-        body: DetokenizeRequest, engine: EngineDep, settings: SettingsDep
-    ) -> DetokenizeResponse:
+    async def detokenize(body: DetokenizeRequest, request: Request) -> DetokenizeResponse:
         """The text of token ids."""
-        serving.check_model(body.model, settings)
+        engine = engine_for(request, body.model)
         text = from_ids(engine.encoder, body.tokens, "tokens")
         return DetokenizeResponse(prompt=engine.encoder.tokenizer.detokenize(text.tokens))
 

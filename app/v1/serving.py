@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from app import metrics
 from app.engine import Engine, GenerationStream, TextScore
-from app.errors import NotFound, ServiceError
+from app.errors import ServiceError
 from app.limits import (
     check_continues_forward,
     check_generation_limits,
@@ -45,17 +45,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SEED_SPACE = 2**64
-
-
-def check_model(name: str | None, settings: Settings) -> None:
-    """NotFound unless name is null or the served model's."""
-    served = settings.served_model_name
-    if name is not None and name != served:
-        raise NotFound(
-            f"model: {name!r} is not served here; this server serves {served!r} (GET /v1/models)",
-            error_type="model_not_found",
-            param="model",
-        )
 
 
 @dataclass(frozen=True)
@@ -121,10 +110,9 @@ def _echo_scores(full: EncodedText, read: EncodedText, score: TextScore) -> Prom
 async def start_completion(
     body: CompletionRequest, engine: Engine, settings: Settings
 ) -> _Completion:
-    """Check and encode the prompts here, then hand the engine every choice's generation (and,
-    with echo and logprobs, the prompts' scoring) in one call; raises a plain error before
-    anything is answered."""
-    check_model(body.model, settings)
+    """Check and encode the prompts here, then hand the engine (of the model body.model names)
+    every choice's generation (and, with echo and logprobs, the prompts' scoring) in one call;
+    raises a plain error before anything is answered."""
     check_continues_forward(engine.encoder, "/v1/completions")
     options = body.to_sampling_options()
     check_generation_limits(options, settings, length_field="max_tokens")
@@ -151,7 +139,7 @@ async def start_completion(
         )
         for i, (p, full, read) in enumerate(zip(given, encoded, reads, strict=True))
     ]
-    completion = _Completion(body, prompts, tuple(options.stop), settings.served_model_name)
+    completion = _Completion(body, prompts, tuple(options.stop), engine.name)
     completion.generations.extend(generations)
     return completion
 

@@ -30,3 +30,10 @@ def test_info_reports_the_configured_limits(make_settings) -> None:
         reported = limited.get("/info").json()["limits"]
     assert reported == settings.limits()
     assert reported["request_timeout_seconds"] == 7.5 and reported["max_stop_strings"] == 3
+
+
+def test_info_of_one_model_is_its_card_also_under_its_name(client) -> None:
+    info = client.get("/info").json()
+    assert info["default_model"] == "nextword" and list(info["models"]) == ["nextword"]
+    assert info["models"]["nextword"] == {k: info[k] for k in info["models"]["nextword"]}
+    assert set(info) - set(info["models"]["nextword"]) == {"limits", "default_model", "models"}

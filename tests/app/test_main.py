@@ -25,7 +25,7 @@ def test_create_app_reads_its_settings_from_nextword_variables(tiny_checkpoint, 
         assert served.get("/ready").json()["ready"] is True
         assert served.get("/info").json()["limits"]["max_texts"] == 3
     # the lifespan stops the engine when the server stops
-    assert app.state.engine.running is False
+    assert app.state.engines["nextword"].running is False
     assert app.state.not_ready_reason == "the server is shutting down"
 
 
@@ -41,6 +41,23 @@ def test_not_ready_without_a_model(tmp_path, make_settings) -> None:
             status, error_type, message = error_of(no_model.post(path, json=body))
             assert (status, error_type) == (503, "not_ready")
             assert str(tmp_path) not in message
+
+
+def test_a_model_that_cannot_be_loaded_leaves_the_others_serving_and_names_itself(
+    tiny_checkpoint: Path, tmp_path: Path, make_settings
+) -> None:
+    models = {"good": tiny_checkpoint, "lost": tmp_path / "missing"}
+    with TestClient(create_app(make_settings(models=models))) as partial:
+        ready = partial.get("/ready")
+        good = partial.post("/predict-next", json={"text": "我", "model": "good"})
+        status, error_type, message = error_of(
+            partial.post("/predict-next", json={"text": "我", "model": "lost"})
+        )
+    assert ready.status_code == 503
+    assert ready.json()["reason"] == "the model 'lost' could not be loaded; the server log says why"
+    assert good.status_code == 200
+    assert (status, error_type) == (503, "not_ready") and "'lost' could not be loaded" in message
+    assert str(tmp_path) not in message
 
 
 @pytest.mark.parametrize("damage", ["truncated weights", "invalid config", "missing vocab"])

@@ -53,7 +53,7 @@ def test_v1_traffic_is_counted(client: TestClient) -> None:
 def test_exposition_reads_this_process_unless_in_multiprocess_mode(monkeypatch, tmp_path):
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     assert metrics.multiprocess_dir() is None
-    metrics.SCORED_TOKENS.inc(0)
+    metrics.SCORED_TOKENS.labels(model="nextword").inc(0)
     body, content_type = metrics.exposition(None)
     assert content_type.startswith("text/plain") and b"nextword_scored_tokens_total" in body
     body, content_type = metrics.exposition("application/openmetrics-text")

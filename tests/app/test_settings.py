@@ -81,3 +81,23 @@ def test_settings_are_frozen_and_limits_lists_the_request_limits() -> None:
         "max_waiting",
     }  # fmt: skip
     assert all(limits[name] == getattr(settings, name) for name in limits)
+
+
+def test_one_model_by_default_several_from_nextword_models(monkeypatch, tmp_path) -> None:
+    one = Settings(model_dir=tmp_path, served_model_name="mine")
+    assert one.served_models() == {"mine": tmp_path} and one.default_model == "mine"
+    monkeypatch.setenv("NEXTWORD_MODELS", '{"forward": "ckpt/f", "backward": "ckpt/b"}')
+    several = Settings(model_dir=tmp_path)  # MODEL_DIR then serves nothing
+    assert several.served_models() == {"forward": Path("ckpt/f"), "backward": Path("ckpt/b")}
+    assert several.default_model == "forward"  # the first listed
+    backward = several.for_model("backward")
+    assert backward.served_models() == {"backward": Path("ckpt/b")}
+    assert (backward.model_dir, backward.served_model_name) == (Path("ckpt/b"), "backward")
+    assert backward.limits() == several.limits()
+
+
+@pytest.mark.parametrize("name", ["", "my model", "a/b", "x" * 65, "modèle"])
+def test_a_model_name_that_is_not_plain_is_refused_saying_what_is_allowed(name) -> None:
+    with pytest.raises(ValidationError, match="NEXTWORD_MODELS: use 1 to 64 letters") as refused:
+        Settings(models={name: "checkpoints/default"})
+    assert repr(name) in str(refused.value)

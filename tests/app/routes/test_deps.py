@@ -1,5 +1,6 @@
-"""What the routes share (app/routes/deps.py): the engine as a dependency (503 with the reason
-when there is none) and waiting for work that stops when the client goes away."""
+"""What the routes share (app/routes/deps.py): the engine of the model a request names (404 for
+a name not served, 503 with the reason when it does not run) and waiting for work that stops
+when the client goes away."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import asyncio
 import pytest
 from starlette.requests import Request
 
-from app.errors import ClientDisconnected, NotReady
+from app.errors import ClientDisconnected, NotReady, UnknownModel
 from app.main import create_app
-from app.routes.deps import get_engine, get_settings, unless_disconnected
+from app.routes.deps import engine_for, get_engine, get_settings, unless_disconnected
 
 
 def _request(receive=None, app=None) -> Request:
@@ -64,3 +65,19 @@ def test_get_engine_without_an_engine_is_503_saying_why(make_settings, tmp_path)
     with pytest.raises(NotReady) as refused:
         get_engine(request)
     assert refused.value.message == "the model is not ready: the model is loading"
+
+
+def test_engine_for_an_unknown_model_is_404_naming_the_served_ones_loaded_or_not(
+    make_settings, tmp_path
+) -> None:
+    settings = make_settings(models={"a": tmp_path / "a", "b": tmp_path / "b"})
+    request = _request(app=create_app(settings))  # the lifespan has not run: nothing loaded
+    with pytest.raises(UnknownModel) as unknown:
+        engine_for(request, "c")
+    assert (unknown.value.status_code, unknown.value.error_type) == (404, "model_not_found")
+    assert unknown.value.message.startswith(
+        "model: 'c' is not served here; this server serves 'a', 'b'"
+    )
+    assert unknown.value.param == "model"
+    with pytest.raises(NotReady):
+        engine_for(request, "b")  # served, not loaded yet

@@ -66,7 +66,7 @@ def test_error_mid_stream_is_an_event_with_the_error_body(make_settings) -> None
             lines = response.iter_lines()
             first = next(line for line in lines if line.startswith("data:"))
             assert '"token"' in first
-            app.state.engine.stop()  # the server shuts down mid-generation
+            app.state.engines["nextword"].stop()  # the server shuts down mid-generation
             events = sse_events(lines)
     assert events[-1] == "[DONE]"
     assert events[-2] == {"error": "the server is shutting down", "error_type": "not_ready"}
