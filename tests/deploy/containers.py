@@ -1,6 +1,6 @@
 """Helpers for the tests that build and run the image on a real Docker engine: the engine (skip
-where none answers, fail under CI=true), builds with this machine's build arguments, containers
-and their health, URLs of published ports.
+where none answers, fail under CI=true), builds with this machine's build arguments, the pulled
+images compose runs beside it, containers and their health, URLs of published ports.
 
 Build arguments come from the environment, under the names docker-compose.yml reads: BASE_IMAGE
 (default python:3.11-slim) and TORCH_INDEX_URL (unset: the Dockerfile's default, PyTorch's CPU
@@ -22,7 +22,12 @@ from tests.deploy.support import ROOT
 from tests.system_tools import require_tool
 
 LABEL = "org.nextword.test=1"  # on every image and container these tests make
+API_IMAGE = "nextword-test:api"  # the Dockerfile's runtime target, as these tests build it
 BUILD_TIMEOUT_SECONDS = 1800  # a cold build on 2 cores: torch, the dependencies, the extra
+# Where this project's CI machines provide one: the script that builds a stand-in for a pulled
+# image (haproxy:*, prom/prometheus:*) when no container registry answers.
+LOCAL_BASE = ROOT.parent / "shared" / "docker" / "local-base.sh"
+STAND_IN_TIMEOUT_SECONDS = 600
 COMMAND_TIMEOUT_SECONDS = 120
 
 
@@ -67,6 +72,29 @@ def build_image(target: str, tag: str) -> None:
         *build_arguments(), str(ROOT), timeout=BUILD_TIMEOUT_SECONDS,
     )  # fmt: skip
     docker("image", "prune", "--force", "--filter", f"label={LABEL}")
+
+
+def require_image(image: str) -> None:
+    """Make sure a pulled image (compose's haproxy, prometheus) is on the engine: already
+    there, built as a stand-in by LOCAL_BASE where that script exists (it pulls first), else
+    pulled. Fails with the reason when none of these gives it."""
+    present = subprocess.run(
+        ["docker", "image", "inspect", image],
+        capture_output=True,
+        timeout=COMMAND_TIMEOUT_SECONDS,
+        check=False,
+    )
+    if present.returncode == 0:
+        return
+    if LOCAL_BASE.is_file():
+        command = ["bash", str(LOCAL_BASE), image]
+    else:
+        command = ["docker", "pull", "--quiet", image]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=STAND_IN_TIMEOUT_SECONDS, check=False
+    )
+    if result.returncode != 0:
+        pytest.fail(f"no image {image}: {' '.join(command)} said {result.stderr[-500:]}")
 
 
 def health(container: str) -> str:

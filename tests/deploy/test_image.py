@@ -22,12 +22,14 @@ import httpx
 import pytest
 
 from tests.deploy.containers import (
+    API_IMAGE,
     LABEL,
     build_image,
     container_log,
     docker,
     published_url,
     require_docker_engine,
+    require_image,
     wait_for_health,
     wait_for_log,
     wait_until_ready,
@@ -36,7 +38,7 @@ from tests.deploy.support import ROOT
 from tests.live_server import free_port
 from tests.system_tools import require_tool
 
-API_IMAGE, TRAIN_IMAGE = "nextword-test:api", "nextword-test:train"
+TRAIN_IMAGE = "nextword-test:train"
 STOP_GRACE_SECONDS = 10
 # The image's HEALTHCHECK command with a faster schedule, so that tests wait seconds, not minutes.
 FAST_HEALTH = ["--health-interval", "1s", "--health-start-period", "1s", "--health-retries", "3"]
@@ -89,7 +91,8 @@ def test_api_container_serves_predictions_generation_and_metrics(api: tuple[str,
     generated = httpx.post(f"{url}/generate", json=body, timeout=30)
     assert generated.status_code == 200 and generated.json()["finish_reason"]
     metrics = httpx.get(f"{url}/metrics", timeout=10).text
-    assert 'nextword_requests_total{route="/predict-next",status="200"} 1.0' in metrics
+    sample = 'nextword_requests_total{model="nextword",route="/predict-next",status="200"} 1.0'
+    assert sample in metrics
 
 
 def test_api_container_becomes_healthy_once_ready(api: tuple[str, str]) -> None:
@@ -100,7 +103,7 @@ def test_api_container_becomes_healthy_once_ready(api: tuple[str, str]) -> None:
 def test_api_container_log_has_no_warnings_or_errors(api: tuple[str, str]) -> None:
     name, _ = api
     log = container_log(name)
-    assert "model loaded from /models/default" in log
+    assert "model 'nextword' loaded from /models/default" in log
     assert not [line for line in log.splitlines() if "Warning" in line or "ERROR" in line], log
 
 
@@ -151,10 +154,13 @@ def test_damaged_checkpoint_gives_an_unhealthy_container_whose_log_says_why(
 
 
 @pytest.fixture
-def compose_project(images: None, tiny_corpus_file: Path, tmp_path: Path) -> Iterator[list[str]]:
+def compose_project(
+    images: None, compose_config: dict, tiny_corpus_file: Path, tmp_path: Path
+) -> Iterator[list[str]]:
     """The docker-compose command line of a throw-away project: the test images, a trainer with
-    the tiny corpus and budget, the API on a free loopback port; `down -v` at the end."""
+    the tiny corpus and budget, the balancer's image; `down -v` at the end."""
     tool = require_tool("docker-compose", "docker-compose")
+    require_image(compose_config["services"]["lb"]["image"])
     trainer_command = ["python", "-m", "deploy.train_if_missing", "--corpus", "/data/tiny.txt"]
     services = {  # JSON is YAML: compose merges this over docker-compose.yml
         "trainer": {
@@ -178,9 +184,9 @@ def compose_project(images: None, tiny_corpus_file: Path, tmp_path: Path) -> Ite
 
 def test_compose_trains_then_serves(compose_project: list[str]) -> None:
     port = free_port()
-    env = dict(os.environ, NEXTWORD_API_PORT=f"127.0.0.1:{port}")
+    env = dict(os.environ, NEXTWORD_API_PORT=f"127.0.0.1:{port}", LB_STATS_PORT="127.0.0.1:")
     up = subprocess.run(
-        [*compose_project, "up", "--detach", "--no-build", "api"],
+        [*compose_project, "up", "--detach", "--no-build", "lb"],  # lb: api, which needs trainer
         capture_output=True,
         text=True,
         timeout=600,
