@@ -38,7 +38,8 @@ class Settings(BaseSettings):
     quantize: Literal["auto", "none", "int8"] = Field(
         default="auto",
         description="int8: int8 weights, one scale per output channel (CPU only); none: float "
-        "weights; auto: int8 on the CPU, none on a GPU. /info reports the one served",
+        "weights; auto: int8 on a CPU with an int8 dot product (VNNI or AMX), else none. /info "
+        "reports the one served",
     )
     output: Literal["pruned", "full"] = Field(
         default="pruned",

@@ -107,8 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--quantize",
         choices=QUANTIZE_CHOICES,
         default="auto",
-        help="the weights, as the service's NEXTWORD_QUANTIZE: auto (int8 on the CPU, float on "
-        "a GPU), none or int8",
+        help="the weights, as the service's NEXTWORD_QUANTIZE: auto (int8 on a CPU with VNNI or "
+        "AMX, else float), none or int8",
     )
     return parser
 

@@ -31,6 +31,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from model.hardware import int8_matmul_missing
 from model.rnn import AdaptiveInput, RNNLanguageModel
 
 log = logging.getLogger(__name__)
@@ -43,12 +44,14 @@ SMALLEST_RANGE = 1e-8  # the range given to an all-zero row or channel, so its s
 
 def served_weights(choice: str, device: str) -> str:
     """The weights served ("none" or "int8") for a NEXTWORD_QUANTIZE choice on a device: auto
-    means int8 on the CPU and float elsewhere, since the int8 kernels are CPU ones."""
+    means int8 on a CPU whose int8 matmul is fast (model.hardware.int8_matmul_missing) and
+    float elsewhere, since the int8 kernels are CPU ones and need an int8 dot product to win.
+    An explicit int8 runs on any CPU: the same scores, at that CPU's speed."""
     on_cpu = torch.device(device).type == "cpu"
     if choice not in QUANTIZE_CHOICES:
         raise ValueError(f"unknown quantize choice {choice!r}; choose one of {QUANTIZE_CHOICES}")
     if choice == "auto":
-        return "int8" if on_cpu else "none"
+        return "int8" if on_cpu and int8_matmul_missing() is None else "none"
     if choice == "int8" and not on_cpu:
         raise ValueError(
             f"int8 weights run on the CPU only; set NEXTWORD_QUANTIZE=none or auto for {device}"
