@@ -25,7 +25,7 @@ from app.engine import Engine
 from app.handlers import install_error_handlers
 from app.middleware import BodyLimitMiddleware, MetricsMiddleware
 from app.openapi import install_openapi
-from app.routes import generate, health, perplexity, predict
+from app.routes import fill_blank, generate, health, perplexity, predict
 from app.settings import Settings
 from app.v1 import router as openai_router
 
@@ -118,7 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware)  # counts every answer, 413s included
     app.add_middleware(RequestIdMiddleware)  # outermost: every answer has an id and a log line
-    for module in (predict, generate, perplexity):
+    for module in (predict, generate, perplexity, fill_blank):
         app.include_router(module.router, dependencies=[API_KEY])
     app.include_router(openai_router.router, dependencies=[API_KEY])
     app.include_router(health.router)  # /info asks for the key itself

@@ -53,7 +53,7 @@ MODEL_DESCRIPTION = (
 ModelName = Annotated[str | None, Field(description=MODEL_DESCRIPTION)]
 
 
-class _Request(BaseModel):
+class StrictRequest(BaseModel):
     """Unknown fields are an error, so that a misspelt parameter is not silently ignored."""
 
     model_config = ConfigDict(extra="forbid")
@@ -81,7 +81,7 @@ class ErrorResponse(BaseModel):
 
 
 # -- /predict-next ------------------------------------------------------------------------------
-class PredictRequest(_Request):
+class PredictRequest(StrictRequest):
     """A text whose next word to predict."""
 
     model: ModelName = None
@@ -122,7 +122,7 @@ class PredictResponse(BaseModel):
 
 
 # -- /generate ----------------------------------------------------------------------------------
-class GenerateRequest(_Request):
+class GenerateRequest(StrictRequest):
     """A prompt to continue, and how to sample (names follow text-generation-inference)."""
 
     model: ModelName = None
@@ -231,7 +231,7 @@ class GenerateResponse(BaseModel):
 
 
 # -- /perplexity --------------------------------------------------------------------------------
-class PerplexityRequest(_Request):
+class PerplexityRequest(StrictRequest):
     """One text or several, to score."""
 
     model: ModelName = None

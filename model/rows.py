@@ -4,6 +4,9 @@ Every row reads `<eos>` and then its text, as scoring's line reading does, so it
 same state as training and evaluation. What it wants from a step differs by kind:
 
 - ScoreRow: the log-probability of each target (the next token; `<eos>` after the last).
+- SharedPrefixRow: reads once the tokens that several scored lines begin with, then the runner
+  continues each line from its state as a ScoreRow (prefix sharing: fill-blank's lines differ
+  only from the blank on).
 - PredictRow: the next-token distribution once its text is read.
 - GenerateRow: a sampled token after its prompt and after each token it generated, which it
   then reads itself; it stops on a finish reason.
@@ -159,6 +162,47 @@ class ScoreRow(Row):
         self.tops.extend(tops)
         self.finished = self.caught_up
         return self.finished
+
+
+class SharedPrefixRow(ScoreRow):
+    """Scores the start that several one-line texts share, once: it reads <eos> and the prefix
+    but its last token, so each continuation's first target is the prefix's last one. Once
+    read, the runner replaces it by one ScoreRow per text (continuations()), each from a copy
+    of its state and carrying its scores, so every text gets the figures of its own ScoreRow."""
+
+    def __init__(self, texts: Sequence[Sequence[int]], shared: int, eos_id: int, channel: Ticket):
+        prefix = list(texts[0][:shared])
+        super().__init__(prefix[:-1], eos_id, index=-1, channel=channel)
+        self.targets = prefix  # targets[i] follows tokens[i]: no <eos> at the prefix's end
+        self.rests = [list(text[shared - 1 :]) for text in texts]  # each from the last shared
+        self.eos_id = eos_id
+
+    def continuations(self) -> list[ScoreRow]:
+        """One row per text, reading its rest from this row's state; text i answers as index i
+        with the prefix's scores before its own."""
+        rows = []
+        for index, rest in enumerate(self.rests):
+            row = ScoreRow(rest[1:], self.eos_id, index, self.channel)
+            row.tokens[0] = rest[0]  # it continues the line: the prefix's last token, not <eos>
+            row.scores = list(self.scores)
+            rows.append(row)
+        return rows
+
+
+def score_rows_for(
+    texts: Sequence[Sequence[int]], eos_id: int, channel: Ticket, shared: int = 0
+) -> list[Row]:
+    """The rows that score texts (ids without <eos>), text i answering as index i: one
+    SharedPrefixRow when they are several one-line texts whose first `shared` ids are the same
+    (read once, then continued per text), else one ScoreRow each. Why one home: the service's
+    engine and bench.fill_blank must score shared prefixes the same way."""
+    one_line = all(eos_id not in text for text in texts)
+    if shared > 0 and len(texts) > 1 and one_line:
+        prefix = list(texts[0][:shared])
+        if any(list(text[:shared]) != prefix for text in texts):
+            raise ValueError(f"the texts do not all begin with the same {shared} tokens")
+        return [SharedPrefixRow(texts, shared, eos_id, channel)]
+    return [ScoreRow(list(text), eos_id, i, channel) for i, text in enumerate(texts)]
 
 
 class PredictRow(Row):

@@ -29,7 +29,15 @@ from model.decoding import next_tokens
 from model.distribution import NextWordDistribution
 from model.pointer_cache import PointerCache, mix_rows
 from model.rnn import RNNLanguageModel
-from model.rows import Candidate, GenerateRow, PredictRow, Row, ScoreRow, TopTokens
+from model.rows import (
+    Candidate,
+    GenerateRow,
+    PredictRow,
+    Row,
+    ScoreRow,
+    SharedPrefixRow,
+    TopTokens,
+)
 from model.scoring import chunk_target_log_probs
 
 PREFILL_CHUNK = 64  # most prompt tokens one row reads per step (the service's default)
@@ -121,8 +129,9 @@ class Runner:
                 row.remember(features[i, : len(chunks[i])], chunks[i])
         outbox: Outbox = []
         scoring = [i for i, row in enumerate(rows) if isinstance(row, ScoreRow)]
-        if scoring:
-            self._score_rows(scoring, starts, chunks, features, outbox)
+        prefixes_read = (
+            self._score_rows(scoring, starts, chunks, features, outbox) if scoring else []
+        )
         wanting = [
             i for i, row in enumerate(rows) if row.caught_up and not isinstance(row, ScoreRow)
         ]
@@ -134,7 +143,19 @@ class Runner:
                 last = torch.tensor([len(chunks[i]) - 1 for i in wanting])
                 last_features = features[wanting, last]
             self._answer([rows[i] for i in wanting], last_features, outbox)
+        self._continue_shared_prefixes(prefixes_read)
         return outbox
+
+    def _continue_shared_prefixes(self, read: list[int]) -> None:
+        """Each shared prefix just read (row indices) hands over to its texts' rows, which join
+        the batch with copies of its state; the prefix row is finished and leaves."""
+        for i in read:
+            row = self.rows[i]
+            assert isinstance(row, SharedPrefixRow)
+            continuations = row.continuations()
+            self.rows.extend(continuations)
+            copies = self.state[:, :, [i] * len(continuations)]
+            self.state = torch.cat([self.state, copies], dim=2)
 
     def _start_lines(self, rows: Sequence[Row]) -> None:
         """Rows about to read a new line of their text: under line context it starts from the
@@ -152,9 +173,11 @@ class Runner:
         chunks: list[list[int]],
         features: torch.Tensor,
         outbox: Outbox,
-    ) -> None:
+    ) -> list[int]:
         """Log-probabilities of the targets the scoring rows just read, in one output-layer
-        call; a row whose text is read sends (index, scores, tops) to its request."""
+        call; a row whose text is read sends (index, scores, tops) to its request. Returns the
+        indices of the shared prefixes read, whose texts go on in rows of their own."""
+        prefixes_read = []
         rows = [self.rows[i] for i in scoring]
         targets = []
         for i, row in zip(scoring, rows, strict=True):
@@ -171,8 +194,13 @@ class Runner:
                 distribution = NextWordDistribution.of(self.model, features[i, : len(chunks[i])])
                 places = range(len(chunks[i]))
                 tops = self._named(*self._top_tokens(distribution, places, row.top_n, False))
-            if row.add_scores(piece, tops):
+            if not row.add_scores(piece, tops):
+                continue
+            if isinstance(row, SharedPrefixRow):
+                prefixes_read.append(i)
+            else:
                 outbox.append((row, (row.index, torch.cat(row.scores), row.tops)))
+        return prefixes_read
 
     def _answer(self, rows: list[Row], features: torch.Tensor, outbox: Outbox) -> None:
         """Predictions and sampled tokens of rows that read features (N, D): rows with a

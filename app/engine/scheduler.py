@@ -42,6 +42,7 @@ from model.rows import (
     ScoreRow,
     TokenEvent,
     TopTokens,
+    score_rows_for,
 )
 from model.runner import Outbox, Runner
 from model.sampling import SamplingOptions
@@ -129,6 +130,18 @@ class Engine:
         top_n most probable tokens at its place (one full output layer per position: dearer)."""
         channel = self._channel()
         self._submit(self._score_rows(texts, channel, top_n, cache))
+        return await self._scores(texts, channel)
+
+    async def score_sharing_prefix(
+        self, texts: Sequence[EncodedText], shared: int
+    ) -> list[TextScore]:
+        """score(texts, cache=False) for one-line texts whose first `shared` tokens are the
+        same, reading those once and continuing each text from that state: the same figures
+        (float rounding aside) for a fraction of the work. Why: /fill-blank scores many lines
+        that differ only from the blank on."""
+        channel = self._channel()
+        ids = [text.ids for text in texts]
+        self._submit(score_rows_for(ids, self.vocab.eos_id, channel, shared))
         return await self._scores(texts, channel)
 
     async def generate(

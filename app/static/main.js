@@ -1,5 +1,6 @@
-// Wires the three panels and the model card together.
+// Wires the four panels and the model card together.
 
+import { setUpFill } from "./fill.js";
 import { setMaxNewTokensCap, setUpGenerate } from "./generate.js";
 import { loadModelCard } from "./info.js";
 import { setUpPredict } from "./predict.js";
@@ -8,6 +9,7 @@ import { setCacheServed, setSurprisalScale, setUpScore } from "./score.js";
 setUpPredict();
 setUpGenerate();
 setUpScore();
+setUpFill();
 
 const info = await loadModelCard();
 if (info) {

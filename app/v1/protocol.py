@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
-from app.schemas import STOP_STRINGS_CEILING, ModelName, StopString, Text
+from app.schemas import STOP_STRINGS_CEILING, ModelName, StopString, StrictRequest, Text
 from model.sampling import SamplingOptions
 
 MAX_LOGPROBS = 20  # as vLLM's default --max-logprobs
@@ -27,14 +27,8 @@ Prompt = (
 )
 
 
-class _Request(BaseModel):
-    """Unknown fields are an error, so that a misspelt parameter is not silently ignored."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
 # -- /v1/completions ----------------------------------------------------------------------------
-class StreamOptions(_Request):
+class StreamOptions(StrictRequest):
     """What a stream carries besides the text."""
 
     include_usage: bool = Field(
@@ -51,7 +45,7 @@ def _refuse(name: str, reason: str) -> ValueError:
     return ValueError(f"{name} is not supported by this server: {reason}")
 
 
-class CompletionRequest(_Request):
+class CompletionRequest(StrictRequest):
     """A completion of one prompt or several (choices ordered prompt-major: index =
     prompt_index * n + j)."""
 
@@ -216,7 +210,7 @@ class ModelList(BaseModel):
 
 
 # -- tokenizer routes (vLLM's, probed by lm-evaluation-harness) --------------------------------
-class TokenizeRequest(_Request):
+class TokenizeRequest(StrictRequest):
     """A text to tokenize."""
 
     model: ModelName = None
@@ -242,7 +236,7 @@ class TokenizeResponse(BaseModel):
     token_strs: list[str] | None = None
 
 
-class DetokenizeRequest(_Request):
+class DetokenizeRequest(StrictRequest):
     """Token ids to turn back into text."""
 
     model: ModelName = None

@@ -14,6 +14,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.config import SchemathesisConfig
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.live_server import uvicorn_server
 
@@ -22,6 +23,7 @@ MODEL_OPERATIONS = [
     ("POST", "/predict-next"),
     ("POST", "/generate"),
     ("POST", "/perplexity"),
+    ("POST", "/fill-blank"),
     ("POST", "/v1/completions"),
     *(
         ("POST", f"{prefix}/{route}")
@@ -43,6 +45,9 @@ CASES = [
 ]
 # a text over the configured length is refused with 413 (too large), as docs/api.md says
 REJECTION = [400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429]
+# /fill-blank's text must hold its `blank` marker exactly once: a rule between two fields that
+# JSON Schema cannot state, so a schema-valid body may get its 422; every other check still runs
+EXCLUDED = {"/fill-blank": [positive_data_acceptance]}
 KEY = "fuzz-key"  # the server wants an API key: unauthenticated cases must get 401
 CONFIG = {
     "checks": {"negative_data_rejection": {"expected-statuses": REJECTION}},
@@ -79,6 +84,6 @@ def test_no_5xx_and_every_answer_matches_the_schema(live_schema, method, path, m
         suppress_health_check=list(HealthCheck),
     )
     def check(case: schemathesis.Case) -> None:
-        case.call_and_validate(timeout=30)
+        case.call_and_validate(timeout=30, excluded_checks=EXCLUDED.get(path, []))
 
     check()

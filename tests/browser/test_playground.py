@@ -1,7 +1,7 @@
 """The web playground at / in a real headless Chromium, against a live uvicorn on loopback serving
 the tiny checkpoint: no console errors, typing shows candidate bars, generation streams token by
-token, scoring colours tokens, and the page fits a phone-width window. Screenshots are saved for a
-person to look at (also under NEXTWORD_SCREENSHOT_DIR when set)."""
+token, scoring colours tokens, a blank is filled, and the page fits a phone-width window.
+Screenshots are saved for a person to look at (also under NEXTWORD_SCREENSHOT_DIR when set)."""
 
 from __future__ import annotations
 
@@ -228,6 +228,22 @@ def check_scoring_colours_tokens(driver: WebDriver) -> None:
     wait_for(driver, lambda d: "−log p" in detail.text, "hovering a token showed no value")
 
 
+def check_fill_ranks_words_and_fills_the_blank(driver: WebDriver) -> None:
+    box = driver.find_element(By.ID, "fill-input")
+    box.clear()
+    box.send_keys("中国 ___ 人民")
+    driver.find_element(By.ID, "fill-button").click()
+    rows = wait_for(
+        driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#fill-chart .bar-row"), "no words"
+    )
+    widths = [row.find_element(By.CSS_SELECTOR, ".bar").size["width"] for row in rows]
+    assert widths[0] > 0 and widths == sorted(widths, reverse=True), "not best first"
+    word = rows[0].find_element(By.CSS_SELECTOR, ".bar-label").text
+    assert "left" in rows[0].text and word
+    rows[0].click()
+    assert box.get_attribute("value") == f"中国 {word} 人民", "clicking a word did not fill it in"
+
+
 def hover(driver: WebDriver, element: WebElement) -> None:
     ActionChains(driver).move_to_element(element).perform()
 
@@ -243,6 +259,7 @@ def test_playground_predicts_generates_and_scores(
     check_typing_shows_candidates(browser)
     check_generation_streams(browser)
     check_scoring_colours_tokens(browser)
+    check_fill_ranks_words_and_fills_the_blank(browser)
     save_screenshot(browser, tmp_path, "playground.png")
     assert console_errors(browser) == []
 

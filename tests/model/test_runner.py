@@ -10,7 +10,16 @@ import torch
 import model.runner
 from model.checkpoint import load_checkpoint
 from model.decoding import Decoding
-from model.rows import FinishEvent, GenerateRow, PredictRow, ScoreRow, Ticket, TokenEvent
+from model.rows import (
+    FinishEvent,
+    GenerateRow,
+    PredictRow,
+    ScoreRow,
+    SharedPrefixRow,
+    Ticket,
+    TokenEvent,
+    score_rows_for,
+)
 from model.runner import Runner
 from model.sampling import SamplingOptions
 from model.scoring import score_lines
@@ -44,6 +53,50 @@ def test_score_rows_read_in_ragged_chunks_equal_score_lines(loaded) -> None:
     results = {index: scores for _, (index, scores, _) in _run(runner)}  # type: ignore[misc]
     for index, expected in enumerate(score_lines(checkpoint.model, ids, eos)):
         assert torch.allclose(results[index], expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("shared", [1, 3, None])  # None: the whole of one text
+def test_texts_sharing_a_prefix_read_it_once_and_score_as_alone(loaded, monkeypatch, shared):
+    """Lines that differ only after their first `shared` tokens (fill-blank's filled lines):
+    one row reads the prefix, then each line goes on from a copy of its state, amid an
+    unrelated row, and every line gets the scores of its own reading."""
+    checkpoint, encoder = loaded
+    prefix = encoder.encode("中国人民银行今天宣布，从明天起").ids[:shared]
+    shared = len(prefix)
+    rests = [encoder.encode(text).ids for text in ("下调存款利率。", "", "我爱北京天安门。")]
+    texts = [[*prefix, *rest] for rest in rests]
+    read: list[int] = []
+    real_forward = model.runner.forward_rows
+
+    def recording_forward(network, chunks, state):
+        read.append(sum(len(chunk) for chunk in chunks))
+        return real_forward(network, chunks, state)
+
+    monkeypatch.setattr(model.runner, "forward_rows", recording_forward)
+    eos = checkpoint.vocab.eos_id
+    runner = Runner(checkpoint, prefill_chunk=4)
+    rows = score_rows_for(texts, eos, Ticket(), shared)
+    assert [type(row) for row in rows] == [SharedPrefixRow]
+    other = encoder.encode("人民日报").ids
+    runner.add([*rows, ScoreRow(other, eos, 7, Ticket())])
+    results = {index: scores for _, (index, scores, _) in _run(runner)}  # type: ignore[misc]
+    assert sorted(results) == [0, 1, 2, 7]
+    expected = score_lines(checkpoint.model, [*texts, other], eos)
+    for index, want in zip([0, 1, 2, 7], expected, strict=True):
+        assert torch.allclose(results[index], want, atol=1e-5)
+    # each text's own tokens plus the prefix once (its <eos> and all but its last token)
+    own = sum(len(text) - shared + 2 for text in texts)  # the last shared one, its rest, <eos>
+    assert sum(read) == own - len(texts) + shared + len(other) + 1
+
+
+def test_only_one_line_texts_with_the_same_start_share_it():
+    eos = 0
+    a, b = [5, 6, 7], [5, 8, 7]
+    with pytest.raises(ValueError, match="do not all begin with the same 2 tokens"):
+        score_rows_for([a, b], eos, Ticket(), 2)
+    assert [type(r) for r in score_rows_for([a, [*a, eos, *b]], eos, Ticket(), 1)] == [ScoreRow] * 2
+    assert [type(r) for r in score_rows_for([a], eos, Ticket(), 1)] == [ScoreRow]
+    assert [type(r) for r in score_rows_for([a, b], eos, Ticket(), 0)] == [ScoreRow] * 2
 
 
 def test_each_generated_token_is_read_once(loaded, monkeypatch) -> None:

@@ -1,0 +1,228 @@
+"""Fill in the blank: the words that best fill the one gap in a line, ranked by the probability
+of the whole line with each word in the gap.
+
+    text        今天 ___ 很好                       (the marker: "___" unless named)
+    proposals   forward model after  <eos> 今天        → its top words
+                backward model after <eos> 好 很       → its top words (where one is served)
+    lines       <eos> 今天 w 很 好 <eos>                one per proposed word, scored in ONE batch
+    ranking     log P(line) under the forward model, best first
+
+The forward model's top words after the left side alone are what /predict-next offers; scoring
+the whole line lets the right side vote, and the backward model proposes words that fit the
+right side but that the left side alone ranks low.
+
+Edges. A blank at the start has no left side: the forward model proposes the words that begin
+a line (its distribution after <eos>, the start state). A blank at the end has no right side:
+the line ends with the word, the backward model proposes the words that end a line, and each
+filled line is scored with its closing <eos> like any other. A text that is only the blank is a
+line of one word. A text of several lines is refused: a line is what the model reads from the
+start state.
+
+Each side is tokenized on its own, so a filled line is the left side's tokens, one vocabulary
+word, then the right side's tokens. What runs the model differs by caller (the service's engine
+for POST /fill-blank, `BlankFiller` on checkpoints for bench.fill_blank and the tests); cutting
+the text, merging the proposals and ranking happen here for both.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import cast
+
+import torch
+
+from model.batching import DIRECTIONS, in_reading_order
+from model.checkpoint import Checkpoint, load_direction
+from model.rows import Candidate, PredictRow, Row, Ticket, score_rows_for
+from model.runner import Runner
+from model.vocab import SPECIALS, Vocab
+
+BLANK = "___"  # the marker of the gap unless a request names another
+
+
+class BlankError(ValueError):
+    """A text whose blank cannot be filled; the message says what is wrong and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Blank:
+    """A line cut at its blank: the text before it and after it (either may be empty)."""
+
+    left: str
+    right: str
+
+
+def find_blank(text: str, marker: str = BLANK) -> Blank:
+    """The text cut at its one blank marker; BlankError for a text of several lines, without a
+    blank or with more than one, and for an empty marker. Why: a request names one gap in one
+    line, and anything else has no single answer."""
+    if not marker.strip():
+        raise BlankError("the blank marker is empty or only spaces: use a visible one, e.g. '___'")
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) > 1:
+        raise BlankError(
+            f"the text holds {len(lines)} lines; a blank is filled within one line: send only "
+            "the line with the blank"
+        )
+    count = text.count(marker)
+    if count == 0:
+        raise BlankError(f"the text holds no blank: write {marker!r} where the missing word goes")
+    if count > 1:
+        raise BlankError(
+            f"the text holds {count} blanks {marker!r}; exactly one is filled at a time: write "
+            "in the other words, or send one request per blank"
+        )
+    left, right = text.split(marker)
+    return Blank(left.strip(), right.strip())
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A blank in one model's vocabulary: the ids left and right of it, left to right."""
+
+    left: tuple[int, ...]
+    right: tuple[int, ...]
+
+    @classmethod
+    def as_read(cls, left: Sequence[int], right: Sequence[int], direction: str) -> Gap:
+        """The gap of sides encoded in a model's reading order (a backward model's encoder
+        reverses each side): the same ids, left to right."""
+        return cls(
+            tuple(in_reading_order([left], direction)[0]),
+            tuple(in_reading_order([right], direction)[0]),
+        )
+
+    def line(self, word: int) -> list[int]:
+        """The line with word in the gap, left to right: what the forward model scores."""
+        return [*self.left, word, *self.right]
+
+    def before(self, direction: str) -> list[int]:
+        """What a model of direction reads before it reaches the gap, in its reading order:
+        the left side (forward), or the right side reversed (backward)."""
+        side = self.left if direction == "forward" else self.right
+        return in_reading_order([side], direction)[0]
+
+    @property
+    def place(self) -> int:
+        """Index, among a filled line's targets, of the word in the gap."""
+        return len(self.left)
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A word proposed for the gap (its id in the ranking model's vocabulary) and the
+    directions of the models that proposed it, forward first."""
+
+    word: int
+    proposed_by: tuple[str, ...]
+
+
+def words_to_ask(count: int) -> int:
+    """How many next words to ask a model for so that count real words remain: one more, for
+    the <eos> its list may hold (<unk> is never offered)."""
+    return count + 1
+
+
+def merge_proposals(
+    proposals: Mapping[str, Sequence[str]], vocab: Vocab, count: int | None = None
+) -> list[Proposal]:
+    """Each model's proposed words (direction → words, best first) as one list of distinct
+    words, in the order first proposed (the forward model's list first): <unk>, <eos> and
+    words outside vocab (the ranking model's) are left out, since the gap holds one real word
+    the ranking model can score; with count, each model's first count words that remain."""
+    merged: dict[int, list[str]] = {}
+    for direction in DIRECTIONS:
+        real = [t for t in proposals.get(direction, ()) if t not in SPECIALS and t in vocab]
+        for token in real[:count]:
+            sources = merged.setdefault(vocab.stoi[token], [])
+            if direction not in sources:
+                sources.append(direction)
+    return [Proposal(word, tuple(sources)) for word, sources in merged.items()]
+
+
+@dataclass(frozen=True)
+class Filled:
+    """A proposed word in the gap: the log-probability (natural log) of the whole filled line
+    under the forward model, closing <eos> included, and of the word given the left side
+    alone (the line's target at the gap)."""
+
+    word: int
+    line_logprob: float
+    left_logprob: float
+    proposed_by: tuple[str, ...]
+
+
+def rank(
+    gap: Gap, proposals: Sequence[Proposal], line_scores: Sequence[Sequence[float]]
+) -> list[Filled]:
+    """The proposals best first by the log-probability of their filled line, given the
+    log-probability of every target of each line (gap.line(word), in proposal order); ties
+    keep the proposal order. The one ranking of the service and the bench."""
+    filled = [
+        Filled(p.word, math.fsum(scores), float(scores[gap.place]), p.proposed_by)
+        for p, scores in zip(proposals, line_scores, strict=True)
+    ]
+    return sorted(filled, key=lambda f: -f.line_logprob)
+
+
+class BlankFiller:
+    """Fills blanks with checkpoints in process, through the service's step (model/runner.py)
+    without its scheduler: each call's rows are one batch, as one request's rows are in the
+    service, and every row reads the model alone (no cache pointer). For bench.fill_blank and
+    the tests; the service does the same with its engines."""
+
+    def __init__(self, forward: Checkpoint, backward: Checkpoint | None = None):
+        for checkpoint, direction in ((forward, "forward"), (backward, "backward")):
+            if checkpoint is not None and load_direction(checkpoint) != direction:
+                raise ValueError(
+                    f"{checkpoint.directory} reads {load_direction(checkpoint)}, but the "
+                    f"{direction} model of a blank must read {direction}"
+                )
+        self.runners = {"forward": Runner(forward)}
+        if backward is not None:
+            self.runners["backward"] = Runner(backward)
+
+    def gap(self, left: Sequence[str], right: Sequence[str], direction: str) -> Gap:
+        """The gap between the tokens left and right in the vocabulary of the model of
+        direction."""
+        vocab = self.runners[direction].vocab
+        return Gap(tuple(vocab.encode(left)), tuple(vocab.encode(right)))
+
+    def propose(self, gap: Gap, count: int, direction: str) -> list[str]:
+        """The most probable words in the gap under the model of direction given the side it
+        reads first, as many as words_to_ask(count) (<unk> never; <eos> may be among them):
+        merge_proposals(..., count) keeps count real ones."""
+        runner = self.runners[direction]
+        asked = words_to_ask(count)
+        row = PredictRow(gap.before(direction), runner.vocab.eos_id, asked, Ticket())
+        ((_, candidates),) = _run(runner, [row])
+        return [candidate.token for candidate in cast(list[Candidate], candidates)]
+
+    def rescore(self, gap: Gap, proposals: Sequence[Proposal]) -> list[Filled]:
+        """The proposals ranked by their filled lines, every line scored by the forward model
+        in one batch that reads the left side once, as the service does (gap: in the forward
+        model's vocabulary)."""
+        runner = self.runners["forward"]
+        lines = [gap.line(p.word) for p in proposals]
+        rows = score_rows_for(lines, runner.vocab.eos_id, Ticket(), len(gap.left))
+        scores: list[list[float]] = [[] for _ in proposals]
+        for _, result in _run(runner, rows):
+            index, line_scores, _ = cast(tuple[int, torch.Tensor, object], result)
+            scores[index] = line_scores.tolist()
+        return rank(gap, proposals, scores)
+
+
+def _run(runner: Runner, rows: Sequence[Row]) -> list[tuple[Row, object]]:
+    """Every result of rows run as one batch to their end, finished rows leaving the batch as
+    the service's scheduler takes them out."""
+    runner.add(rows)
+    results: list[tuple[Row, object]] = []
+    try:
+        while runner.rows:
+            results += runner.step()
+            runner.keep([i for i, row in enumerate(runner.rows) if not row.finished])
+    finally:
+        runner.keep([])
+    return results
