@@ -206,7 +206,8 @@ def score_rows_for(
 
 
 class PredictRow(Row):
-    """Reads one text and reports the most probable next tokens."""
+    """Reads one text and reports the most probable next tokens, then (with words) each of
+    those words with its exact log-probability there, in the order given."""
 
     def __init__(
         self,
@@ -215,9 +216,11 @@ class PredictRow(Row):
         top_k: int,
         channel: Ticket,
         cache: PointerCache | None = None,
+        words: Sequence[int] = (),
     ):
         super().__init__([eos_id, *ids], channel, cache)
         self.top_k = top_k
+        self.words = list(words)
 
 
 class GenerateRow(Row):

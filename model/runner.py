@@ -20,6 +20,7 @@ one output-layer pass, however long the text before it.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -252,16 +253,26 @@ class Runner:
     def _predict(
         self, rows: list[Row], distribution: NextWordDistribution, index: list[int], outbox: Outbox
     ) -> None:
-        """The top-k candidates of each predicting row (<unk> excluded); the row is done."""
-        widest = min(
-            max(row.top_k for row in rows if isinstance(row, PredictRow)), len(self.vocab) - 1
-        )
+        """The top-k candidates of each predicting row (<unk> excluded), then the words it
+        asked for, each with its exact log-probability; the row is done."""
+        predicting = [row for row in rows if isinstance(row, PredictRow)]
+        widest = min(max(row.top_k for row in predicting), len(self.vocab) - 1)
         values, ids = self._top_tokens(distribution, index, widest, ban_unk=True)
-        for row, row_values, row_ids in zip(rows, values, ids, strict=True):
-            assert isinstance(row, PredictRow)
+        asked = [(j, word) for j, row in enumerate(predicting) for word in row.words]
+        asked_logprobs: list[float] = []
+        if asked:
+            places = torch.tensor([index[j] for j, _ in asked], device=distribution.device)
+            words = torch.tensor([word for _, word in asked], device=distribution.device)
+            asked_logprobs = distribution.log_prob_of(places, words).cpu().tolist()
+        offered = iter(zip(asked, asked_logprobs, strict=True))
+        for row, row_values, row_ids in zip(predicting, values, ids, strict=True):
+            chosen = zip(row_values[: row.top_k], row_ids[: row.top_k], strict=True)
+            named = [(i, v) for v, i in chosen]
+            named += [
+                (word, logprob) for (_, word), logprob in itertools.islice(offered, len(row.words))
+            ]
             candidates = [
-                Candidate(self.vocab.itos[i], v, i == self.vocab.eos_id)
-                for v, i in zip(row_values[: row.top_k], row_ids[: row.top_k], strict=True)
+                Candidate(self.vocab.itos[i], v, i == self.vocab.eos_id) for i, v in named
             ]
             row.finished = True
             outbox.append((row, candidates))

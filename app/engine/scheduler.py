@@ -107,13 +107,14 @@ class Engine:
 
     # -- what the HTTP layer calls: one call per request -------------------------------------
     async def predict_next(
-        self, text: EncodedText, top_k: int, cache: bool = True
+        self, text: EncodedText, top_k: int, cache: bool = True, words: Sequence[int] = ()
     ) -> list[Candidate]:
         """The top_k most probable next tokens after text (<unk> is never offered); with the
-        checkpoint's cache pointer unless cache is False."""
+        checkpoint's cache pointer unless cache is False. With words (ids), each of them
+        follows, in the order given, with its exact log-probability after text."""
         channel = self._channel()
-        eos = self.vocab.eos_id
-        self._submit([PredictRow(text.ids, eos, top_k, channel, self.runner.new_cache(cache))])
+        new_cache = self.runner.new_cache(cache)
+        self._submit([PredictRow(text.ids, self.vocab.eos_id, top_k, channel, new_cache, words)])
         try:
             candidates = await channel.get()
         finally:

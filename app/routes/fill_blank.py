@@ -10,7 +10,6 @@ alone, without their cache pointer, as bench.fill_blank measures them.
 
 from __future__ import annotations
 
-import asyncio
 import math
 from dataclasses import dataclass
 from typing import Annotated, Literal
@@ -186,43 +185,31 @@ async def _fill(
     engines: BlankEngines, gaps: dict[str, Gap], proposed: int, top_k: int
 ) -> tuple[list[Filled], list[float | None]]:
     """The top_k filled words, and each one's log-probability under the backward model given
-    the right side (None without one): the models propose at once; then the forward engine
-    scores every filled line, reading the left side once, while the backward engine reads the
-    right side once for every proposed word."""
-    asked = engines.asked()
-    wanted = words_to_ask(proposed)
-    found = await asyncio.gather(
-        *(e.predict_next(e.encoder.from_ids(gaps[d].before(d)), wanted, False) for d, e in asked)
-    )
+    the right side (None without one, or for a word outside its vocabulary). The forward
+    model proposes after the left side; the backward model, in one read of the right side,
+    proposes its words and gives its log-probability of each forward word; the forward engine
+    then scores every filled line, reading the left side once. One engine after the other: on
+    a few cores two engines stepping at once slowed each other (measured: docs/fill-blank.md)."""
     forward, gap = engines.forward, gaps["forward"]
-    proposals = {d: [c.token for c in words] for (d, _), words in zip(asked, found, strict=True)}
-    words = merge_proposals(proposals, forward.vocab, proposed)
-    tokens = [forward.vocab.itos[p.word] for p in words]
-    lines = [forward.encoder.from_ids(gap.line(p.word)) for p in words]
-    scores, right_logprobs = await asyncio.gather(
-        forward.score_sharing_prefix(lines, len(gap.left)),
-        _right_logprobs(engines.backward, gaps.get("backward"), tokens),
+    wanted = words_to_ask(proposed)
+    ahead = await forward.predict_next(
+        forward.encoder.from_ids(gap.before("forward")), wanted, False
     )
+    proposals = {"forward": [c.token for c in ahead]}
+    right_logprobs: dict[str, float] = {}
+    if engines.backward is not None:
+        backward, before = engines.backward, gaps["backward"].before("backward")
+        known = [backward.vocab.stoi[t] for t in proposals["forward"] if t in backward.vocab]
+        behind = await backward.predict_next(
+            backward.encoder.from_ids(before), wanted, False, known
+        )
+        proposals["backward"] = [c.token for c in behind[: len(behind) - len(known)]]
+        right_logprobs = {c.token: c.logprob for c in behind}
+    words = merge_proposals(proposals, forward.vocab, proposed)
+    lines = [forward.encoder.from_ids(gap.line(p.word)) for p in words]
+    scores = await forward.score_sharing_prefix(lines, len(gap.left))
     ranked = rank(gap, words, [s.logprobs for s in scores])[:top_k]
-    by_word = dict(zip((p.word for p in words), right_logprobs, strict=True))
-    return ranked, [by_word[f.word] for f in ranked]
-
-
-async def _right_logprobs(
-    backward: Engine | None, gap: Gap | None, tokens: list[str]
-) -> list[float | None]:
-    """Each token's log-probability under the backward model after reading the right side
-    (None for a token outside its vocabulary, and for all without a backward model), the right
-    side read once for all of them."""
-    if backward is None or gap is None:
-        return [None] * len(tokens)
-    vocab = backward.vocab
-    known = [token for token in tokens if token in vocab]
-    before = gap.before("backward")
-    texts = [backward.encoder.from_ids([*before, vocab.stoi[t]]) for t in known]
-    scores = await backward.score_sharing_prefix(texts, len(before)) if texts else []
-    found = {t: score.logprobs[len(before)] for t, score in zip(known, scores, strict=True)}
-    return [found.get(token) for token in tokens]
+    return ranked, [right_logprobs.get(forward.vocab.itos[f.word]) for f in ranked]
 
 
 def _read(text: EncodedText) -> list[InputToken]:

@@ -140,6 +140,26 @@ def test_predict_row_offers_the_top_k_without_unk(loaded) -> None:
     assert [c.logprob for c in candidates] == pytest.approx(values.tolist(), abs=1e-5)
 
 
+def test_a_predict_row_gives_the_exact_logprob_of_each_word_it_asks_for(loaded) -> None:
+    checkpoint, encoder = loaded
+    text = encoder.encode("我们去北京")
+    vocab = checkpoint.vocab
+    words = [len(vocab) - 1, vocab.eos_id, 7, len(vocab) // 2]  # the rarest word, <eos>, ...
+    runner = Runner(checkpoint)
+    asking = PredictRow(text.ids, vocab.eos_id, 3, Ticket(), words=words)
+    plain = PredictRow(encoder.encode("人民").ids, vocab.eos_id, 2, Ticket())
+    runner.add([plain, asking])
+    results = dict(_run(runner))
+    with torch.inference_mode():
+        features, _ = checkpoint.model(torch.tensor([[vocab.eos_id, *text.ids]]))
+        log_probs = checkpoint.model.log_probs(features[0, -1:])[0].float()
+    answer = results[asking]
+    assert len(answer) == 3 + len(words) and len(results[plain]) == 2
+    assert [c.token for c in answer[3:]] == vocab.decode(words)
+    assert [c.logprob for c in answer[3:]] == pytest.approx(log_probs[words].tolist(), abs=1e-5)
+    assert answer[4].end_of_text
+
+
 def test_keep_drops_rows_and_their_state(loaded) -> None:
     checkpoint, encoder = loaded
     eos = checkpoint.vocab.eos_id

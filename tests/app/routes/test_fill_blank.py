@@ -106,19 +106,26 @@ def top_words(checkpoint: Checkpoint, context: list[int], k: int) -> list[str]:
     return checkpoint.vocab.decode(log_probs.topk(k).indices.tolist())
 
 
-def test_every_filled_line_is_scored_in_one_call_reading_the_left_side_once(
+def test_each_side_is_read_once_per_model_and_every_line_scored_in_one_call(
     both, loaded, monkeypatch
 ):
-    engines = both.app.state.engines
-    calls: dict[str, list[tuple[int, int]]] = {"forward": [], "backward": []}
-    for name, engine in engines.items():
-        real = engine.score_sharing_prefix
+    """The forward model reads the left side to propose, then scores every filled line in one
+    call sharing the left side; the backward model reads the right side once, proposing its
+    words and giving its probability of each forward word in the same call."""
+    calls: list[tuple[str, str, int, int]] = []  # (model, method, texts or top_k, words)
+    for name, engine in both.app.state.engines.items():
+        real_score, real_predict = engine.score_sharing_prefix, engine.predict_next
 
-        async def counted(texts, shared, _name=name, _real=real):
-            calls[_name].append((len(texts), shared))
+        async def score(texts, shared, _name=name, _real=real_score):
+            calls.append((_name, "score", len(texts), shared))
             return await _real(texts, shared)
 
-        monkeypatch.setattr(engine, "score_sharing_prefix", counted)
+        async def predict(text, top_k, cache=True, words=(), _name=name, _real=real_predict):
+            calls.append((_name, "predict", top_k, len(words)))
+            return await _real(text, top_k, cache, words)
+
+        monkeypatch.setattr(engine, "score_sharing_prefix", score)
+        monkeypatch.setattr(engine, "predict_next", predict)
     answer = fill(both, top_k=3, candidates=8)
     (forward, encoder), (backward, _) = loaded["forward"], loaded["backward"]
     proposed = {
@@ -126,12 +133,13 @@ def test_every_filled_line_is_scored_in_one_call_reading_the_left_side_once(
         "backward": top_words(backward, encoder.encode(RIGHT).ids[::-1], 9),
     }
     merged = len(merge_proposals(proposed, forward.vocab, 8))
-    left, right = len(encoder.encode(LEFT).ids), len(encoder.encode(RIGHT).ids)
-    assert calls["forward"] == [(merged, left)]  # every line, the left side shared
+    left = len(encoder.encode(LEFT).ids)
+    assert calls == [
+        ("forward", "predict", 9, 0),
+        ("backward", "predict", 9, len(proposed["forward"])),  # every forward word it knows
+        ("forward", "score", merged, left),  # every line, the left side shared
+    ]
     assert len(answer["candidates"]) == 3
-    # the right side read once for every proposed word the backward model knows
-    assert len(calls["backward"]) == 1 and calls["backward"][0][1] == right
-    assert 3 <= calls["backward"][0][0] <= merged
 
 
 @pytest.mark.parametrize("served", ["forward only", "both, backward false"])
