@@ -20,7 +20,6 @@ one output-layer pass, however long the text before it.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 
 import torch
@@ -258,21 +257,22 @@ class Runner:
         predicting = [row for row in rows if isinstance(row, PredictRow)]
         widest = min(max(row.top_k for row in predicting), len(self.vocab) - 1)
         values, ids = self._top_tokens(distribution, index, widest, ban_unk=True)
-        asked = [(j, word) for j, row in enumerate(predicting) for word in row.words]
-        asked_logprobs: list[float] = []
-        if asked:
-            places = torch.tensor([index[j] for j, _ in asked], device=distribution.device)
-            words = torch.tensor([word for _, word in asked], device=distribution.device)
-            asked_logprobs = distribution.log_prob_of(places, words).cpu().tolist()
-        offered = iter(zip(asked, asked_logprobs, strict=True))
+        places = [index[j] for j, row in enumerate(predicting) for _ in row.words]
+        asked: list[float] = []
+        if places:
+            words = [word for row in predicting for word in row.words]
+            device = distribution.device
+            found = distribution.log_prob_of(
+                torch.tensor(places, device=device), torch.tensor(words, device=device)
+            )
+            asked = found.cpu().tolist()
+        start = 0
         for row, row_values, row_ids in zip(predicting, values, ids, strict=True):
-            chosen = zip(row_values[: row.top_k], row_ids[: row.top_k], strict=True)
-            named = [(i, v) for v, i in chosen]
-            named += [
-                (word, logprob) for (_, word), logprob in itertools.islice(offered, len(row.words))
-            ]
+            top = list(zip(row_ids[: row.top_k], row_values[: row.top_k], strict=True))
+            mine = list(zip(row.words, asked[start : start + len(row.words)], strict=True))
+            start += len(row.words)
             candidates = [
-                Candidate(self.vocab.itos[i], v, i == self.vocab.eos_id) for i, v in named
+                Candidate(self.vocab.itos[i], v, i == self.vocab.eos_id) for i, v in top + mine
             ]
             row.finished = True
             outbox.append((row, candidates))

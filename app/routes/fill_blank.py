@@ -189,7 +189,7 @@ async def _fill(
     model proposes after the left side; the backward model, in one read of the right side,
     proposes its words and gives its log-probability of each forward word; the forward engine
     then scores every filled line, reading the left side once. One engine after the other: on
-    a few cores two engines stepping at once slowed each other (measured: docs/fill-blank.md)."""
+    a few cores two engines stepping at once slowed each other (docs/experiments.md)."""
     forward, gap = engines.forward, gaps["forward"]
     wanted = words_to_ask(proposed)
     ahead = await forward.predict_next(

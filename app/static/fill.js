@@ -3,6 +3,7 @@
 // model's probability from the left side alone and the backward model's from the right side.
 
 import { postJSON } from "./api.js";
+import { barRow } from "./bars.js";
 import { formatNumber } from "./text.js";
 
 const TOP_K = 10;
@@ -60,37 +61,21 @@ function renderWords(candidates, onChoose) {
 
 function wordRow(candidate, share, highest, onChoose) {
   const { token, line_logprob, left_prob, right_prob, proposed_by } = candidate;
-  const row = document.createElement("button");
-  row.type = "button";
-  row.className = "bar-row";
-  row.setAttribute("role", "listitem");
   const right = right_prob === null ? "" : `, right side alone p = ${formatNumber(right_prob, 3)}`;
-  row.title =
-    `line log p = ${formatNumber(line_logprob, 5)}, left side alone p = ` +
-    `${formatNumber(left_prob, 3)}${right}; click to fill the blank`;
-  row.addEventListener("click", () => onChoose(token));
-
-  const label = document.createElement("span");
-  label.className = "bar-label";
-  label.textContent = token;
-
-  const track = document.createElement("span");
-  track.className = "bar-track";
-  const bar = document.createElement("span");
-  bar.className = "bar";
-  bar.style.width = `${(100 * share) / highest}%`;
-  track.append(bar);
-
-  const value = document.createElement("span");
-  value.className = "bar-value";
-  value.textContent = `${(100 * share).toFixed(1)}%`;
-
+  const row = barRow({
+    label: token,
+    share,
+    highest,
+    title:
+      `line log p = ${formatNumber(line_logprob, 5)}, left side alone p = ` +
+      `${formatNumber(left_prob, 3)}${right}; click to fill the blank`,
+    onClick: () => onChoose(token),
+  });
   const sides = document.createElement("span");
   sides.className = "fill-sides";
   const rightText = right_prob === null ? "" : ` · right ${formatNumber(right_prob, 2)}`;
   const arrows = proposed_by.map((d) => (d === "forward" ? "→" : "←")).join(" ");
   sides.textContent = `left ${formatNumber(left_prob, 2)}${rightText} · from ${arrows}`;
-
-  row.append(label, track, value, sides);
+  row.append(sides);
   return row;
 }

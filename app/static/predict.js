@@ -1,6 +1,7 @@
 // Next-word panel: debounced POST /predict-next, the tokenization and a bar chart of the top-k.
 
 import { postJSON } from "./api.js";
+import { barRow } from "./bars.js";
 import { appendToken, formatNumber } from "./text.js";
 
 const DEBOUNCE_MS = 250;
@@ -61,35 +62,19 @@ function tokenChip({ token, oov }) {
 function renderChart(candidates, onChoose) {
   const chart = document.getElementById("predict-chart");
   const highest = Math.max(...candidates.map((c) => c.prob), 1e-12);
-  chart.replaceChildren(...candidates.map((c) => barRow(c, highest, onChoose)));
+  chart.replaceChildren(...candidates.map((c) => candidateRow(c, highest, onChoose)));
 }
 
-function barRow(candidate, highest, onChoose) {
+function candidateRow(candidate, highest, onChoose) {
   const { token, prob, logprob, end_of_text } = candidate;
-  const row = document.createElement("button");
-  row.type = "button";
-  row.className = "bar-row";
-  row.setAttribute("role", "listitem");
-  row.title = end_of_text
-    ? `end of text: p = ${formatNumber(prob, 4)}`
-    : `p = ${formatNumber(prob, 4)}, log p = ${formatNumber(logprob, 4)}; click to append`;
-  row.addEventListener("click", () => onChoose(candidate));
-
-  const label = document.createElement("span");
-  label.className = end_of_text ? "bar-label eos" : "bar-label";
-  label.textContent = end_of_text ? "⏎ end" : token;
-
-  const track = document.createElement("span");
-  track.className = "bar-track";
-  const bar = document.createElement("span");
-  bar.className = "bar";
-  bar.style.width = `${(100 * prob) / highest}%`;
-  track.append(bar);
-
-  const value = document.createElement("span");
-  value.className = "bar-value";
-  value.textContent = `${(100 * prob).toFixed(1)}%`;
-
-  row.append(label, track, value);
-  return row;
+  return barRow({
+    label: end_of_text ? "⏎ end" : token,
+    labelClass: end_of_text ? "bar-label eos" : "bar-label",
+    share: prob,
+    highest,
+    title: end_of_text
+      ? `end of text: p = ${formatNumber(prob, 4)}`
+      : `p = ${formatNumber(prob, 4)}, log p = ${formatNumber(logprob, 4)}; click to append`,
+    onClick: () => onChoose(candidate),
+  });
 }

@@ -2,16 +2,22 @@
 but cannot run, and fp32 everywhere; int8 weights by default only where int8 is the faster."""
 
 import os
-import statistics
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 
+from bench.cache_speed import median_ms
 from model import hardware
-from model.hardware import cpu_bf16_missing, describe_cpu, int8_matmul_missing, resolve_precision
+from model.hardware import (
+    INT8_DOT,
+    cpu_bf16_missing,
+    cpu_features,
+    describe_cpu,
+    int8_matmul_missing,
+    resolve_precision,
+)
 from model.quantize import served_weights
 
 CPU = torch.device("cpu")
@@ -160,16 +166,6 @@ def test_int8_is_served_by_default_only_where_the_cpu_has_an_int8_dot_product(
     assert served_weights("int8", "cpu") == "int8"  # asked for: served, at this CPU's speed
 
 
-def _median_ms(multiply, repeats: int = 15) -> float:
-    multiply()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        multiply()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
-
-
 def test_the_default_weights_are_the_faster_ones_on_this_cpu():
     """The rule above, checked against this machine: where it picks int8, torch's int8 matmul
     beats float at the shape of a batch-32 recurrent step (512 -> 2048); where it picks float,
@@ -179,10 +175,12 @@ def test_the_default_weights_are_the_faster_ones_on_this_cpu():
     weight = torch.randn(2048, 512, generator=generator)
     levels = torch.randint(-63, 64, (32, 512), dtype=torch.int8, generator=generator)
     weight_t = torch.randint(-63, 64, (512, 2048), dtype=torch.int8, generator=generator)
-    float_ms = _median_ms(lambda: torch.nn.functional.linear(x, weight))
-    int8_ms = _median_ms(lambda: torch._int_mm(levels, weight_t))
+    float_ms = median_ms(lambda: torch.nn.functional.linear(x, weight), 15)
+    int8_ms = median_ms(lambda: torch._int_mm(levels, weight_t), 15)
     missing = int8_matmul_missing()
     if missing is None:
         assert int8_ms < float_ms, f"int8 is the default here, but takes {int8_ms:.3f} ms"
-    else:
+    elif not any(name in cpu_features() for name in INT8_DOT):
         assert int8_ms > float_ms, f"float is the default here ({missing}), but int8 is faster"
+    else:  # a VNNI CPU held below it: the choice mirrors the slowest kind's, not this speed
+        pytest.skip(f"{missing}: the default follows the limit, not the speed measured here")
