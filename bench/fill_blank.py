@@ -14,12 +14,14 @@ rankings of the words for the gap (model/fill_blank.py), each counted right at t
   (c) both sides: (b) with the backward model's --candidates words before the right side
       added to the words ranked.
 
-(b) and (c) are measured for each count given to --candidates (8 and 16 unless told).
+(b) and (c) are measured for each count given to --candidates (6, 8 and 16 unless told; the
+service's default is 6).
 
 Every blank runs alone, its rows one batch, as one request's rows run in the service
-(model/runner.py's step on the weights the service serves: int8 on the CPU). A ranking's ms per
-blank is the mean wall time of the steps it needs: (a) the forward proposal, (b) that and the
-rescoring of its words, (c) both proposals and the rescoring of all their words.
+(model/runner.py's step on the weights the service serves on this CPU). A ranking's ms per
+blank is the mean wall time of the steps it needs: (a) the forward proposal; (b) the forward
+model's one read of the left side, its proposal at the blank and its filled lines; (c) the
+backward proposal, then (b) with the backward model's words added.
 
 Then the service itself (unless --speed-requests 0): one live server serving both models, a
 test line of 40 tokens, the median ms of /perplexity for the line against /fill-blank (top_k
@@ -49,7 +51,7 @@ import torch
 
 from bench.records import write_record
 from model.checkpoint import Checkpoint, load_checkpoint
-from model.fill_blank import BLANK, BlankFiller, Gap, merge_proposals
+from model.fill_blank import BLANK, BlankFiller, Gap, Proposer, merge_proposals
 from model.hardware import describe_cpu
 from model.quantize import quantize_int8, served_weights
 from model.tokenizers import build_tokenizer
@@ -154,12 +156,12 @@ def rank_three_ways(
         forward, forward_s = timed(filler.propose, gaps["forward"], count, "forward")
         backward, backward_s = timed(filler.propose, gaps["backward"], count, "backward")
         alone = merge_proposals({"forward": forward}, vocab, count)
-        both = merge_proposals({"forward": forward, "backward": backward}, vocab, count)
-        by_line, rescore_b = timed(filler.rescore, gaps["forward"], alone)
-        by_both, rescore_c = timed(filler.rescore, gaps["forward"], both)
+        (_, by_line), line_s = timed(filler.fill, gaps["forward"], Proposer(vocab, count))
+        both = Proposer(vocab, count, backward=tuple(backward))
+        (_, by_both), both_s = timed(filler.fill, gaps["forward"], both)
         rankings.setdefault("a", ([p.word for p in alone], forward_s))
-        rankings[f"b/{count}"] = ([f.word for f in by_line], forward_s + rescore_b)
-        rankings[f"c/{count}"] = ([f.word for f in by_both], forward_s + backward_s + rescore_c)
+        rankings[f"b/{count}"] = ([f.word for f in by_line], line_s)
+        rankings[f"c/{count}"] = ([f.word for f in by_both], backward_s + both_s)
     return rankings
 
 
@@ -218,22 +220,35 @@ def speed_text(lines: Sequence[Sequence[str]], tokens: int = SPEED_LINE_TOKENS) 
     return "".join(line), "".join(line[:middle]) + BLANK + "".join(line[middle + 1 :])
 
 
-def median_ms(client: httpx.Client, path: str, body: dict, requests: int) -> float:
-    """The median ms of `requests` requests sent one after another (after 3 unmeasured)."""
-    durations = []
-    for index in range(3 + requests):
-        started = time.perf_counter()
-        response = client.post(path, json=body)
-        if response.status_code != 200:
-            raise RuntimeError(f"{path} answered {response.status_code}: {response.text}")
-        if index >= 3:
-            durations.append(time.perf_counter() - started)
-    return 1000 * statistics.median(durations)
+def interleaved_medians(
+    client: httpx.Client, requests: dict[str, tuple[str, dict]], rounds: int
+) -> dict[str, float]:
+    """The median ms of each named request (path, body), sent one after another in `rounds`
+    rounds of one of each (after one unmeasured round): a slow moment of a shared machine
+    falls on every kind alike."""
+    durations: dict[str, list[float]] = {name: [] for name in requests}
+    for round_ in range(1 + rounds):
+        for name, (path, body) in requests.items():
+            started = time.perf_counter()
+            response = client.post(path, json=body)
+            if response.status_code != 200:
+                raise RuntimeError(f"{path} answered {response.status_code}: {response.text}")
+            if round_:
+                durations[name].append(time.perf_counter() - started)
+    return {name: 1000 * statistics.median(times) for name, times in durations.items()}
+
+
+FILL_REQUESTS = {  # the /fill-blank requests timed: the defaults, more words, forward only
+    "both": {},
+    "candidates_8": {"candidates": 8},
+    "forward": {"backward": False},
+}
 
 
 def service_speed(args: argparse.Namespace, line: str, blanked: str) -> dict:
     """ms of /perplexity for the line and of /fill-blank (top_k 10) for it with its blank, on
-    one live server serving both models, with and without the backward model's words."""
+    one live server serving both models: with the request's defaults, with 8 words from each
+    model, and without the backward model's words."""
     models = json.dumps({"forward": str(args.forward), "backward": str(args.backward)})
     with (
         tempfile.TemporaryDirectory() as logs,
@@ -242,17 +257,15 @@ def service_speed(args: argparse.Namespace, line: str, blanked: str) -> dict:
     ):
         tokens = client.post("/perplexity", json={"text": line}).json()["results"][0]
         fill = {"text": blanked, "top_k": 10}
+        requests = {"perplexity": ("/perplexity", {"text": line})}
+        requests |= {name: ("/fill-blank", fill | extra) for name, extra in FILL_REQUESTS.items()}
+        medians = interleaved_medians(client, requests, args.speed_requests)
         return {
             "line": line,
             "line_tokens": tokens["num_tokens"] - 1,  # its closing <eos> is a target too
             "requests": args.speed_requests,
-            "perplexity_ms": median_ms(client, "/perplexity", {"text": line}, args.speed_requests),
-            "fill_blank_ms": {
-                "both": median_ms(client, "/fill-blank", fill, args.speed_requests),
-                "forward": median_ms(
-                    client, "/fill-blank", {**fill, "backward": False}, args.speed_requests
-                ),
-            },
+            "perplexity_ms": medians.pop("perplexity"),
+            "fill_blank_ms": medians,
         }
 
 
@@ -399,21 +412,27 @@ def page(record: dict) -> str:
 
 def _speed_section(speed: dict) -> list[str]:
     perplexity, fill = speed["perplexity_ms"], speed["fill_blank_ms"]
+    rows = {
+        "both": "both models",
+        "candidates_8": "both models, `candidates: 8`",
+        "forward": "`backward: false`",
+    }
     return [
         "## The service",
         "",
         "One live server (`uvicorn app.main:create_app --factory`, NEXTWORD_MODELS naming both "
-        f"models) on the same machine; median ms of {speed['requests']} requests sent one after "
-        f"another, for the test line of {speed['line_tokens']} tokens `{speed['line']}` and "
-        "for the same line with its middle token as the blank.",
+        f"models) on the same machine; median ms of {speed['requests']} rounds of one request "
+        "of each kind, sent one after another, for the test line of "
+        f"{speed['line_tokens']} tokens `{speed['line']}` and for the same line with its middle "
+        "token as the blank (the request's defaults unless named).",
         "",
         "| request | ms | × /perplexity |",
         "|---|---:|---:|",
         f"| /perplexity | {perplexity:.1f} | 1.00 |",
-        f"| /fill-blank, top_k 10, both models | {fill['both']:.1f} | "
-        f"{fill['both'] / perplexity:.2f} |",
-        f"| /fill-blank, top_k 10, `backward: false` | {fill['forward']:.1f} | "
-        f"{fill['forward'] / perplexity:.2f} |",
+        *(
+            f"| /fill-blank, top_k 10, {rows[name]} | {ms:.1f} | {ms / perplexity:.2f} |"
+            for name, ms in fill.items()
+        ),
     ]
 
 
@@ -428,20 +447,20 @@ def main(argv: list[str] | None = None) -> None:
         "--candidates",
         type=int,
         nargs="+",
-        default=[8, 16],
+        default=[6, 8, 16],
         help="words each model proposes per blank; several counts: a row of (b) and (c) each",
     )
     parser.add_argument(
         "--weights",
         choices=("auto", "none", "int8"),
         default="auto",
-        help="auto: what the service serves on the CPU (int8); none: float",
+        help="auto: what the service serves on this CPU (int8 only with VNNI or AMX); none: float",
     )
     parser.add_argument(
         "--speed-requests",
         type=int,
         default=30,
-        help="requests per kind timed on a live server (0: no server)",
+        help="rounds of one request per kind timed on a live server (0: no server)",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (torch's own)")
     parser.add_argument("--report-every", type=int, default=100, help="blanks between lines")

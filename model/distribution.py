@@ -137,15 +137,20 @@ class NextWordDistribution:
         parts.extend(self.compute(cluster, rows) for cluster in range(self.clusters))
         return torch.cat(parts, dim=1)
 
-    def log_prob_of(self, rows: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
+    def log_prob_of(
+        self, rows: torch.Tensor, words: torch.Tensor, whole: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The exact log-probability (n,) of one word per row, computing its cluster if
-        needed."""
+        needed. With whole (rows), every cluster of those rows is computed too, in the same
+        pass over each tail's weights: their top-k or draw then needs no pass of its own."""
         values = torch.empty(len(rows), device=self.device)
         in_shortlist = words < self.shortlist
         if bool(in_shortlist.any()):
             values[in_shortlist] = self.head[rows[in_shortlist], words[in_shortlist]]
         for cluster, start in enumerate(self.starts):
             inside = (words >= start) & (words < self.stops[cluster])
+            if whole is not None:
+                self.compute(cluster, torch.cat([rows[inside], whole]))
             if bool(inside.any()):
                 cluster_words = self.compute(cluster, rows[inside])
                 picked = (words[inside] - start).unsqueeze(1)

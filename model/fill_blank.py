@@ -2,10 +2,14 @@
 of the whole line with each word in the gap.
 
     text        今天 ___ 很好                       (the marker: "___" unless named)
-    proposals   forward model after  <eos> 今天        → its top words
-                backward model after <eos> 好 很       → its top words (where one is served)
-    lines       <eos> 今天 w 很 好 <eos>                one per proposed word, scored in ONE batch
+    proposals   backward model after <eos> 好 很       → its top words (where one is served)
+                forward model after  <eos> 今天        → its top words
+    lines       <eos> 今天 | w 很 好 <eos>              one per proposed word, scored in ONE batch
     ranking     log P(line) under the forward model, best first
+
+The forward model reads the left side once (model/rows.py's BlankRow): its distribution at the
+blank gives its words, and every line goes on from that state, so the left side is neither read
+twice nor once per line.
 
 The forward model's top words after the left side alone are what /predict-next offers; scoring
 the whole line lets the right side vote, and the backward model proposes words that fit the
@@ -35,7 +39,7 @@ import torch
 
 from model.batching import DIRECTIONS, in_reading_order
 from model.checkpoint import Checkpoint, load_direction
-from model.rows import Candidate, PredictRow, Row, Ticket, score_rows_for
+from model.rows import BlankRow, BlankWords, Candidate, Prediction, PredictRow, Row, Ticket
 from model.runner import Runner
 from model.vocab import SPECIALS, Vocab
 
@@ -126,20 +130,63 @@ def words_to_ask(count: int) -> int:
 
 
 def merge_proposals(
-    proposals: Mapping[str, Sequence[str]], vocab: Vocab, count: int | None = None
+    proposals: Mapping[str, Sequence[str]],
+    vocab: Vocab,
+    count: int | None = None,
+    at_least: int = 0,
 ) -> list[Proposal]:
     """Each model's proposed words (direction → words, best first) as one list of distinct
     words, in the order first proposed (the forward model's list first): <unk>, <eos> and
     words outside vocab (the ranking model's) are left out, since the gap holds one real word
-    the ranking model can score; with count, each model's first count words that remain."""
+    the ranking model can score; with count, each model's first count words that remain, and
+    where those are fewer than at_least distinct words, the forward model's next ones until
+    they are not."""
     merged: dict[int, list[str]] = {}
+
+    def add(token: str, direction: str) -> None:
+        sources = merged.setdefault(vocab.stoi[token], [])
+        if direction not in sources:
+            sources.append(direction)
+
+    real = {
+        direction: [t for t in proposals.get(direction, ()) if t not in SPECIALS and t in vocab]
+        for direction in DIRECTIONS
+    }
     for direction in DIRECTIONS:
-        real = [t for t in proposals.get(direction, ()) if t not in SPECIALS and t in vocab]
-        for token in real[:count]:
-            sources = merged.setdefault(vocab.stoi[token], [])
-            if direction not in sources:
-                sources.append(direction)
+        for token in real[direction][:count]:
+            add(token, direction)
+    for token in real["forward"][count:] if count is not None else ():
+        if len(merged) >= at_least:
+            break
+        add(token, "forward")
     return [Proposal(word, tuple(sources)) for word, sources in merged.items()]
+
+
+@dataclass(frozen=True)
+class Proposer:
+    """The words a blank's lines are filled with: each model's first `count` real words (the
+    forward model's at the blank, the backward model's `backward`, read before), and more of
+    the forward model's where they make fewer than `at_least` (merge_proposals). The runner's
+    BlankRow calls it with the forward model's words at the blank (model/rows.py)."""
+
+    vocab: Vocab
+    count: int
+    at_least: int = 0
+    backward: tuple[str, ...] = ()
+
+    @property
+    def ask(self) -> int:
+        """How many words to ask the forward model for at the blank."""
+        return words_to_ask(max(self.count, self.at_least))
+
+    def proposals(self, forward: Sequence[str]) -> list[Proposal]:
+        """The proposals, given the forward model's words at the blank, best first."""
+        merged = {"forward": forward, "backward": self.backward}
+        return merge_proposals(merged, self.vocab, self.count, self.at_least)
+
+    def __call__(self, proposed: list[Candidate]) -> list[int]:
+        """The words to fill the blank with (ids), given the forward model's candidates."""
+        return [p.word for p in self.proposals([c.token for c in proposed])]
 
 
 @dataclass(frozen=True)
@@ -197,21 +244,24 @@ class BlankFiller:
         runner = self.runners[direction]
         asked = words_to_ask(count)
         row = PredictRow(gap.before(direction), runner.vocab.eos_id, asked, Ticket())
-        ((_, candidates),) = _run(runner, [row])
-        return [candidate.token for candidate in cast(list[Candidate], candidates)]
+        ((_, prediction),) = _run(runner, [row])
+        return [candidate.token for candidate in cast(Prediction, prediction).candidates]
 
-    def rescore(self, gap: Gap, proposals: Sequence[Proposal]) -> list[Filled]:
-        """The proposals ranked by their filled lines, every line scored by the forward model
-        in one batch that reads the left side once, as the service does (gap: in the forward
-        model's vocabulary)."""
+    def fill(self, gap: Gap, proposer: Proposer) -> tuple[list[str], list[Filled]]:
+        """The forward model's words at the blank (best first, as many as proposer asks) and
+        the lines filled with the words proposer chooses, ranked: one BlankRow, its lines one
+        batch, as the service's engine runs a request (gap: in the forward model's
+        vocabulary)."""
         runner = self.runners["forward"]
-        lines = [gap.line(p.word) for p in proposals]
-        rows = score_rows_for(lines, runner.vocab.eos_id, Ticket(), len(gap.left))
-        scores: list[list[float]] = [[] for _ in proposals]
-        for _, result in _run(runner, rows):
+        row = BlankRow(gap.left, gap.right, runner.vocab.eos_id, proposer.ask, proposer, Ticket())
+        results = _run(runner, [row])
+        blank_words = cast(BlankWords, results[0][1])
+        scores: list[list[float]] = [[] for _ in blank_words.words]
+        for _, result in results[1:]:
             index, line_scores, _ = cast(tuple[int, torch.Tensor, object], result)
             scores[index] = line_scores.tolist()
-        return rank(gap, proposals, scores)
+        forward = [candidate.token for candidate in blank_words.proposed]
+        return forward, rank(gap, proposer.proposals(forward), scores)
 
 
 def _run(runner: Runner, rows: Sequence[Row]) -> list[tuple[Row, object]]:

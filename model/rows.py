@@ -4,9 +4,8 @@ Every row reads `<eos>` and then its text, as scoring's line reading does, so it
 same state as training and evaluation. What it wants from a step differs by kind:
 
 - ScoreRow: the log-probability of each target (the next token; `<eos>` after the last).
-- SharedPrefixRow: reads once the tokens that several scored lines begin with, then the runner
-  continues each line from its state as a ScoreRow (prefix sharing: fill-blank's lines differ
-  only from the blank on).
+- BlankRow: reads a line's left side once; at the blank its next words are proposed, and each
+  line filled with a chosen word goes on from that state as a ScoreRow (fill-blank).
 - PredictRow: the next-token distribution once its text is read.
 - GenerateRow: a sampled token after its prompt and after each token it generated, which it
   then reads itself; it stops on a finish reason.
@@ -14,7 +13,7 @@ same state as training and evaluation. What it wants from a step differs by kind
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -164,50 +163,64 @@ class ScoreRow(Row):
         return self.finished
 
 
-class SharedPrefixRow(ScoreRow):
-    """Scores the start that several one-line texts share, once: it reads <eos> and the prefix
-    but its last token, so each continuation's first target is the prefix's last one. Once
-    read, the runner replaces it by one ScoreRow per text (continuations()), each from a copy
-    of its state and carrying its scores, so every text gets the figures of its own ScoreRow."""
+class BlankRow(ScoreRow):
+    """Fills the one blank of a line (fill-blank's lines differ only from the blank on, so they
+    share everything before it): reads <eos> and the left side once, scoring it. At the blank
+    the runner hands `choose` the `ask` most probable words there, best first (<unk> never),
+    and `choose` names the words to try; each filled line then goes on in a ScoreRow of its
+    own from a copy of this row's state (lines()), reading its word and the right side and
+    carrying the left side's scores and its word's. So every line gets the figures of its own
+    ScoreRow, for one reading of the left side and one proposal."""
 
-    def __init__(self, texts: Sequence[Sequence[int]], shared: int, eos_id: int, channel: Ticket):
-        prefix = list(texts[0][:shared])
-        super().__init__(prefix[:-1], eos_id, index=-1, channel=channel)
-        self.targets = prefix  # targets[i] follows tokens[i]: no <eos> at the prefix's end
-        self.rests = [list(text[shared - 1 :]) for text in texts]  # each from the last shared
+    def __init__(
+        self,
+        left: Sequence[int],
+        right: Sequence[int],
+        eos_id: int,
+        ask: int,
+        choose: Callable[[list[Candidate]], list[int]],
+        channel: Ticket,
+    ):
+        super().__init__(list(left), eos_id, index=-1, channel=channel)
+        self.targets = list(left)  # after the left side comes the word in the blank: per line
+        self.right = list(right)
+        self.ask = ask
+        self.choose = choose
         self.eos_id = eos_id
 
-    def continuations(self) -> list[ScoreRow]:
-        """One row per text, reading its rest from this row's state; text i answers as index i
-        with the prefix's scores before its own."""
+    def lines(self, words: Sequence[int], word_logprobs: Sequence[float]) -> list[ScoreRow]:
+        """One row per word in the blank, reading it and the right side from this row's state;
+        line i answers as index i with the left side's scores and its word's before its own."""
         rows = []
-        for index, rest in enumerate(self.rests):
-            row = ScoreRow(rest[1:], self.eos_id, index, self.channel)
-            row.tokens[0] = rest[0]  # it continues the line: the prefix's last token, not <eos>
-            row.scores = list(self.scores)
+        for index, (word, logprob) in enumerate(zip(words, word_logprobs, strict=True)):
+            row = ScoreRow(self.right, self.eos_id, index, self.channel)
+            row.tokens[0] = word  # it reads its word after the left side, not <eos>
+            row.scores = [*self.scores, torch.tensor([logprob])]
             rows.append(row)
         return rows
 
 
-def score_rows_for(
-    texts: Sequence[Sequence[int]], eos_id: int, channel: Ticket, shared: int = 0
-) -> list[Row]:
-    """The rows that score texts (ids without <eos>), text i answering as index i: one
-    SharedPrefixRow when they are several one-line texts whose first `shared` ids are the same
-    (read once, then continued per text), else one ScoreRow each. Why one home: the service's
-    engine and bench.fill_blank must score shared prefixes the same way."""
-    one_line = all(eos_id not in text for text in texts)
-    if shared > 0 and len(texts) > 1 and one_line:
-        prefix = list(texts[0][:shared])
-        if any(list(text[:shared]) != prefix for text in texts):
-            raise ValueError(f"the texts do not all begin with the same {shared} tokens")
-        return [SharedPrefixRow(texts, shared, eos_id, channel)]
-    return [ScoreRow(list(text), eos_id, i, channel) for i, text in enumerate(texts)]
+@dataclass(frozen=True)
+class BlankWords:
+    """What a BlankRow's model proposed at the blank (best first), and the words whose lines it
+    scores next, line i filled with words[i]."""
+
+    proposed: list[Candidate]
+    words: list[int]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A PredictRow's answer: the most probable next tokens, best first, and where the row
+    asked for it, the log-probability of every vocabulary entry (by id)."""
+
+    candidates: list[Candidate]
+    every_word: list[float] | None = None
 
 
 class PredictRow(Row):
-    """Reads one text and reports the most probable next tokens, then (with words) each of
-    those words with its exact log-probability there, in the order given."""
+    """Reads one text and reports the most probable next tokens and, with every_word, the
+    exact log-probability of every vocabulary entry there."""
 
     def __init__(
         self,
@@ -216,11 +229,11 @@ class PredictRow(Row):
         top_k: int,
         channel: Ticket,
         cache: PointerCache | None = None,
-        words: Sequence[int] = (),
+        every_word: bool = False,
     ):
         super().__init__([eos_id, *ids], channel, cache)
         self.top_k = top_k
-        self.words = list(words)
+        self.every_word = every_word
 
 
 class GenerateRow(Row):

@@ -20,7 +20,8 @@ one output-layer pass, however long the text before it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import cast
 
 import torch
 
@@ -30,12 +31,14 @@ from model.distribution import NextWordDistribution
 from model.pointer_cache import PointerCache, mix_rows
 from model.rnn import RNNLanguageModel
 from model.rows import (
+    BlankRow,
+    BlankWords,
     Candidate,
     GenerateRow,
+    Prediction,
     PredictRow,
     Row,
     ScoreRow,
-    SharedPrefixRow,
     TopTokens,
 )
 from model.scoring import chunk_target_log_probs
@@ -128,10 +131,11 @@ class Runner:
             if row.cache is not None and not isinstance(row, ScoreRow):
                 row.remember(features[i, : len(chunks[i])], chunks[i])
         outbox: Outbox = []
-        scoring = [i for i, row in enumerate(rows) if isinstance(row, ScoreRow)]
-        prefixes_read = (
-            self._score_rows(scoring, starts, chunks, features, outbox) if scoring else []
-        )
+        # a blank row that reached its blank is scored with the words proposed there, at once
+        blanks = [i for i, row in enumerate(rows) if isinstance(row, BlankRow) and row.caught_up]
+        scoring = [i for i, row in enumerate(rows) if isinstance(row, ScoreRow) and i not in blanks]
+        if scoring:
+            self._score_rows(scoring, starts, chunks, features, outbox)
         wanting = [
             i for i, row in enumerate(rows) if row.caught_up and not isinstance(row, ScoreRow)
         ]
@@ -143,19 +147,46 @@ class Runner:
                 last = torch.tensor([len(chunks[i]) - 1 for i in wanting])
                 last_features = features[wanting, last]
             self._answer([rows[i] for i in wanting], last_features, outbox)
-        self._continue_shared_prefixes(prefixes_read)
+        if blanks:
+            self._fill_blanks(blanks, starts, chunks, features, outbox)
         return outbox
 
-    def _continue_shared_prefixes(self, read: list[int]) -> None:
-        """Each shared prefix just read (row indices) hands over to its texts' rows, which join
-        the batch with copies of its state; the prefix row is finished and leaves."""
+    def _fill_blanks(
+        self,
+        read: list[int],
+        starts: list[int],
+        chunks: list[list[int]],
+        features: torch.Tensor,
+        outbox: Outbox,
+    ) -> None:
+        """Each blank row whose left side is now read (row indices): its last targets scored
+        and the words proposed at its blank from one distribution (one pass over each tail's
+        weights for both); the proposed words go to its request, and the lines filled with the
+        words it chooses join the batch with copies of its state. The blank row is finished
+        and leaves."""
         for i in read:
-            row = self.rows[i]
-            assert isinstance(row, SharedPrefixRow)
-            continuations = row.continuations()
-            self.rows.extend(continuations)
-            copies = self.state[:, :, [i] * len(continuations)]
-            self.state = torch.cat([self.state, copies], dim=2)
+            row = cast(BlankRow, self.rows[i])
+            blank = len(chunks[i]) - 1  # where the chunk's last token leaves the model
+            distribution = NextWordDistribution.of(self.model, features[i, : blank + 1])
+            device = distribution.device
+            targets = row.targets[starts[i] : starts[i] + blank]
+            row.add_scores(
+                distribution.log_prob_of(
+                    torch.arange(blank, device=device),
+                    torch.tensor(targets, dtype=torch.long, device=device),
+                    whole=torch.tensor([blank], device=device),
+                ).cpu()
+            )
+            ask = min(row.ask, len(self.vocab) - 1)
+            values, ids = self._top_tokens(distribution, [blank], ask, ban_unk=True)
+            proposed = self._candidates(zip(ids[0], values[0], strict=True))
+            words = row.choose(proposed)
+            places = torch.full((len(words),), blank, device=device)
+            found = distribution.log_prob_of(places, torch.tensor(words, device=device))
+            lines = row.lines(words, found.cpu().tolist())
+            outbox.append((row, BlankWords(proposed, words)))
+            self.rows.extend(lines)
+            self.state = torch.cat([self.state, self.state[:, :, [i] * len(lines)]], dim=2)
 
     def _start_lines(self, rows: Sequence[Row]) -> None:
         """Rows about to read a new line of their text: under line context it starts from the
@@ -173,11 +204,9 @@ class Runner:
         chunks: list[list[int]],
         features: torch.Tensor,
         outbox: Outbox,
-    ) -> list[int]:
+    ) -> None:
         """Log-probabilities of the targets the scoring rows just read, in one output-layer
-        call; a row whose text is read sends (index, scores, tops) to its request. Returns the
-        indices of the shared prefixes read, whose texts go on in rows of their own."""
-        prefixes_read = []
+        call; a row whose text is read sends (index, scores, tops) to its request."""
         rows = [self.rows[i] for i in scoring]
         targets = []
         for i, row in zip(scoring, rows, strict=True):
@@ -194,13 +223,8 @@ class Runner:
                 distribution = NextWordDistribution.of(self.model, features[i, : len(chunks[i])])
                 places = range(len(chunks[i]))
                 tops = self._named(*self._top_tokens(distribution, places, row.top_n, False))
-            if not row.add_scores(piece, tops):
-                continue
-            if isinstance(row, SharedPrefixRow):
-                prefixes_read.append(i)
-            else:
+            if row.add_scores(piece, tops):
                 outbox.append((row, (row.index, torch.cat(row.scores), row.tops)))
-        return prefixes_read
 
     def _answer(self, rows: list[Row], features: torch.Tensor, outbox: Outbox) -> None:
         """Predictions and sampled tokens of rows that read features (N, D): rows with a
@@ -252,30 +276,23 @@ class Runner:
     def _predict(
         self, rows: list[Row], distribution: NextWordDistribution, index: list[int], outbox: Outbox
     ) -> None:
-        """The top-k candidates of each predicting row (<unk> excluded), then the words it
-        asked for, each with its exact log-probability; the row is done."""
+        """The top-k candidates of each predicting row (<unk> excluded) and, where it asks,
+        the log-probability of every word; the row is done."""
         predicting = [row for row in rows if isinstance(row, PredictRow)]
         widest = min(max(row.top_k for row in predicting), len(self.vocab) - 1)
         values, ids = self._top_tokens(distribution, index, widest, ban_unk=True)
-        places = [index[j] for j, row in enumerate(predicting) for _ in row.words]
-        asked: list[float] = []
-        if places:
-            words = [word for row in predicting for word in row.words]
-            device = distribution.device
-            found = distribution.log_prob_of(
-                torch.tensor(places, device=device), torch.tensor(words, device=device)
-            )
-            asked = found.cpu().tolist()
-        start = 0
-        for row, row_values, row_ids in zip(predicting, values, ids, strict=True):
-            top = list(zip(row_ids[: row.top_k], row_values[: row.top_k], strict=True))
-            mine = list(zip(row.words, asked[start : start + len(row.words)], strict=True))
-            start += len(row.words)
-            candidates = [
-                Candidate(self.vocab.itos[i], v, i == self.vocab.eos_id) for i, v in top + mine
-            ]
+        for j, (row, row_values, row_ids) in enumerate(zip(predicting, values, ids, strict=True)):
+            every_word = None
+            if row.every_word:
+                place = torch.tensor([index[j]], device=distribution.device)
+                every_word = distribution.full(place)[0].cpu().tolist()
+            top = zip(row_ids[: row.top_k], row_values[: row.top_k], strict=True)
             row.finished = True
-            outbox.append((row, candidates))
+            outbox.append((row, Prediction(self._candidates(top), every_word)))
+
+    def _candidates(self, top: Iterable[tuple[int, float]]) -> list[Candidate]:
+        """(id, logprob) pairs as candidates, <eos> marked as the end of the text."""
+        return [Candidate(self.vocab.itos[i], v, i == self.vocab.eos_id) for i, v in top]
 
     def _sample(
         self, rows: list[Row], distribution: NextWordDistribution, index: list[int], outbox: Outbox

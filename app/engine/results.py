@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from app.engine.channels import Channel
-from model.rows import FinishEvent, TokenEvent, TopTokens
+from model.rows import Candidate, FinishEvent, TokenEvent, TopTokens
 from model.scoring import log_likelihood, perplexity
 from model.tokenizers import EncodedText
 from model.vocab import EOS
@@ -37,6 +37,16 @@ def text_score(text: EncodedText, logprobs: torch.Tensor, tops: Sequence[TopToke
     total, count = log_likelihood([logprobs])
     mean_nll = -total / count
     return TextScore(text, logprobs.tolist(), perplexity(mean_nll), mean_nll, tops)
+
+
+@dataclass(frozen=True)
+class BlankLines:
+    """A blank as one model filled it: the words it proposed there (best first), and the
+    log-probability of every target of each line it scored, line i filled with the i-th word
+    its proposer chose."""
+
+    proposed: list[Candidate]
+    logprobs: list[list[float]]
 
 
 class GenerationStream:

@@ -27,22 +27,24 @@ import torch
 
 from app import metrics
 from app.engine.channels import Channel, send
-from app.engine.results import GenerationStream, TextScore, text_score
+from app.engine.results import BlankLines, GenerationStream, TextScore, text_score
 from app.errors import DeadlineExceeded, NotReady, Overloaded, ServiceError
 from app.settings import Settings
 from model.checkpoint import Checkpoint, load_checkpoint, load_direction
 from model.decoding import Decoding
+from model.fill_blank import Gap, Proposer
 from model.quantize import quantize_int8
 from model.rows import (
-    Candidate,
+    BlankRow,
+    BlankWords,
     FinishEvent,
     GenerateRow,
+    Prediction,
     PredictRow,
     Row,
     ScoreRow,
     TokenEvent,
     TopTokens,
-    score_rows_for,
 )
 from model.runner import Outbox, Runner
 from model.sampling import SamplingOptions
@@ -107,20 +109,21 @@ class Engine:
 
     # -- what the HTTP layer calls: one call per request -------------------------------------
     async def predict_next(
-        self, text: EncodedText, top_k: int, cache: bool = True, words: Sequence[int] = ()
-    ) -> list[Candidate]:
+        self, text: EncodedText, top_k: int, cache: bool = True, every_word: bool = False
+    ) -> Prediction:
         """The top_k most probable next tokens after text (<unk> is never offered); with the
-        checkpoint's cache pointer unless cache is False. With words (ids), each of them
-        follows, in the order given, with its exact log-probability after text."""
+        checkpoint's cache pointer unless cache is False. With every_word, also the exact
+        log-probability of every vocabulary entry there."""
         channel = self._channel()
         new_cache = self.runner.new_cache(cache)
-        self._submit([PredictRow(text.ids, self.vocab.eos_id, top_k, channel, new_cache, words)])
+        eos = self.vocab.eos_id
+        self._submit([PredictRow(text.ids, eos, top_k, channel, new_cache, every_word)])
         try:
-            candidates = await channel.get()
+            prediction = await channel.get()
         finally:
             channel.cancelled = True
-        assert isinstance(candidates, list)
-        return candidates
+        assert isinstance(prediction, Prediction)
+        return prediction
 
     async def score(
         self, texts: Sequence[EncodedText], top_n: int = 0, cache: bool = True
@@ -133,17 +136,27 @@ class Engine:
         self._submit(self._score_rows(texts, channel, top_n, cache))
         return await self._scores(texts, channel)
 
-    async def score_sharing_prefix(
-        self, texts: Sequence[EncodedText], shared: int
-    ) -> list[TextScore]:
-        """score(texts, cache=False) for one-line texts whose first `shared` tokens are the
-        same, reading those once and continuing each text from that state: the same figures
-        (float rounding aside) for a fraction of the work. Why: /fill-blank scores many lines
-        that differ only from the blank on."""
+    async def fill_blank(self, gap: Gap, proposer: Proposer) -> BlankLines:
+        """The words this (forward) model proposes at the blank and the per-target
+        log-probabilities of each line filled with a word proposer chooses, without the cache
+        pointer: the left side is read once, its state continued by every line, all lines one
+        batch (model/rows.py's BlankRow). The figures are score()'s for each line."""
         channel = self._channel()
-        ids = [text.ids for text in texts]
-        self._submit(score_rows_for(ids, self.vocab.eos_id, channel, shared))
-        return await self._scores(texts, channel)
+        eos = self.vocab.eos_id
+        self._submit([BlankRow(gap.left, gap.right, eos, proposer.ask, proposer, channel)])
+        try:
+            blank = await channel.get()
+            assert isinstance(blank, BlankWords)
+            lines: list[list[float]] = [[] for _ in blank.words]
+            for _ in blank.words:
+                result = await channel.get()
+                assert isinstance(result, tuple)
+                index, scores, _ = result
+                lines[index] = scores.tolist()
+        finally:
+            channel.cancelled = True
+        self.metrics.scored_tokens.inc(sum(map(len, lines)))
+        return BlankLines(blank.proposed, lines)
 
     async def generate(
         self,

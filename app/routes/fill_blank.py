@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -28,16 +28,20 @@ from model.fill_blank import (
     BlankError,
     Filled,
     Gap,
+    Proposer,
     find_blank,
-    merge_proposals,
     rank,
     words_to_ask,
 )
+from model.rows import Prediction
 from model.tokenizers import EncodedText
 
 router = APIRouter(tags=["model"])
 
 MOST_CANDIDATES = 32  # words each model may propose: both lists fill at most 64 rows
+# 6 each: top-1 as good as 8 each and top-5 within a point, for a quarter less time
+# (bench.fill_blank, docs/fill-blank.md)
+DEFAULT_CANDIDATES = 6
 Marker = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"\S")]
 
 
@@ -54,11 +58,13 @@ class FillBlankRequest(StrictRequest):
         default=10, ge=1, le=MOST_CANDIDATES, description="how many ranked words to return"
     )
     candidates: int = Field(
-        default=8,
+        default=DEFAULT_CANDIDATES,
         ge=1,
         le=MOST_CANDIDATES,
-        description="words each model proposes (at least top_k): the forward model after the "
-        "left side, the backward model before the right side",
+        description="words each model proposes: the forward model after the left side, the "
+        "backward model before the right side; where both lists hold fewer than top_k distinct "
+        "words, the forward model proposes more. More words: the right one ranked more often, "
+        "at more time (docs/fill-blank.md)",
     )
     backward: bool = Field(
         default=True,
@@ -154,9 +160,8 @@ async def fill_blank(
     for direction, engine in engines.asked():  # the filled line is a text like any other
         line = gaps[direction].line(engine.vocab.unk_id)
         check_token_counts([engine.encoder.from_ids(line)], settings)
-    proposed = max(body.top_k, body.candidates)
     ranked, right_logprobs = await unless_disconnected(
-        request, _fill(engines, gaps, proposed, body.top_k)
+        request, _fill(engines, gaps, body.candidates, body.top_k)
     )
     itos = engines.forward.vocab.itos
     return FillBlankResponse(
@@ -182,34 +187,31 @@ async def _backward_gap(engine: Engine, left: str, right: str, settings: Setting
 
 
 async def _fill(
-    engines: BlankEngines, gaps: dict[str, Gap], proposed: int, top_k: int
+    engines: BlankEngines, gaps: dict[str, Gap], count: int, top_k: int
 ) -> tuple[list[Filled], list[float | None]]:
     """The top_k filled words, and each one's log-probability under the backward model given
-    the right side (None without one, or for a word outside its vocabulary). The forward
-    model proposes after the left side; the backward model, in one read of the right side,
-    proposes its words and gives its log-probability of each forward word; the forward engine
-    then scores every filled line, reading the left side once. One engine after the other: on
-    a few cores two engines stepping at once slowed each other (docs/experiments.md)."""
+    the right side (None without one, or for a word outside its vocabulary). The backward
+    model, in one read of the right side, proposes its words and gives its log-probability of
+    every word; the forward engine then reads the left side once, proposes its words at the
+    blank and scores every filled line from there. One engine after the other: on a few cores
+    two engines stepping at once slowed each other (docs/experiments.md)."""
     forward, gap = engines.forward, gaps["forward"]
-    wanted = words_to_ask(proposed)
-    ahead = await forward.predict_next(
-        forward.encoder.from_ids(gap.before("forward")), wanted, False
-    )
-    proposals = {"forward": [c.token for c in ahead]}
-    right_logprobs: dict[str, float] = {}
+    behind: Prediction | None = None
     if engines.backward is not None:
-        backward, before = engines.backward, gaps["backward"].before("backward")
-        known = [backward.vocab.stoi[t] for t in proposals["forward"] if t in backward.vocab]
-        behind = await backward.predict_next(
-            backward.encoder.from_ids(before), wanted, False, known
+        before = engines.backward.encoder.from_ids(gaps["backward"].before("backward"))
+        behind = await engines.backward.predict_next(
+            before, words_to_ask(count), cache=False, every_word=True
         )
-        proposals["backward"] = [c.token for c in behind[: len(behind) - len(known)]]
-        right_logprobs = {c.token: c.logprob for c in behind}
-    words = merge_proposals(proposals, forward.vocab, proposed)
-    lines = [forward.encoder.from_ids(gap.line(p.word)) for p in words]
-    scores = await forward.score_sharing_prefix(lines, len(gap.left))
-    ranked = rank(gap, words, [s.logprobs for s in scores])[:top_k]
-    return ranked, [right_logprobs.get(forward.vocab.itos[f.word]) for f in ranked]
+    backward_words = () if behind is None else tuple(c.token for c in behind.candidates)
+    proposer = Proposer(forward.vocab, count, top_k, backward_words)
+    lines = await forward.fill_blank(gap, proposer)
+    proposals = proposer.proposals([c.token for c in lines.proposed])
+    ranked = rank(gap, proposals, lines.logprobs)[:top_k]
+    if behind is None or engines.backward is None:
+        return ranked, [None] * len(ranked)
+    every_word, stoi = cast(list[float], behind.every_word), engines.backward.vocab.stoi
+    tokens = [forward.vocab.itos[f.word] for f in ranked]
+    return ranked, [every_word[stoi[t]] if t in stoi else None for t in tokens]
 
 
 def _read(text: EncodedText) -> list[InputToken]:

@@ -22,7 +22,7 @@ async def predict_next(
     engine = engine_for(request, body.model)
     check_continues_forward(engine.encoder, "/predict-next")
     (text,) = await encode_texts(engine.encoder, [body.text], settings)
-    candidates = await unless_disconnected(
+    prediction = await unless_disconnected(
         request, engine.predict_next(text, body.top_k, body.cache)
     )
     return PredictResponse(
@@ -32,6 +32,6 @@ async def predict_next(
                 token=c.token, prob=math.exp(c.logprob), logprob=c.logprob,
                 end_of_text=c.end_of_text,
             )
-            for c in candidates
+            for c in prediction.candidates
         ],
     )  # fmt: skip

@@ -72,4 +72,5 @@ async def start_generation(engine, prompt: str, options):
 
 async def predict_next(engine, text: str, top_k: int, cache: bool = True) -> list:
     """engine.predict_next of a text encoded as the routes encode it: its candidates."""
-    return await engine.predict_next(engine.encoder.encode(text), top_k, cache)
+    prediction = await engine.predict_next(engine.encoder.encode(text), top_k, cache)
+    return prediction.candidates

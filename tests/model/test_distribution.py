@@ -62,6 +62,32 @@ def test_top_one_computes_a_cluster_only_for_rows_whose_cluster_mass_could_win(c
         assert torch.equal(computed, computed & could_win)  # never computed needlessly
 
 
+def test_word_log_probs_are_exact_and_can_bring_whole_rows_along(checkpoint, states, monkeypatch):
+    """log_prob_of gives the full distribution's figure of each word; with whole rows, each
+    tail runs once for both (fill-blank: the left side's targets and the blank's words)."""
+    n = min(states.size(0), 120)
+    full = _full(checkpoint.model, states[:n])
+    words = torch.randint(0, full.size(1), (n - 1,), generator=torch.Generator().manual_seed(0))
+    rows, whole = torch.arange(n - 1), torch.tensor([n - 1])
+    passes: list[int] = []
+    with torch.inference_mode():
+        distribution = NextWordDistribution.of(checkpoint.model, states[:n])
+        real = distribution.compute
+
+        def counted(cluster, at):
+            if not bool(distribution.done(cluster, at).all()):  # a pass over the tail
+                passes.append(cluster)
+            return real(cluster, at)
+
+        monkeypatch.setattr(distribution, "compute", counted)
+        found = distribution.log_prob_of(rows, words, whole)
+        assert passes == list(range(distribution.clusters))  # one pass per tail
+        values, ids = distribution.top_k(whole, 5)
+    assert torch.allclose(found, full[rows, words], atol=1e-5)
+    assert passes == list(range(distribution.clusters))  # the top-k needed none of its own
+    assert torch.equal(ids[0], full[n - 1].topk(5).indices)
+
+
 def test_a_plain_draw_computes_only_the_cluster_it_lands_in(checkpoint, states):
     n = states.size(0)
     with torch.inference_mode():

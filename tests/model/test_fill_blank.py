@@ -1,7 +1,7 @@
 """Filling a blank: the text cut at its one marker (edges defined, bad blanks refused with the
 fix), the proposals merged, the ranking by the whole line's log-probability, and on the tiny
-real checkpoints (forward and backward) the rescoring equal to score_lines, in a batch or
-alone."""
+real checkpoints (forward and backward) each filled line's figures equal to score_lines, in a
+batch or alone."""
 
 from __future__ import annotations
 
@@ -19,12 +19,14 @@ from model.fill_blank import (
     Filled,
     Gap,
     Proposal,
+    Proposer,
     find_blank,
     merge_proposals,
     rank,
     words_to_ask,
 )
 from model.quantize import quantize_int8
+from model.rows import Candidate
 from model.scoring import read_prompt, score_lines
 from model.vocab import EOS, UNK, Vocab
 
@@ -84,6 +86,21 @@ def test_proposals_merge_into_distinct_real_words_forward_first():
     two = merge_proposals({"forward": [EOS, "我", "们", "好"], "backward": ["他", "好"]}, vocab, 2)
     assert two == [Proposal(2, ("forward",)), Proposal(3, ("forward",)), Proposal(4, ("backward",))]
     assert words_to_ask(2) == 3  # room for the <eos> a model's list may hold
+    # at_least: the forward model's next words until that many, never past its list
+    forward = ["我", "们", EOS, "好"]
+    assert [p.word for p in merge_proposals({"forward": forward}, vocab, 1, 3)] == [2, 3, 4]
+    assert [p.word for p in merge_proposals({"forward": forward}, vocab, 1, 9)] == [2, 3, 4]
+    both = {"forward": forward, "backward": ["好"]}
+    assert [p.word for p in merge_proposals(both, vocab, 1, 2)] == [2, 4]  # already two
+
+
+def test_a_proposer_asks_the_forward_model_for_enough_words_and_picks_their_ids():
+    vocab = Vocab([UNK, EOS, "我", "们", "好", "他"])
+    proposer = Proposer(vocab, count=1, at_least=3, backward=("他", "好"))
+    assert proposer.ask == words_to_ask(3)
+    proposed = [Candidate(t, -1.0, t == EOS) for t in ("们", EOS, "我", "好")]
+    assert proposer(proposed) == [3, 5, 2]  # 们, then 他 (backward), then 我 up to three
+    assert proposer.proposals(["们", EOS, "我"])[1] == Proposal(5, ("backward",))
 
 
 def test_rank_orders_by_the_whole_lines_log_probability_ties_in_proposal_order():
@@ -119,8 +136,11 @@ def test_each_filled_line_scores_what_score_lines_gives_it(filler, checkpoint, l
     line = lines[3]
     position = {"middle": len(line) // 2, "start": 0, "end": len(line) - 1}[where]
     gap = _gap(filler, line, position, "forward")
-    words = filler.propose(gap, 12, "forward")
-    filled = filler.rescore(gap, merge_proposals({"forward": words}, checkpoint.vocab))
+    backward = tuple(filler.propose(_gap(filler, line, position, "backward"), 6, "backward"))
+    proposer = Proposer(checkpoint.vocab, 6, 10, backward)
+    forward, filled = filler.fill(gap, proposer)
+    assert forward == filler.propose(gap, 10, "forward")  # the same words as a plain read
+    assert {f.word for f in filled} == {p.word for p in proposer.proposals(forward)}
     assert len(filled) >= 10
     eos = checkpoint.vocab.eos_id
     expected = score_lines(checkpoint.model, [gap.line(f.word) for f in filled], eos)
@@ -140,16 +160,15 @@ def test_a_word_scores_the_same_in_the_batch_as_alone(tiny_checkpoint, lines, we
         checkpoint.model = quantize_int8(checkpoint.model)
     filler = BlankFiller(checkpoint)
     gap = _gap(filler, lines[5], 2, "forward")
-    proposals = merge_proposals({"forward": filler.propose(gap, 20, "forward")}, checkpoint.vocab)
-    batched = {f.word: f for f in filler.rescore(gap, proposals)}
-    for proposal in proposals:
-        (alone,) = filler.rescore(gap, [proposal])
+    _, batched = filler.fill(gap, Proposer(checkpoint.vocab, 20))
+    assert len(batched) == 20
+    for word in batched:  # its line beside at most the forward model's first word's
+        alone = Proposer(checkpoint.vocab, 1, backward=(checkpoint.vocab.itos[word.word],))
+        (filled,) = [f for f in filler.fill(gap, alone)[1] if f.word == word.word]
         if weights == "int8":  # exact integer sums: bit for bit
-            assert alone == batched[proposal.word]
+            assert filled.line_logprob == word.line_logprob
         else:
-            assert alone.line_logprob == pytest.approx(
-                batched[proposal.word].line_logprob, abs=1e-4
-            )
+            assert filled.line_logprob == pytest.approx(word.line_logprob, abs=1e-4)
 
 
 @pytest.mark.parametrize(("direction", "position"), [("forward", 4), ("backward", 4)])

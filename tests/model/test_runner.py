@@ -11,18 +11,19 @@ import model.runner
 from model.checkpoint import load_checkpoint
 from model.decoding import Decoding
 from model.rows import (
+    BlankRow,
+    BlankWords,
     FinishEvent,
     GenerateRow,
+    Prediction,
     PredictRow,
     ScoreRow,
-    SharedPrefixRow,
     Ticket,
     TokenEvent,
-    score_rows_for,
 )
 from model.runner import Runner
 from model.sampling import SamplingOptions
-from model.scoring import score_lines
+from model.scoring import read_prompt, score_lines
 from model.tokenizers import TextEncoder, build_tokenizer
 
 TEXTS = ["", "我爱北京天安门。", "中国人民银行今天宣布，从明天起下调存款利率。" * 3, "人民日报"]
@@ -55,16 +56,20 @@ def test_score_rows_read_in_ragged_chunks_equal_score_lines(loaded) -> None:
         assert torch.allclose(results[index], expected, atol=1e-5)
 
 
-@pytest.mark.parametrize("shared", [1, 3, None])  # None: the whole of one text
-def test_texts_sharing_a_prefix_read_it_once_and_score_as_alone(loaded, monkeypatch, shared):
-    """Lines that differ only after their first `shared` tokens (fill-blank's filled lines):
-    one row reads the prefix, then each line goes on from a copy of its state, amid an
-    unrelated row, and every line gets the scores of its own reading."""
+@pytest.mark.parametrize(
+    ("left", "right"),
+    [("中国人民银行今天宣布", "明天起下调存款利率。"), ("", "下调存款利率。"), ("今天宣布", "")],
+)  # a blank inside the line, at its start, at its end
+def test_a_blank_row_reads_the_left_side_once_and_each_line_scores_as_alone(
+    loaded, monkeypatch, left, right
+):
+    """Fill-blank's lines differ only from the blank on: one row reads the left side, the
+    words proposed at the blank are the model's top ones, and each line filled with a chosen
+    word goes on from a copy of its state, amid an unrelated row, getting the scores of its
+    own reading."""
     checkpoint, encoder = loaded
-    prefix = encoder.encode("中国人民银行今天宣布，从明天起").ids[:shared]
-    shared = len(prefix)
-    rests = [encoder.encode(text).ids for text in ("下调存款利率。", "", "我爱北京天安门。")]
-    texts = [[*prefix, *rest] for rest in rests]
+    vocab, eos = checkpoint.vocab, checkpoint.vocab.eos_id
+    left_ids, right_ids = encoder.encode(left).ids, encoder.encode(right).ids
     read: list[int] = []
     real_forward = model.runner.forward_rows
 
@@ -73,30 +78,38 @@ def test_texts_sharing_a_prefix_read_it_once_and_score_as_alone(loaded, monkeypa
         return real_forward(network, chunks, state)
 
     monkeypatch.setattr(model.runner, "forward_rows", recording_forward)
-    eos = checkpoint.vocab.eos_id
+    offered: list[list[str]] = []
+    chosen = [vocab.stoi["。"], len(vocab) - 1, 7]  # a common word, the rarest, another
+
+    def choose(proposed):
+        offered.append([c.token for c in proposed])
+        return chosen
+
     runner = Runner(checkpoint, prefill_chunk=4)
-    rows = score_rows_for(texts, eos, Ticket(), shared)
-    assert [type(row) for row in rows] == [SharedPrefixRow]
     other = encoder.encode("人民日报").ids
-    runner.add([*rows, ScoreRow(other, eos, 7, Ticket())])
-    results = {index: scores for _, (index, scores, _) in _run(runner)}  # type: ignore[misc]
-    assert sorted(results) == [0, 1, 2, 7]
-    expected = score_lines(checkpoint.model, [*texts, other], eos)
+    runner.add(
+        [BlankRow(left_ids, right_ids, eos, 6, choose, Ticket()), ScoreRow(other, eos, 7, Ticket())]
+    )
+    results = _run(runner)
+    (blank,) = [result for _, result in results if isinstance(result, BlankWords)]
+    assert offered == [[c.token for c in blank.proposed]]
+    assert offered[0] == top_words(checkpoint, left_ids, 6) and blank.words == chosen
+    scores = {r[0]: r[1] for _, r in results if isinstance(r, tuple)}
+    assert sorted(scores) == [0, 1, 2, 7]
+    lines = [[*left_ids, word, *right_ids] for word in chosen]
+    expected = score_lines(checkpoint.model, [*lines, other], eos)
     for index, want in zip([0, 1, 2, 7], expected, strict=True):
-        assert torch.allclose(results[index], want, atol=1e-5)
-    # each text's own tokens plus the prefix once (its <eos> and all but its last token)
-    own = sum(len(text) - shared + 2 for text in texts)  # the last shared one, its rest, <eos>
-    assert sum(read) == own - len(texts) + shared + len(other) + 1
+        assert torch.allclose(scores[index], want, atol=1e-5)
+    # the left side once (with its <eos>), then each line's word and right side, and `other`
+    assert sum(read) == 1 + len(left_ids) + len(chosen) * (1 + len(right_ids)) + 1 + len(other)
 
 
-def test_only_one_line_texts_with_the_same_start_share_it():
-    eos = 0
-    a, b = [5, 6, 7], [5, 8, 7]
-    with pytest.raises(ValueError, match="do not all begin with the same 2 tokens"):
-        score_rows_for([a, b], eos, Ticket(), 2)
-    assert [type(r) for r in score_rows_for([a, [*a, eos, *b]], eos, Ticket(), 1)] == [ScoreRow] * 2
-    assert [type(r) for r in score_rows_for([a], eos, Ticket(), 1)] == [ScoreRow]
-    assert [type(r) for r in score_rows_for([a, b], eos, Ticket(), 0)] == [ScoreRow] * 2
+def top_words(checkpoint, context: list[int], k: int) -> list[str]:
+    """The model's k most probable next words after context (<unk> never), best first."""
+    log_probs, _ = read_prompt(checkpoint.model, context, checkpoint.vocab.eos_id)
+    log_probs = log_probs.clone()
+    log_probs[checkpoint.vocab.unk_id] = float("-inf")
+    return checkpoint.vocab.decode(log_probs.topk(k).indices.tolist())
 
 
 def test_each_generated_token_is_read_once(loaded, monkeypatch) -> None:
@@ -130,7 +143,8 @@ def test_predict_row_offers_the_top_k_without_unk(loaded) -> None:
     text = encoder.encode("我们去北京")
     runner = Runner(checkpoint)
     runner.add([PredictRow(text.ids, checkpoint.vocab.eos_id, 5, Ticket())])
-    ((_, candidates),) = _run(runner)
+    ((_, prediction),) = _run(runner)
+    candidates = prediction.candidates  # type: ignore[attr-defined]
     with torch.inference_mode():
         features, _ = checkpoint.model(torch.tensor([[checkpoint.vocab.eos_id, *text.ids]]))
         log_probs = checkpoint.model.log_probs(features[0, -1:])[0].float()
@@ -140,24 +154,22 @@ def test_predict_row_offers_the_top_k_without_unk(loaded) -> None:
     assert [c.logprob for c in candidates] == pytest.approx(values.tolist(), abs=1e-5)
 
 
-def test_a_predict_row_gives_the_exact_logprob_of_each_word_it_asks_for(loaded) -> None:
+def test_a_predict_row_asking_for_every_word_gets_the_whole_distribution(loaded) -> None:
     checkpoint, encoder = loaded
     text = encoder.encode("我们去北京")
     vocab = checkpoint.vocab
-    words = [len(vocab) - 1, vocab.eos_id, 7, len(vocab) // 2]  # the rarest word, <eos>, ...
     runner = Runner(checkpoint)
-    asking = PredictRow(text.ids, vocab.eos_id, 3, Ticket(), words=words)
+    asking = PredictRow(text.ids, vocab.eos_id, 3, Ticket(), every_word=True)
     plain = PredictRow(encoder.encode("人民").ids, vocab.eos_id, 2, Ticket())
     runner.add([plain, asking])
     results = dict(_run(runner))
     with torch.inference_mode():
         features, _ = checkpoint.model(torch.tensor([[vocab.eos_id, *text.ids]]))
         log_probs = checkpoint.model.log_probs(features[0, -1:])[0].float()
-    answer = results[asking]
-    assert len(answer) == 3 + len(words) and len(results[plain]) == 2
-    assert [c.token for c in answer[3:]] == vocab.decode(words)
-    assert [c.logprob for c in answer[3:]] == pytest.approx(log_probs[words].tolist(), abs=1e-5)
-    assert answer[4].end_of_text
+    answer, alone = results[asking], results[plain]
+    assert isinstance(answer, Prediction) and isinstance(alone, Prediction)
+    assert len(answer.candidates) == 3 and len(alone.candidates) == 2 and alone.every_word is None
+    assert answer.every_word == pytest.approx(log_probs.tolist(), abs=1e-5)
 
 
 def test_keep_drops_rows_and_their_state(loaded) -> None:

@@ -18,7 +18,6 @@ from starlette.routing import Mount
 from app.main import create_app
 from app.routes import fill_blank
 from model.checkpoint import Checkpoint, load_checkpoint
-from model.fill_blank import merge_proposals
 from model.scoring import read_prompt, score_lines
 from model.tokenizers import TextEncoder, build_tokenizer
 from tests.app.support import error_of
@@ -98,47 +97,31 @@ def test_words_rank_by_the_whole_lines_log_probability_with_each_sides_view(both
     assert all(w["token"] not in ("<unk>", "<eos>") for w in words)
 
 
-def top_words(checkpoint: Checkpoint, context: list[int], k: int) -> list[str]:
-    """The model's k most probable next words after context (<unk> never), best first."""
-    log_probs, _ = read_prompt(checkpoint.model, context, checkpoint.vocab.eos_id)
-    log_probs = log_probs.clone()
-    log_probs[checkpoint.vocab.unk_id] = -math.inf
-    return checkpoint.vocab.decode(log_probs.topk(k).indices.tolist())
-
-
 def test_each_side_is_read_once_per_model_and_every_line_scored_in_one_call(
     both, loaded, monkeypatch
 ):
-    """The forward model reads the left side to propose, then scores every filled line in one
-    call sharing the left side; the backward model reads the right side once, proposing its
-    words and giving its probability of each forward word in the same call."""
-    calls: list[tuple[str, str, int, int]] = []  # (model, method, texts or top_k, words)
+    """The backward model reads the right side once, proposing its words and giving its
+    probability of every word; the forward model then reads the left side once, proposes its
+    words at the blank and scores every filled line, in one call."""
+    calls: list[tuple[str, str, int]] = []  # (model, method, words asked)
     for name, engine in both.app.state.engines.items():
-        real_score, real_predict = engine.score_sharing_prefix, engine.predict_next
+        real_fill, real_predict = engine.fill_blank, engine.predict_next
 
-        async def score(texts, shared, _name=name, _real=real_score):
-            calls.append((_name, "score", len(texts), shared))
-            return await _real(texts, shared)
+        async def fill_blank(gap, proposer, _name=name, _real=real_fill):
+            calls.append((_name, "fill_blank", proposer.ask))
+            return await _real(gap, proposer)
 
-        async def predict(text, top_k, cache=True, words=(), _name=name, _real=real_predict):
-            calls.append((_name, "predict", top_k, len(words)))
-            return await _real(text, top_k, cache, words)
+        async def predict(
+            text, top_k, cache=True, every_word=False, _name=name, _real=real_predict
+        ):
+            calls.append((_name, "predict", top_k))
+            assert every_word and not cache
+            return await _real(text, top_k, cache, every_word)
 
-        monkeypatch.setattr(engine, "score_sharing_prefix", score)
+        monkeypatch.setattr(engine, "fill_blank", fill_blank)
         monkeypatch.setattr(engine, "predict_next", predict)
     answer = fill(both, top_k=3, candidates=8)
-    (forward, encoder), (backward, _) = loaded["forward"], loaded["backward"]
-    proposed = {
-        "forward": top_words(forward, encoder.encode(LEFT).ids, 9),
-        "backward": top_words(backward, encoder.encode(RIGHT).ids[::-1], 9),
-    }
-    merged = len(merge_proposals(proposed, forward.vocab, 8))
-    left = len(encoder.encode(LEFT).ids)
-    assert calls == [
-        ("forward", "predict", 9, 0),
-        ("backward", "predict", 9, len(proposed["forward"])),  # every forward word it knows
-        ("forward", "score", merged, left),  # every line, the left side shared
-    ]
+    assert calls == [("backward", "predict", 9), ("forward", "fill_blank", 9)]
     assert len(answer["candidates"]) == 3
 
 
