@@ -368,7 +368,8 @@ def page(record: dict) -> str:
     weights = "int8 (as the service serves them on the CPU)"
     if record["weights"] != "int8":
         weights = "float"
-    counts = " and ".join(str(count) for count in record["candidates"])
+    *firsts, last = [str(count) for count in record["candidates"]]
+    counts = f"{', '.join(firsts)} and {last}" if firsts else last
     before, after = record["load_average"]
     lines = [
         "# Fill in the blank: what both sides buy",
