@@ -136,3 +136,5 @@ def test_the_service_on_cuda_answers_every_model_route(make_settings):
         assert predicted.status_code == 200 and len(predicted.json()["candidates"]) == 5
         scored = client.post("/perplexity", json={"text": "我爱北京天安门。"})
         assert scored.status_code == 200 and scored.json()["results"][0]["perplexity"] > 1
+        filled = client.post("/fill-blank", json={"text": "我爱___天安门。", "top_k": 4})
+        assert filled.status_code == 200 and len(filled.json()["candidates"]) == 4
