@@ -94,7 +94,7 @@ def test_the_tokenizer_routes_answer_for_the_model_named(two) -> None:
         assert info["eos_token"] == "<eos>"
 
 
-def test_an_unknown_model_is_404_or_400_under_v1_naming_the_models_served(two) -> None:
+def test_an_unknown_model_is_404_naming_the_models_served(two) -> None:
     for path, body in (("/predict-next", {"text": "我"}), ("/generate", {}),
                        ("/perplexity", {"text": "我"})):  # fmt: skip
         status, error_type, message = error_of(two.post(path, json={**body, "model": "gpt-4"}))
@@ -106,7 +106,7 @@ def test_an_unknown_model_is_404_or_400_under_v1_naming_the_models_served(two) -
         ("GET", "/v1/tokenizer_info", {"params": {"model": "gpt-4"}}),
     ):
         status, error = openai_error_of(two.request(method, path, **request))
-        assert (status, error["code"], error["param"]) == (400, "model_not_found", "model")
+        assert (status, error["code"], error["param"]) == (404, "model_not_found", "model")
         assert "'forward', 'backward'" in error["message"]
 
 
