@@ -147,16 +147,10 @@ class Engine:
         try:
             blank = await channel.get()
             assert isinstance(blank, BlankWords)
-            lines: list[list[float]] = [[] for _ in blank.words]
-            for _ in blank.words:
-                result = await channel.get()
-                assert isinstance(result, tuple)
-                index, scores, _ = result
-                lines[index] = scores.tolist()
+            lines = await self._results(channel, len(blank.words))
         finally:
             channel.cancelled = True
-        self.metrics.scored_tokens.inc(sum(map(len, lines)))
-        return BlankLines(blank.proposed, lines)
+        return BlankLines(blank.proposed, [scores.tolist() for scores, _ in lines])
 
     async def generate(
         self,
@@ -214,17 +208,25 @@ class Engine:
 
     async def _scores(self, texts: Sequence[EncodedText], channel: Channel) -> list[TextScore]:
         """Each text's score as its rows finish, in the order given."""
-        results: list[tuple[torch.Tensor, list[TopTokens]]] = [(torch.empty(0), [])] * len(texts)
         try:
-            for _ in texts:
-                result = await channel.get()
-                assert isinstance(result, tuple)
-                index, scores, tops = result
-                results[index] = (scores, tops)
+            results = await self._results(channel, len(texts))
         finally:
             channel.cancelled = True
-        self.metrics.scored_tokens.inc(sum(s.numel() for s, _ in results))
         return [text_score(t, s, tops) for t, (s, tops) in zip(texts, results, strict=True)]
+
+    async def _results(
+        self, channel: Channel, count: int
+    ) -> list[tuple[torch.Tensor, list[TopTokens]]]:
+        """The (scores, tops) of a request's `count` scored texts as their rows finish, text
+        i at index i; counted in the scored-tokens metric."""
+        results: list[tuple[torch.Tensor, list[TopTokens]]] = [(torch.empty(0), [])] * count
+        for _ in range(count):
+            result = await channel.get()
+            assert isinstance(result, tuple)
+            index, scores, tops = result
+            results[index] = (scores, tops)
+        self.metrics.scored_tokens.inc(sum(s.numel() for s, _ in results))
+        return results
 
     # -- the queue (event loop side) -----------------------------------------------------------
     def _channel(self) -> Channel:
@@ -386,16 +388,10 @@ def _observe(outbox: Outbox, recorded: metrics.ModelMetrics) -> None:
         if isinstance(item, FinishEvent):
             recorded.sequences_finished(item.finish_reason).inc()
         if isinstance(row, GenerateRow) and id(row) not in timed:
-            timed.add(id(row))
-            _observe_token_time(row, now, recorded)
+            timed.add(id(row))  # a row's first token: time to it; later ones: time between
+            if row.last_token_at is None:
+                recorded.time_to_first_token.observe(now - _channel_of(row).submitted)
+            else:
+                recorded.time_per_output_token.observe(now - row.last_token_at)
+            row.last_token_at = now
     recorded.generated_tokens.inc(produced)
-
-
-def _observe_token_time(row: GenerateRow, now: float, recorded: metrics.ModelMetrics) -> None:
-    """Time to first token for a row's first token, time per output token after it."""
-    submitted = _channel_of(row).submitted
-    if row.last_token_at is None:
-        recorded.time_to_first_token.observe(now - submitted)
-    else:
-        recorded.time_per_output_token.observe(now - row.last_token_at)
-    row.last_token_at = now
