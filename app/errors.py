@@ -58,8 +58,8 @@ class NotFound(ServiceError):
 
 
 class UnknownModel(NotFound):
-    """The request's `model` names no model this server serves (404; in OpenAI's shape under
-    /v1, as OpenAI answers an unknown model)."""
+    """The request's `model` names no model this server serves (404; a 400 in OpenAI's shape
+    under /v1, see app.v1.errors)."""
 
     error_type = "model_not_found"
 

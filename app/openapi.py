@@ -1,6 +1,7 @@
-"""The OpenAPI schema with this server's configured limits in it, so that clients (and schema
+"""The OpenAPI schema with this server's configuration in it, so that clients (and schema
 fuzzers) see the maximum max_new_tokens, text length, texts per request and stop strings that
-this deployment enforces, not only the fixed ones of app.schemas."""
+this deployment enforces, not only the fixed ones of app.schemas, and the names a request's
+`model` may take."""
 
 from __future__ import annotations
 
@@ -74,6 +75,27 @@ def _publish_vocabulary(components: dict[str, Any], vocab_size: int) -> None:
             items["maximum"] = vocab_size - 1
 
 
+def _publish_model_names(schema: dict[str, Any], names: list[str]) -> None:
+    """The served models' names as the only strings a request's `model` may be (a body field
+    or the ?model= query), in place: any other name is refused (404, or 400 under /v1)."""
+    fields = [
+        component["properties"]["model"]
+        for name, component in schema["components"]["schemas"].items()
+        if name.endswith("Request") and "model" in component.get("properties", {})
+    ]
+    fields += [
+        parameter["schema"]
+        for operations in schema["paths"].values()
+        for operation in operations.values()
+        for parameter in operation.get("parameters", [])
+        if parameter["name"] == "model"
+    ]
+    for field in fields:
+        for variant in _variants(field):
+            if variant.get("type") == "string":
+                variant["enum"] = names
+
+
 def _drop_security(schema: dict[str, Any]) -> None:
     """Without an API key nothing needs one: say so by publishing no security scheme."""
     schema["components"].pop("securitySchemes", None)
@@ -83,8 +105,8 @@ def _drop_security(schema: dict[str, Any]) -> None:
 
 
 def install_openapi(app: FastAPI, settings: Settings) -> None:
-    """Make app's /openapi.json carry the configured limits, and the bearer scheme only when
-    an API key is configured (built once, on first request)."""
+    """Make app's /openapi.json carry the configured limits and model names, and the bearer
+    scheme only when an API key is configured (built once, on first request)."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -93,6 +115,7 @@ def install_openapi(app: FastAPI, settings: Settings) -> None:
         if first:
             _publish_limits(schema["components"]["schemas"], settings)
             _publish_openai_limits(schema["components"]["schemas"], settings)
+            _publish_model_names(schema, list(settings.served_models()))
             engines = app.state.engines  # the models load before the first request
             if engines:
                 largest = max(len(engine.vocab) for engine in engines.values())

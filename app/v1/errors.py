@@ -2,12 +2,13 @@
 "code"}}`, as the openai SDK and vLLM expect it; the rest of the API keeps its own body.
 
 A field that breaks a rule is a 400 here (OpenAI's status for a bad parameter), not the 422 of
-the other routes: clients treat 400 as final and never retry it.
+the other routes: clients treat 400 as final and never retry it. So is a `model` this server
+does not serve (a bad value of a parameter, as the API's contract says), a 404 elsewhere.
 """
 
 from __future__ import annotations
 
-from app.errors import ServiceError
+from app.errors import ServiceError, UnknownModel
 
 TOKENIZER_PATHS = ("/tokenize", "/detokenize", "/tokenizer_info")
 
@@ -30,7 +31,8 @@ def _error_class(status: int) -> str:
 
 def openai_error(error: ServiceError) -> tuple[int, dict[str, dict[str, str | None]]]:
     """(status, body) of error in OpenAI's shape; code is the service's error_type."""
-    status = 400 if error.status_code == 422 else error.status_code
+    bad_parameter = error.status_code == 422 or isinstance(error, UnknownModel)
+    status = 400 if bad_parameter else error.status_code
     body = {
         "message": error.message,
         "type": _error_class(status),

@@ -56,9 +56,8 @@ def _error_doc(description: str) -> dict[str, Any]:
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: _error_doc(description)
     for code, description in (
-        (400, "a field breaks a rule: param names it"),
+        (400, "a field breaks a rule, or model names no model served here: param names it"),
         (401, "an API key is configured and the request did not bring one"),
-        (404, "the model named is not served here"),
         (413, "a prompt or the request is over a configured limit"),
         (429, "overloaded: every batch slot busy and the queue full; see Retry-After"),
         (503, "the model is not loaded"),

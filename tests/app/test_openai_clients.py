@@ -86,8 +86,9 @@ def test_sdk_bad_parameter_is_bad_request_and_no_key_is_refused(sdk, keyed_url) 
     after = metric(httpx.get(f"{keyed_url}/metrics").text, "nextword_requests_total", **refusals)
     assert refused.value.body["param"] == "presence_penalty"
     assert after - before == 1  # answered once: the SDK does not retry a 400
-    with pytest.raises(openai.NotFoundError):
+    with pytest.raises(openai.BadRequestError) as unknown:
         sdk.completions.create(model="gpt-3.5-turbo-instruct", prompt="我")
+    assert (unknown.value.body["code"], unknown.value.body["param"]) == ("model_not_found", "model")
     wrong = openai.OpenAI(base_url=f"{keyed_url}/v1", api_key="sk-wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         wrong.models.list()

@@ -94,7 +94,7 @@ def test_the_tokenizer_routes_answer_for_the_model_named(two) -> None:
         assert info["eos_token"] == "<eos>"
 
 
-def test_an_unknown_model_is_404_naming_the_models_served(two) -> None:
+def test_an_unknown_model_is_404_or_400_under_v1_naming_the_models_served(two) -> None:
     for path, body in (("/predict-next", {"text": "我"}), ("/generate", {}),
                        ("/perplexity", {"text": "我"})):  # fmt: skip
         status, error_type, message = error_of(two.post(path, json={**body, "model": "gpt-4"}))
@@ -106,8 +106,24 @@ def test_an_unknown_model_is_404_naming_the_models_served(two) -> None:
         ("GET", "/v1/tokenizer_info", {"params": {"model": "gpt-4"}}),
     ):
         status, error = openai_error_of(two.request(method, path, **request))
-        assert (status, error["code"], error["param"]) == (404, "model_not_found", "model")
+        assert (status, error["code"], error["param"]) == (400, "model_not_found", "model")
         assert "'forward', 'backward'" in error["message"]
+
+
+def test_the_openapi_schema_lists_the_served_names_wherever_model_is_taken(two) -> None:
+    schema = two.get("/openapi.json").json()
+    components = schema["components"]["schemas"]
+    requests = [
+        name
+        for name, body in components.items()
+        if name.endswith("Request") and "model" in body.get("properties", {})
+    ]
+    assert len(requests) == 7  # predict, generate, perplexity, fill-blank, completion, tokenizer
+    queries = [schema["paths"][f"{prefix}/tokenizer_info"]["get"]["parameters"][0]["schema"]
+               for prefix in ("", "/v1")]  # fmt: skip
+    served = [["forward", "backward"], None]  # a served name, or null for the default
+    for field in [*(components[name]["properties"]["model"] for name in requests), *queries]:
+        assert [variant.get("enum") for variant in field["anyOf"]] == served
 
 
 def test_metrics_carry_the_model_that_answered(two) -> None:

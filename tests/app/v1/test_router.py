@@ -31,7 +31,7 @@ def test_tokenizer_routes_refuse_ids_outside_the_vocabulary_and_other_models(cli
     assert (status, error["param"]) == (400, "tokens") and f"token id {size} " in error["message"]
     other = {"model": "gpt-4", "prompt": "我"}
     status, error = openai_error_of(client.post("/v1/tokenize", json=other))
-    assert (status, error["code"], error["param"]) == (404, "model_not_found", "model")
+    assert (status, error["code"], error["param"]) == (400, "model_not_found", "model")
 
 
 def test_models_lists_the_served_model(client: TestClient) -> None:
@@ -40,11 +40,11 @@ def test_models_lists_the_served_model(client: TestClient) -> None:
     assert [m["id"] for m in answer["data"]] == ["nextword"]
 
 
-def test_unknown_model_is_404_and_chat_is_not_served(client: TestClient) -> None:
+def test_unknown_model_is_400_and_chat_is_not_served(client: TestClient) -> None:
     status, error = openai_error_of(
         client.post("/v1/completions", json={"model": "gpt-4", "prompt": "我"})
     )
-    assert (status, error["code"], error["param"]) == (404, "model_not_found", "model")
+    assert (status, error["code"], error["param"]) == (400, "model_not_found", "model")
     status, error = openai_error_of(client.post("/v1/chat/completions", json={}))
     assert status == 404 and "/v1/completions" in error["message"]
     assert openai_error_of(client.get("/v1/nowhere"))[0] == 404
