@@ -179,6 +179,11 @@ class Proposer:
         """How many words to ask the forward model for at the blank."""
         return words_to_ask(max(self.count, self.at_least))
 
+    @property
+    def most_words(self) -> int:
+        """The most words it fills a blank with: count of each model's, or at_least."""
+        return max(self.count + min(self.count, len(self.backward)), self.at_least)
+
     def proposals(self, forward: Sequence[str]) -> list[Proposal]:
         """The proposals, given the forward model's words at the blank, best first."""
         merged = {"forward": forward, "backward": self.backward}
@@ -253,7 +258,7 @@ class BlankFiller:
         batch, as the service's engine runs a request (gap: in the forward model's
         vocabulary)."""
         runner = self.runners["forward"]
-        row = BlankRow(gap.left, gap.right, runner.vocab.eos_id, proposer.ask, proposer, Ticket())
+        row = BlankRow(gap.left, gap.right, runner.vocab.eos_id, proposer, Ticket())
         results = _run(runner, [row])
         blank_words = cast(BlankWords, results[0][1])
         scores: list[list[float]] = [[] for _ in blank_words.words]

@@ -13,8 +13,9 @@ same state as training and evaluation. What it wants from a step differs by kind
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
@@ -89,6 +90,12 @@ class Row:
         self.line_starts = [i for i, t in enumerate(self.tokens) if t == eos_id and i > 0]
 
     @property
+    def places(self) -> int:
+        """How many places in the batch this row may come to hold (a scheduler admits it only
+        where they are free)."""
+        return 1
+
+    @property
     def at_line_start(self) -> bool:
         """Whether the next token to read begins a line after the first."""
         return self.position in self.line_starts
@@ -134,6 +141,11 @@ class Row:
         return False
 
 
+def places_of(rows: Iterable[Row]) -> int:
+    """The places in the batch rows may come to hold (what a scheduler admits by)."""
+    return sum(row.places for row in rows)
+
+
 class ScoreRow(Row):
     """Scores one text of a request (index: its place in the request); with top_n, also the
     top_n most probable tokens at each target's place."""
@@ -163,30 +175,54 @@ class ScoreRow(Row):
         return self.finished
 
 
+class BlankChooser(Protocol):
+    """What picks the words a BlankRow's lines are filled with (model/fill_blank.py's
+    Proposer): it sees the `ask` most probable words at the blank and names at most
+    `most_words` of them or others."""
+
+    @property
+    def ask(self) -> int:
+        """How many of the most probable words at the blank it wants to see."""
+        ...
+
+    @property
+    def most_words(self) -> int:
+        """The most words it ever names."""
+        ...
+
+    def __call__(self, proposed: list[Candidate]) -> list[int]:
+        """The words (ids) to fill the blank with, given the proposed ones, best first."""
+        ...
+
+
 class BlankRow(ScoreRow):
     """Fills the one blank of a line (fill-blank's lines differ only from the blank on, so they
     share everything before it): reads <eos> and the left side once, scoring it. At the blank
-    the runner hands `choose` the `ask` most probable words there, best first (<unk> never),
-    and `choose` names the words to try; each filled line then goes on in a ScoreRow of its
-    own from a copy of this row's state (lines()), reading its word and the right side and
-    carrying the left side's scores and its word's. So every line gets the figures of its own
-    ScoreRow, for one reading of the left side and one proposal."""
+    the runner hands its chooser the `ask` most probable words there, best first (<unk>
+    never), and the chooser names the words to try; each filled line then goes on in a ScoreRow
+    of its own from a copy of this row's state (lines()), reading its word and the right side
+    and carrying the left side's scores and its word's. So every line gets the figures of its
+    own ScoreRow, for one reading of the left side and one proposal. It takes a place in the
+    batch for each line it may become."""
 
     def __init__(
         self,
         left: Sequence[int],
         right: Sequence[int],
         eos_id: int,
-        ask: int,
-        choose: Callable[[list[Candidate]], list[int]],
+        chooser: BlankChooser,
         channel: Ticket,
     ):
         super().__init__(list(left), eos_id, index=-1, channel=channel)
         self.targets = list(left)  # after the left side comes the word in the blank: per line
         self.right = list(right)
-        self.ask = ask
-        self.choose = choose
+        self.chooser = chooser
         self.eos_id = eos_id
+
+    @property
+    def places(self) -> int:
+        """The lines it becomes at the blank, at most: each holds a place of the batch."""
+        return self.chooser.most_words
 
     def lines(self, words: Sequence[int], word_logprobs: Sequence[float]) -> list[ScoreRow]:
         """One row per word in the blank, reading it and the right side from this row's state;

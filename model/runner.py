@@ -177,10 +177,10 @@ class Runner:
                     whole=torch.tensor([blank], device=device),
                 ).cpu()
             )
-            ask = min(row.ask, len(self.vocab) - 1)
+            ask = min(row.chooser.ask, len(self.vocab) - 1)
             values, ids = self._top_tokens(distribution, [blank], ask, ban_unk=True)
             proposed = self._candidates(zip(ids[0], values[0], strict=True))
-            words = row.choose(proposed)
+            words = row.chooser(proposed)
             places = torch.full((len(words),), blank, device=device)
             found = distribution.log_prob_of(places, torch.tensor(words, device=device))
             lines = row.lines(words, found.cpu().tolist())

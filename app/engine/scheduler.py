@@ -45,6 +45,7 @@ from model.rows import (
     ScoreRow,
     TokenEvent,
     TopTokens,
+    places_of,
 )
 from model.runner import Outbox, Runner
 from model.sampling import SamplingOptions
@@ -143,7 +144,7 @@ class Engine:
         batch (model/rows.py's BlankRow). The figures are score()'s for each line."""
         channel = self._channel()
         eos = self.vocab.eos_id
-        self._submit([BlankRow(gap.left, gap.right, eos, proposer.ask, proposer, channel)])
+        self._submit([BlankRow(gap.left, gap.right, eos, proposer, channel)])
         try:
             blank = await channel.get()
             assert isinstance(blank, BlankWords)
@@ -196,14 +197,8 @@ class Engine:
     ) -> GenerateRow:
         if options.seed is None:  # a random one, returned with the text so it can be replayed
             options = replace(options, seed=random.randrange(2**63))
-        decoding = Decoding(
-            prompt.ids,
-            prompt.tokens,
-            options,
-            self.vocab.eos_id,
-            self.encoder.tokenizer,
-            channel.deadline,
-        )
+        eos, tokenizer = self.vocab.eos_id, self.encoder.tokenizer
+        decoding = Decoding(prompt.ids, prompt.tokens, options, eos, tokenizer, channel.deadline)
         return GenerateRow(decoding, len(prompt.ids), channel, self.runner.new_cache(options.cache))
 
     async def _scores(self, texts: Sequence[EncodedText], channel: Channel) -> list[TextScore]:
@@ -241,7 +236,7 @@ class Engine:
         with self._wake:
             if self._stopping:
                 raise NotReady("the engine is shutting down")
-            if self._is_full(len(rows)):
+            if self._is_full(places_of(rows)):
                 raise Overloaded(
                     f"all {self.settings.max_batch_size} batch slots are busy and "
                     f"{len(self._waiting)} requests are waiting; retry shortly",
@@ -251,11 +246,11 @@ class Engine:
             self.metrics.queue_size.set(len(self._waiting))
             self._wake.notify()
 
-    def _is_full(self, new_rows: int) -> bool:
-        """Whether a request of new_rows rows must be refused (lock held)."""
-        waiting_rows = sum(len(group) for group in self._waiting)
-        free = self.settings.max_batch_size - len(self.runner.rows) - waiting_rows
-        if free >= new_rows or len(self._waiting) < self.settings.max_waiting:
+    def _is_full(self, new_places: int) -> bool:
+        """Whether a request whose rows may take new_places must be refused (lock held)."""
+        waiting = sum(places_of(group) for group in self._waiting)
+        free = self.settings.max_batch_size - places_of(self.runner.rows) - waiting
+        if free >= new_places or len(self._waiting) < self.settings.max_waiting:
             return False
         # requests whose clients left still hold places until the worker looks: free them
         self._waiting = deque(g for g in self._waiting if not g[0].channel.cancelled)
@@ -295,17 +290,24 @@ class Engine:
         return True
 
     def _admit(self) -> list[Row]:
-        """Waiting rows that fit in the batch, oldest request first (lock held)."""
-        free = self.settings.max_batch_size - len(self.runner.rows)
+        """Waiting rows whose places are free in the batch, oldest request first (lock held).
+        A row wider than the whole batch (a blank of many lines) waits for it to be empty and
+        runs alone."""
+        free = self.settings.max_batch_size - places_of(self.runner.rows)
         admitted: list[Row] = []
         now = time.monotonic()
-        while self._waiting and free > len(admitted):
+        while self._waiting:
             group = self._waiting[0]
-            row = group.popleft()
+            row = group[0]
+            alone = not self.runner.rows and not admitted
+            if row.places > free and not alone and not row.channel.cancelled:
+                break
+            group.popleft()
             if not group:
                 self._waiting.popleft()
             if not row.channel.cancelled:
                 admitted.append(row)
+                free -= row.places
                 self.metrics.queue_time.observe(now - _channel_of(row).submitted)
         self.metrics.queue_size.set(len(self._waiting))
         return admitted

@@ -81,15 +81,17 @@ def test_a_blank_row_reads_the_left_side_once_and_each_line_scores_as_alone(
     offered: list[list[str]] = []
     chosen = [vocab.stoi["。"], len(vocab) - 1, 7]  # a common word, the rarest, another
 
-    def choose(proposed):
-        offered.append([c.token for c in proposed])
-        return chosen
+    class Chooser:  # sees the model's 6 first words, names `chosen`
+        ask = most_words = 6
+
+        def __call__(self, proposed):
+            offered.append([c.token for c in proposed])
+            return chosen
 
     runner = Runner(checkpoint, prefill_chunk=4)
     other = encoder.encode("人民日报").ids
-    runner.add(
-        [BlankRow(left_ids, right_ids, eos, 6, choose, Ticket()), ScoreRow(other, eos, 7, Ticket())]
-    )
+    blank_row = BlankRow(left_ids, right_ids, eos, Chooser(), Ticket())
+    runner.add([blank_row, ScoreRow(other, eos, 7, Ticket())])
     results = _run(runner)
     (blank,) = [result for _, result in results if isinstance(result, BlankWords)]
     assert offered == [[c.token for c in blank.proposed]]

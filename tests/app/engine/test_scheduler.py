@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from app.engine import Engine
 from app.errors import Overloaded
 from app.main import create_app
+from model.fill_blank import Gap, Proposer
 from model.generate import generate
 from model.quantize import Int8Recurrent
 from model.rows import FinishEvent, TokenEvent
@@ -169,6 +170,43 @@ def test_full_queue_is_refused_at_once(make_settings) -> None:
         narrow.stop()
     assert error.status_code == 429 and error.headers["Retry-After"] == "1"
     assert error.error_type == "overloaded"
+
+
+def test_a_blank_is_admitted_for_the_lines_it_becomes_and_one_wider_runs_alone(
+    make_settings, monkeypatch
+) -> None:
+    narrow = Engine.load(make_settings(max_batch_size=4, max_waiting=8, max_new_tokens=100))
+    sizes: list[int] = []  # the rows of each step
+    step = narrow.runner.step
+    monkeypatch.setattr(
+        narrow.runner, "step", lambda: sizes.append(len(narrow.runner.rows)) or step()
+    )
+    vocab, encode = narrow.vocab, narrow.encoder.encode
+    gap = Gap(tuple(encode("中国 人民").ids), tuple(encode("今天 宣布 。").ids))
+    rare = (vocab.itos[len(vocab) - 1],)  # never among the forward model's first words
+    fitting = Proposer(vocab, 3, backward=rare)  # 4 lines: the whole batch
+    wide = Proposer(vocab, 3, at_least=6)  # 6 lines: more than the batch
+    options = SamplingOptions(0.0, max_new_tokens=30, seed=1, ignore_eos=True)
+
+    async def beside_a_generation(proposer: Proposer) -> list[int]:
+        """The rows of each step while a generation and then the blank run."""
+        sizes.clear()
+        stream = await start_generation(narrow, "我", options)
+        await anext(stream)  # the generation holds a place
+        lines = await narrow.fill_blank(gap, proposer)
+        assert len(lines.logprobs) == proposer.most_words
+        assert [e async for e in stream]  # the generation went on to its end
+        return list(sizes)
+
+    narrow.start()
+    try:
+        fits = asyncio.run(beside_a_generation(fitting))
+        alone = asyncio.run(beside_a_generation(wide))
+    finally:
+        narrow.stop()
+    # the blank waits for the generation to end (no step holds both), then fills the batch
+    assert max(fits) == 4 and 2 not in fits
+    assert max(alone) == 6 and 2 not in alone  # wider than the batch: alone
 
 
 def test_int8_engine_scores_close_to_float(make_settings) -> None:
