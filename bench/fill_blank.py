@@ -14,11 +14,8 @@ rankings of the words for the gap (model/fill_blank.py), each counted right at t
   (c) both sides: (b) with the backward model's --candidates words before the right side
       added to the words ranked.
 
-(b) and (c) are what POST /fill-blank answers with `backward` false and true, `candidates`
-k and `top_k` --top-k (10, the request's default, unless told): where the words proposed are
-fewer than top_k, the forward model proposes more (model/fill_blank.py's Proposer, the
-service's). They are measured for each k given to --candidates (6, 8 and 16 unless told; the
-service's default is 6); --top-k 0 ranks each model's k words alone.
+(b) and (c) are measured for each count given to --candidates (6, 8 and 16 unless told; the
+service's default is 6).
 
 Every blank runs alone, its rows one batch, as one request's rows run in the service
 (model/runner.py's step on the weights the service serves on this CPU). A ranking's ms per
@@ -35,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import shlex
@@ -51,7 +49,6 @@ from typing import TypeVar
 import httpx
 import torch
 
-from bench.fill_blank_page import page
 from bench.records import write_record
 from model.checkpoint import Checkpoint, load_checkpoint
 from model.fill_blank import BLANK, BlankFiller, Gap, Proposer, merge_proposals
@@ -63,6 +60,11 @@ from model.vocab import SPECIALS, Vocab
 from tests.live_server import uvicorn_server
 
 ROOT = Path(__file__).resolve().parent.parent
+RANKINGS = {
+    "a": "left only",
+    "b": "whole line, forward words",
+    "c": "whole line, forward and backward words",
+}
 SPEED_LINE_TOKENS = 40  # the length of the line the service's speed is measured on
 T = TypeVar("T")
 
@@ -142,21 +144,20 @@ def timed(call: Callable[..., T], *args: object) -> tuple[T, float]:
 
 
 def rank_three_ways(
-    filler: BlankFiller, gaps: dict[str, Gap], counts: Sequence[int], top_k: int = 0
+    filler: BlankFiller, gaps: dict[str, Gap], counts: Sequence[int]
 ) -> dict[str, tuple[list[int], float]]:
     """The word ids of each ranking of one blank, best first, and the seconds it took: "a",
-    then "b/k" and "c/k" for each count k of words each model proposes, with the forward
-    model's next words added up to top_k, as the service does. (a) is the forward proposal at
-    the first count (its first five words are the same at any count of five or more)."""
+    then "b/k" and "c/k" for each count k of words each model proposes. (a) is the forward
+    proposal at the first count (its first five words are the same at any count of five or
+    more)."""
     vocab = filler.runners["forward"].vocab
     rankings: dict[str, tuple[list[int], float]] = {}
     for count in counts:
         forward, forward_s = timed(filler.propose, gaps["forward"], count, "forward")
         backward, backward_s = timed(filler.propose, gaps["backward"], count, "backward")
         alone = merge_proposals({"forward": forward}, vocab, count)
-        line = Proposer(vocab, count, top_k)
-        (_, by_line), line_s = timed(filler.fill, gaps["forward"], line)
-        both = Proposer(vocab, count, top_k, backward=tuple(backward))
+        (_, by_line), line_s = timed(filler.fill, gaps["forward"], Proposer(vocab, count))
+        both = Proposer(vocab, count, backward=tuple(backward))
         (_, by_both), both_s = timed(filler.fill, gaps["forward"], both)
         rankings.setdefault("a", ([p.word for p in alone], forward_s))
         rankings[f"b/{count}"] = ([f.word for f in by_line], line_s)
@@ -169,11 +170,10 @@ def fill_each(
     lines: Sequence[Sequence[str]],
     spots: Sequence[BlankSpot],
     counts: Sequence[int],
-    top_k: int = 0,
     progress: Callable[[int, dict[str, dict[str, Tally]]], None] = lambda done, tallies: None,
 ) -> dict[str, dict[str, Tally]]:
-    """Every blank ranked every way (rank_three_ways, up to top_k words): a Tally per ranking
-    for all blanks ("all") and for those whose word is not punctuation ("words")."""
+    """Every blank ranked every way (rank_three_ways): a Tally per ranking for all blanks
+    ("all") and for those whose word is not punctuation ("words")."""
     tallies: dict[str, dict[str, Tally]] = {"all": {}, "words": {}}
     vocab = filler.runners["forward"].vocab
     for done, spot in enumerate(spots, 1):
@@ -182,7 +182,7 @@ def fill_each(
         gaps = {d: filler.gap(left, right, d) for d in filler.runners}
         word = vocab.stoi[tokens[spot.position]]
         groups = ["all"] if is_punctuation(tokens[spot.position]) else ["all", "words"]
-        for key, (ranking, seconds) in rank_three_ways(filler, gaps, counts, top_k).items():
+        for key, (ranking, seconds) in rank_three_ways(filler, gaps, counts).items():
             for group in groups:
                 tallies[group].setdefault(key, Tally()).add(ranking, word, seconds)
         progress(done, tallies)
@@ -246,7 +246,7 @@ FILL_REQUESTS = {  # the /fill-blank requests timed: the defaults, more words, f
 
 
 def service_speed(args: argparse.Namespace, line: str, blanked: str) -> dict:
-    """ms of /perplexity for the line and of /fill-blank (args.top_k) for it with its blank, on
+    """ms of /perplexity for the line and of /fill-blank (top_k 10) for it with its blank, on
     one live server serving both models: with the request's defaults, with 8 words from each
     model, and without the backward model's words."""
     models = json.dumps({"forward": str(args.forward), "backward": str(args.backward)})
@@ -256,14 +256,13 @@ def service_speed(args: argparse.Namespace, line: str, blanked: str) -> dict:
         httpx.Client(base_url=url, timeout=120) as client,
     ):
         tokens = client.post("/perplexity", json={"text": line}).json()["results"][0]
-        fill = {"text": blanked, "top_k": args.top_k}
+        fill = {"text": blanked, "top_k": 10}
         requests = {"perplexity": ("/perplexity", {"text": line})}
         requests |= {name: ("/fill-blank", fill | extra) for name, extra in FILL_REQUESTS.items()}
         medians = interleaved_medians(client, requests, args.speed_requests)
         return {
             "line": line,
             "line_tokens": tokens["num_tokens"] - 1,  # its closing <eos> is a target too
-            "top_k": args.top_k,
             "requests": args.speed_requests,
             "perplexity_ms": medians.pop("perplexity"),
             "fill_blank_ms": medians,
@@ -290,7 +289,7 @@ def measure(args: argparse.Namespace) -> dict:
             print(f"{done:5d} blanks, top-1 top-5 ms:  {shown}", flush=True)
 
     filler = BlankFiller(forward, backward)
-    tallies = fill_each(filler, lines, spots, args.candidates, args.top_k, progress)
+    tallies = fill_each(filler, lines, spots, args.candidates, progress)
     words = len(spots) - punctuation
     speed = service_speed(args, *speed_text(lines)) if args.speed_requests else None
     return {
@@ -303,12 +302,139 @@ def measure(args: argparse.Namespace) -> dict:
         "punctuation_blanks": punctuation,
         "seed": args.seed,
         "candidates": args.candidates,
-        "top_k": args.top_k,
         "test_lines": len(lines),
         "all": {key: t.summary(len(spots)) for key, t in tallies["all"].items()},
         "words": {key: t.summary(words) for key, t in tallies["words"].items()} if words else {},
         "service": speed,
     }
+
+
+def floors(record: dict) -> list[tuple[str, bool]]:
+    """The figures the issue asks for at each count of candidates, each with whether it
+    holds."""
+    figures = record["all"]
+    left_only = figures["a"]["top1"]
+    checks = []
+    for count in record["candidates"]:
+        line, both = figures[f"b/{count}"], figures[f"c/{count}"]
+        whole_line = max(line["top1"], both["top1"])
+        ratio = whole_line / left_only if left_only else math.inf
+        checks += [
+            (
+                f"{count} candidates each: whole-line top-1 {whole_line:.3f} is {ratio:.2f}× "
+                f"the left-only top-1 {left_only:.3f} (≥ 1.5×)",
+                ratio >= 1.5,
+            ),
+            (
+                f"{count} candidates each: with the backward model's, top-5 is "
+                f"{both['top5']:.3f} against {line['top5']:.3f} without (not lower)",
+                both["top5"] >= line["top5"],
+            ),
+        ]
+    speed = record["service"]
+    if speed:
+        ratio = speed["fill_blank_ms"]["both"] / speed["perplexity_ms"]
+        checks.append(
+            (
+                f"a /fill-blank request (top_k 10, both models) on a {speed['line_tokens']}-token "
+                f"line takes {ratio:.2f}× a /perplexity request for the line (≤ 3×)",
+                ratio <= 3,
+            )
+        )
+    return checks
+
+
+def label(key: str) -> str:
+    """The table's name of a ranking key ("a", "b/16", "c/16")."""
+    ranking, _, count = key.partition("/")
+    return f"({ranking}) {RANKINGS[ranking]}" + (f", {count} each" if count else "")
+
+
+def _table(figures: dict) -> list[str]:
+    rows = [
+        "| ranking | top-1 | top-5 | right word among those ranked | ms per blank |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for key, f in figures.items():
+        rows.append(
+            f"| {label(key)} | {f['top1']:.3f} | {f['top5']:.3f} | {f['ranked']:.3f} | "
+            f"{f['ms_per_blank']:.1f} |"
+        )
+    return rows
+
+
+def page(record: dict) -> str:
+    """docs/fill-blank.md from a record."""
+    weights = "int8 (as the service serves them on the CPU)"
+    if record["weights"] != "int8":
+        weights = "float"
+    *firsts, last = [str(count) for count in record["candidates"]]
+    counts = f"{', '.join(firsts)} and {last}" if firsts else last
+    before, after = record["load_average"]
+    lines = [
+        "# Fill in the blank: what both sides buy",
+        "",
+        f"`{record['command']}` on {record['machine']} (1-minute load average {before:.2f} "
+        f"before, {after:.2f} after).",
+        "",
+        f"{record['blanks']} blanks drawn with seed {record['seed']} from the "
+        f"{record['test_lines']} lines of the test split, one in-vocabulary token taken out of "
+        f"a line per blank ({record['punctuation_blanks']} of them punctuation). Forward model "
+        f"`{record['forward']}`, backward model `{record['backward']}`, {weights} weights; "
+        f"{counts} words proposed by each model. Each blank runs alone, its candidate lines "
+        "scored in one batch, as one `POST /fill-blank` request's are, but on the model's "
+        "step directly (model/runner.py), without the server and its engine thread.",
+        "",
+        "- (a) left only: what `/predict-next` offers after the left side (`<eos>` left out).",
+        "- (b) whole line: the forward model's words ranked by the log-probability of the "
+        "whole filled line, so the right side votes.",
+        "- (c) both sides: (b) with the backward model's words before the right side added.",
+        '- "Right word among those ranked": the ceiling of top-k for any k, since a word no '
+        "model proposed cannot be ranked.",
+        "",
+        "## All blanks",
+        "",
+        *_table(record["all"]),
+    ]
+    if record["words"]:
+        lines += [
+            "",
+            f"## Words only ({record['blanks'] - record['punctuation_blanks']} blanks, "
+            "punctuation left out)",
+            "",
+            *_table(record["words"]),
+        ]
+    if record["service"]:
+        lines += ["", *_speed_section(record["service"])]
+    lines += ["", "## Floors", ""]
+    lines += [f"- {'met' if ok else 'NOT met'}: {text}" for text, ok in floors(record)]
+    return "\n".join(lines) + "\n"
+
+
+def _speed_section(speed: dict) -> list[str]:
+    perplexity, fill = speed["perplexity_ms"], speed["fill_blank_ms"]
+    rows = {
+        "both": "both models",
+        "candidates_8": "both models, `candidates: 8`",
+        "forward": "`backward: false`",
+    }
+    return [
+        "## The service",
+        "",
+        "One live server (`uvicorn app.main:create_app --factory`, NEXTWORD_MODELS naming both "
+        f"models) on the same machine; median ms of {speed['requests']} rounds of one request "
+        "of each kind, sent one after another, for the test line of "
+        f"{speed['line_tokens']} tokens `{speed['line']}` and for the same line with its middle "
+        "token as the blank (the request's defaults unless named).",
+        "",
+        "| request | ms | × /perplexity |",
+        "|---|---:|---:|",
+        f"| /perplexity | {perplexity:.1f} | 1.00 |",
+        *(
+            f"| /fill-blank, top_k 10, {rows[name]} | {ms:.1f} | {ms / perplexity:.2f} |"
+            for name, ms in fill.items()
+        ),
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -324,13 +450,6 @@ def main(argv: list[str] | None = None) -> None:
         nargs="+",
         default=[6, 8, 16],
         help="words each model proposes per blank; several counts: a row of (b) and (c) each",
-    )
-    parser.add_argument(
-        "--top-k",
-        type=int,
-        default=10,
-        help="the request's top_k: fewer words proposed than this, and the forward model "
-        "proposes more (0: each model's --candidates words only)",
     )
     parser.add_argument(
         "--weights",

@@ -72,10 +72,6 @@ def test_whole_line_rankings_hold_the_words_proposed_and_c_adds_the_backward_one
         line_words, both_words = set(rankings[f"b/{count}"][0]), set(rankings[f"c/{count}"][0])
         assert line_words <= both_words and len(both_words) <= 2 * count
     assert all(seconds > 0 for _, seconds in rankings.values())
-    served = rank_three_ways(filler, gaps, [2], top_k=6)  # as /fill-blank ranks: top_k 6
-    alone = rank_three_ways(filler, gaps, [2, 6])  # each model's words only
-    assert sorted(served["b/2"][0]) == sorted(alone["b/6"][0])  # topped up to the first 6
-    assert len(served["c/2"][0]) == 6 and set(alone["c/2"][0]) < set(served["c/2"][0])
 
 
 def test_the_page_names_cpu_and_command_and_holds_a_row_per_ranking(
@@ -99,7 +95,7 @@ def test_the_page_names_cpu_and_command_and_holds_a_row_per_ranking(
     assert len(rows) == 5 * (2 if words else 1)
     first = record["all"]["a"]
     assert rows[0].startswith(f"| (a) left only | {first['top1']:.3f} | {first['top5']:.3f} |")
-    assert page.count("`candidates` 4: ") == page.count("`candidates` 8: ") == 2  # floors
+    assert page.count("candidates each: ") == 4  # two floors per count
     assert page in capsys.readouterr().out
 
 
@@ -129,10 +125,10 @@ def test_the_speed_line_has_the_tokens_asked_for_and_its_middle_one_blank():
 
 def test_the_service_is_timed_on_one_server_with_both_models(tiny_checkpoint, backward_checkpoint):
     args = argparse.Namespace(
-        forward=tiny_checkpoint, backward=backward_checkpoint, speed_requests=2, top_k=3
+        forward=tiny_checkpoint, backward=backward_checkpoint, speed_requests=2
     )
     speed = service_speed(args, "我们在北京。", "我们___北京。")
-    assert (speed["line_tokens"], speed["requests"], speed["top_k"]) == (4, 2, 3)
+    assert speed["line_tokens"] == 4 and speed["requests"] == 2
     assert speed["perplexity_ms"] > 0 and set(speed["fill_blank_ms"]) == {
         "both",
         "candidates_8",
