@@ -54,8 +54,8 @@ from model.checkpoint import Checkpoint, load_checkpoint
 from model.fill_blank import BLANK, BlankFiller, Gap, Proposer, merge_proposals
 from model.hardware import describe_cpu
 from model.quantize import quantize_int8, served_weights
-from model.tokenizers import build_tokenizer
-from model.train.corpora import load_corpus, trained_corpus
+from model.train.corpora import trained_corpus
+from model.train.data import open_store
 from model.vocab import SPECIALS, Vocab
 from tests.live_server import uvicorn_server
 
@@ -201,13 +201,13 @@ def served(directory: Path, weights: str) -> Checkpoint:
 def lines_of_test_split(forward: Checkpoint, backward: Checkpoint) -> list[list[str]]:
     """The tokens of each line of the test split of the corpus both checkpoints were trained
     on; ValueError when they were trained on different corpora."""
-    source, files = trained_corpus(forward.metadata)
-    if trained_corpus(backward.metadata) != (source, files):
+    source, files, text_field = trained_corpus(forward.metadata)
+    if trained_corpus(backward.metadata) != (source, files, text_field):
         raise ValueError(
             f"{forward.directory} and {backward.directory} were trained on different corpora: "
             "give a backward model of the forward model's corpus"
         )
-    return load_corpus(source, build_tokenizer(forward.tokenizer_spec), files).splits["test"]
+    return open_store(source, forward.tokenizer_spec, files, text_field).token_lines("test")
 
 
 def speed_text(lines: Sequence[Sequence[str]], tokens: int = SPEED_LINE_TOKENS) -> tuple[str, str]:

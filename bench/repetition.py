@@ -24,8 +24,8 @@ from model.checkpoint import load_checkpoint
 from model.hardware import describe_cpu
 from model.rows import FinishEvent
 from model.sampling import SamplingOptions
-from model.tokenizers import build_tokenizer
-from model.train.corpora import load_corpus, trained_corpus
+from model.train.corpora import trained_corpus
+from model.train.data import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPTS = ("中国经济", "新年", "国务院总理", "记者从", "今天上午")
@@ -60,8 +60,8 @@ def generated_texts(engine: Engine, prompts: Sequence[str], seeds: int, cache: b
 def corpus_texts(checkpoint: str, characters: int) -> list[str]:
     """The first `characters` characters of every test line at least that long, spaces out."""
     loaded = load_checkpoint(checkpoint)
-    source, files = trained_corpus(loaded.metadata)
-    lines = load_corpus(source, build_tokenizer(loaded.tokenizer_spec), files).splits["test"]
+    source, files, text_field = trained_corpus(loaded.metadata)
+    lines = open_store(source, loaded.tokenizer_spec, files, text_field).token_lines("test")
     texts = ["".join(line) for line in lines]
     return [text[:characters] for text in texts if len(text) >= characters]
 

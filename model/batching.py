@@ -29,7 +29,8 @@ carries the state across windows, batches and lines:
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+from array import array
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -79,30 +80,73 @@ class LineBatch:
             start += length
 
 
+def line_lengths(lines: Sequence[Sequence[int]]) -> list[int]:
+    """Tokens of each line (without <eos>): read from a prepared store's offsets when the lines
+    are a store's view (model/train/store.py), without reading the lines themselves."""
+    lengths = getattr(lines, "lengths", None)
+    return lengths().tolist() if callable(lengths) else [len(line) for line in lines]
+
+
+def stream_reader(
+    lines: Sequence[Sequence[int]], eos_id: int
+) -> Callable[[int, int], torch.Tensor]:
+    """read(start, stop): positions [start, stop) of the lines read as one stream, each closed
+    by <eos>, as a long tensor. A store's view (model/train/store.py) reads only that stretch
+    from disk; plain lists are flattened once."""
+    stream = getattr(lines, "stream", None)
+    if callable(stream):
+        return lambda start, stop: torch.from_numpy(stream(start, stop))
+    flat = torch.tensor([i for line in lines for i in (*line, eos_id)], dtype=torch.long)
+    return lambda start, stop: flat[start:stop]
+
+
 def document_stream(lines: Sequence[Sequence[int]], eos_id: int) -> tuple[torch.Tensor, ...]:
     """(inputs (N,), targets (N,)) of the lines read as one stream, each closed by <eos>."""
-    targets = torch.tensor([i for line in lines for i in (*line, eos_id)], dtype=torch.long)
+    total = sum(line_lengths(lines)) + len(lines)
+    targets = stream_reader(lines, eos_id)(0, total)
     inputs = torch.cat((torch.tensor([eos_id]), targets[:-1]))
     return inputs, targets
 
 
-def stream_batches(
-    lines: Sequence[Sequence[int]], eos_id: int, rows: int, steps: int
-) -> list[LineBatch]:
+class StreamBatches(Sequence[LineBatch]):
     """The lines as one stream cut into `rows` contiguous columns (the last N mod rows tokens
     dropped), then into consecutive batches of at most `steps` steps: row r of batch k + 1
-    continues row r of batch k, so a reader carries its state from one batch to the next."""
-    inputs, targets = document_stream(lines, eos_id)
-    rows = max(1, min(rows, targets.numel()))
-    length = targets.numel() // rows
-    columns = (
-        inputs[: rows * length].view(rows, length),
-        targets[: rows * length].view(rows, length),
-    )
-    return [
-        LineBatch(columns[0][:, start : start + steps], columns[1][:, start : start + steps], [])
-        for start in range(0, length, steps)
-    ]
+    continues row r of batch k, so a reader carries its state from one batch to the next.
+    Each batch is read from the lines when asked for, never the whole epoch at once."""
+
+    def __init__(self, lines: Sequence[Sequence[int]], eos_id: int, rows: int, steps: int):
+        self.read, self.eos_id, self.steps = stream_reader(lines, eos_id), eos_id, steps
+        total = sum(line_lengths(lines)) + len(lines)
+        self.rows = max(1, min(rows, total))
+        self.length = total // self.rows  # each column's length
+
+    def __len__(self) -> int:
+        return -(-self.length // self.steps)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        begin = index * self.steps
+        end = min(begin + self.steps, self.length)
+        inputs, targets = [], []
+        for row in range(self.rows):
+            start = row * self.length + begin
+            # the input before each target is the previous target (<eos> before the first)
+            read = self.read(max(start - 1, 0), start + end - begin)
+            if start == 0:
+                read = torch.cat((torch.tensor([self.eos_id]), read))
+            inputs.append(read[:-1])
+            targets.append(read[1:])
+        return LineBatch(torch.stack(inputs), torch.stack(targets), [])
+
+
+def stream_batches(
+    lines: Sequence[Sequence[int]], eos_id: int, rows: int, steps: int
+) -> StreamBatches:
+    """The document reading's batches of `lines` (see StreamBatches)."""
+    return StreamBatches(lines, eos_id, rows, steps)
 
 
 def variable_window(bptt: int, rng: random.Random) -> int:
@@ -150,6 +194,25 @@ def _group(
     return groups
 
 
+class LineBatches(Sequence[LineBatch]):
+    """Length-grouped batches of lines, each padded when asked for: the plan (which lines go
+    together, in which order) is a few integers a line; the batches themselves are read from
+    the lines step by step, never a whole epoch at once."""
+
+    def __init__(self, lines: Sequence[Sequence[int]], eos_id: int, groups: list[list[int]]):
+        self.lines, self.eos_id = lines, eos_id
+        self.groups = [array("q", group) for group in groups]  # 8 bytes a line, not a list's 36
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        group = self.groups[index]
+        return line_batch([self.lines[i] for i in group], self.eos_id, group)
+
+
 def make_batches(
     lines: Sequence[Sequence[int]],
     eos_id: int,
@@ -157,7 +220,7 @@ def make_batches(
     seed: int | None = None,
     step_tokens: int | None = None,
     bptt: int = 35,
-) -> list[LineBatch]:
+) -> LineBatches:
     """Length-grouped batches of lines.
 
     With step_tokens, short lines come many to a batch and long ones few, so every optimizer
@@ -170,9 +233,9 @@ def make_batches(
     rng = random.Random(seed)
     if seed is not None:
         rng.shuffle(order)
-    lengths = [len(line) for line in lines]
+    lengths = line_lengths(lines)
     order.sort(key=lambda i: lengths[i])  # stable: equal lengths keep the shuffled order
     groups = _group(order, lengths, batch_size, step_tokens, bptt)
     if seed is not None:
         rng.shuffle(groups)
-    return [line_batch([lines[i] for i in group], eos_id, group) for group in groups]
+    return LineBatches(lines, eos_id, groups)

@@ -47,22 +47,31 @@ class Vocab:
     def build(
         cls, lines: Iterable[Sequence[str]], min_freq: int = 2, max_size: int | None = None
     ) -> Vocab:
-        """Vocabulary of the tokens seen at least min_freq times (the max_size most frequent if
-        given), plus <unk> (counting the tokens it replaces) and <eos> (one per line)."""
+        """Vocabulary of the tokens of `lines` under the rule of `from_counts`."""
         counter: Counter[str] = Counter()
         num_lines = 0
         for line in lines:
             counter.update(line)
             num_lines += 1
-        for special in SPECIALS:
-            counter.pop(special, None)
-        kept = sorted(
-            ((t, c) for t, c in counter.items() if c >= min_freq), key=lambda tc: (-tc[1], tc[0])
-        )
+        return cls.from_counts(counter.items(), num_lines, min_freq, max_size)
+
+    @classmethod
+    def from_counts(
+        cls,
+        counts: Iterable[tuple[str, int]],
+        num_lines: int,
+        min_freq: int = 2,
+        max_size: int | None = None,
+    ) -> Vocab:
+        """Vocabulary of the tokens counted at least min_freq times (the max_size most frequent
+        if given), plus <unk> (counting the tokens it replaces) and <eos> (one per line): the
+        one vocabulary rule, whether counts come from lines or from a prepared corpus."""
+        counted = [(t, c) for t, c in counts if t not in SPECIALS and c > 0]
+        kept = sorted(((t, c) for t, c in counted if c >= min_freq), key=lambda tc: (-tc[1], tc[0]))
         if max_size is not None:
             kept = kept[: max(0, max_size - len(SPECIALS))]
         kept_total = sum(c for _, c in kept)
-        entries = kept + [(UNK, sum(counter.values()) - kept_total), (EOS, num_lines)]
+        entries = kept + [(UNK, sum(c for _, c in counted) - kept_total), (EOS, num_lines)]
         entries.sort(key=lambda tc: -tc[1])  # stable: ties keep the order above
         return cls([t for t, _ in entries], [c for _, c in entries])
 

@@ -11,7 +11,7 @@ import pytest
 from model.checkpoint import update_inference_config
 from model.pointer_cache import CacheConfig
 from model.train.config import TrainConfig
-from model.train.corpora import CACHE_DIR_VARIABLE, _read_lines, _strip_pos, peoples_daily_path
+from model.train.corpora import CACHE_DIR_VARIABLE, InputFile, decode_lines, peoples_daily_path
 from model.train.trainer import train
 
 TINY_LINES = 600
@@ -29,7 +29,10 @@ def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
 @pytest.fixture(scope="session")
 def tiny_corpus_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A UTF-8 text file with the first TINY_LINES raw lines of People's Daily."""
-    lines = [_strip_pos(x) for x in _read_lines(peoples_daily_path(), keep_blank=False)]
+    with open(peoples_daily_path(), "rb") as annotated:
+        first = [next(annotated) for _ in range(2 * TINY_LINES)]  # blank lines are dropped
+    read = InputFile(str(peoples_daily_path()), strip_pos=True)
+    lines = decode_lines([line.rstrip(b"\r\n") for line in first], read).lines
     path = tmp_path_factory.mktemp("corpus") / "tiny.txt"
     path.write_text("\n".join(lines[:TINY_LINES]) + "\n", encoding="utf-8")
     return path

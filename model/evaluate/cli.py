@@ -21,7 +21,6 @@ from pathlib import Path
 
 import torch
 
-from model.batching import in_reading_order
 from model.checkpoint import (
     INFERENCE,
     Checkpoint,
@@ -42,24 +41,32 @@ from model.scoring import (
     score_lines,
     score_with_cache,
 )
-from model.tokenizers import build_tokenizer
 from model.train.config import CORPUS_FLAGS, add_config_flags
-from model.train.corpora import load_corpus, split_files, trained_corpus
+from model.train.corpora import split_files, trained_corpus
+from model.train.data import open_store
+from model.train.store import TokenLines
 
 
 def split_ids(
-    checkpoint: Checkpoint, corpus: str | None, split: str, files: dict[str, str] | None
-) -> tuple[str, list[list[int]]]:
+    checkpoint: Checkpoint,
+    corpus: str | None,
+    split: str,
+    files: dict[str, str] | None,
+    text_field: str | None = None,
+    cache_dir: str | None = None,
+) -> tuple[str, TokenLines]:
     """(where the split was read: the corpus, or its explicit file; id lines of the split in the
-    order the checkpoint's model reads them). Without a corpus or files, the corpus the
-    checkpoint was trained on."""
+    order the checkpoint's model reads them, memory-mapped from the corpus's prepared store).
+    Without a corpus or files, the corpus the checkpoint was trained on."""
     if corpus is None and files is None:
-        corpus, files = trained_corpus(checkpoint.metadata)
-    tokenizer = build_tokenizer(checkpoint.tokenizer_spec)
-    lines = load_corpus(corpus or "", tokenizer, files).splits[split]  # files: all three
+        corpus, files, trained_field = trained_corpus(checkpoint.metadata)
+        text_field = text_field or trained_field
+    store = open_store(
+        corpus or "", checkpoint.tokenizer_spec, files, text_field, None, True, cache_dir
+    )
     source = files[split] if files else corpus or ""
-    ids = [checkpoint.vocab.encode(line) for line in lines]
-    return source, in_reading_order(ids, load_direction(checkpoint))
+    lines = store.lines(split, store.table(checkpoint.vocab), load_direction(checkpoint))
+    return source, lines
 
 
 def evaluate(
@@ -74,6 +81,8 @@ def evaluate(
     dynamic: DynamicConfig | None = None,
     window: int = 256,
     cache_scope: str | None = None,
+    text_field: str | None = None,
+    cache_dir: str | None = None,
 ) -> dict:
     """{perplexity, num_tokens, vocab_size, unk_rate, ...} of a checkpoint on a split.
 
@@ -87,9 +96,9 @@ def evaluate(
         if isinstance(checkpoint_or_dir, Checkpoint)
         else load_checkpoint(checkpoint_or_dir, device)
     )
-    source, ids = split_ids(checkpoint, corpus, split, split_files)
+    source, ids = split_ids(checkpoint, corpus, split, split_files, text_field, cache_dir)
     vocab, model = checkpoint.vocab, checkpoint.model
-    unknown = sum(1 for line in ids for i in line if i == vocab.unk_id)
+    unknown = int((ids.stream(0, ids.num_tokens()) == vocab.unk_id).sum())
     started = time.perf_counter()
     extra: dict = {}
     if context == "line" and cache is None and dynamic is None:
@@ -323,6 +332,8 @@ def main(argv: list[str] | None = None) -> None:
             dynamic,
             args.read_window,
             scope,
+            args.text_field,
+            args.cache_dir,
         )
     except (CheckpointError, ValueError, OSError) as error:  # a bad file or setting: one line
         raise SystemExit(f"error: {error}") from None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -90,7 +91,7 @@ def context_grid(
 
 
 def dynamic_grid(
-    checkpoint: Checkpoint, ids: list[list[int]], lrs: list[float], decays: list[float]
+    checkpoint: Checkpoint, ids: Sequence[Sequence[int]], lrs: list[float], decays: list[float]
 ) -> list[tuple[DynamicConfig, float]]:
     """Perplexity of dynamic evaluation for every (lr, decay) on the given lines."""
     results = []
@@ -197,7 +198,14 @@ def main(argv: list[str] | None = None) -> None:
     try:
         checkpoint = load_checkpoint(args.checkpoint, args.device)
         check_grid(args)
-        source, ids = split_ids(checkpoint, args.corpus, "valid", split_files_of(args))
+        source, ids = split_ids(
+            checkpoint,
+            args.corpus,
+            "valid",
+            split_files_of(args),
+            args.text_field,
+            args.cache_dir,
+        )
     except (CheckpointError, ValueError) as error:
         raise SystemExit(f"error: {error}") from None
     model, vocab = checkpoint.model, checkpoint.vocab

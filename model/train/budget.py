@@ -22,7 +22,7 @@ from model.hardware import resolve_precision
 from model.rnn import RNNLanguageModel
 from model.train.build import build_optimizer
 from model.train.config import TrainConfig
-from model.train.data import Data
+from model.train.data import Data, describe_vocabulary
 from model.train.distributed import LossHead
 
 log = logging.getLogger("nextword.train")
@@ -104,11 +104,12 @@ def stop_reason(config: TrainConfig, progress: Progress) -> str:
     return "patience" if p.epochs_without_gain >= c.patience else "epochs"
 
 
-def planned_tokens(config: TrainConfig, train_ids: list[list[int]]) -> int:
-    """Tokens the run reads unless patience stops it first: the smallest bounded budget
-    (a step budget counted at --step-tokens a step); the progress bar's total."""
+def planned_tokens(config: TrainConfig, train_tokens: int) -> int:
+    """Tokens the run reads unless patience stops it first (train_tokens: a pass over the
+    train split): the smallest bounded budget (a step budget counted at --step-tokens a step);
+    the progress bar's total."""
     c = config
-    bounds = [c.epochs * sum(len(line) + 1 for line in train_ids)]
+    bounds = [c.epochs * train_tokens]
     if c.max_tokens:
         bounds.append(c.max_tokens)
     if c.max_steps:
@@ -159,8 +160,20 @@ def announce_plan(
     this machine, from a few steps timed on a copy of the model."""
     c = config
     speed = measure_tokens_per_second(c, model, data, device)
-    tokens = planned_tokens(c, data.ids["train"])
+    tokens = planned_tokens(c, data.ids["train"].num_tokens())
     vectors = f"word2vec vectors ({c.word2vec_epochs} passes) first, then " * c.word2vec_init
+    words = describe_vocabulary(data.store, c.max_vocab, data.vocab)
+    cap = f"capped at {words['cap']:,}" if words["cap"] else "no cap"
+    log.info(
+        "plan: corpus %s, %.1f MB, %s train tokens; vocabulary %s (%s), covering %.2f%% of "
+        "the train tokens",
+        data.store.name,
+        data.store.meta["bytes"] / 1e6,
+        f"{data.ids['train'].num_tokens():,}",
+        f"{len(data.vocab):,}",
+        cap,
+        100 * words["coverage"],
+    )
     log.info(
         "plan: %straining on %s tokens, about %.1f min on this machine (%s tokens/s timed "
         "on a copy of the model)%s",

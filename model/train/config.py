@@ -29,12 +29,29 @@ class TrainConfig:
     )
     valid_file: str | None = _flag(None, "explicit validation text")
     test_file: str | None = _flag(None, "explicit test text")
+    text_field: str | None = _flag(
+        None, "JSON Lines corpora (.jsonl, .jsonl.gz): the field holding the text (default: text)"
+    )
+    workers: int | None = _flag(
+        None,
+        "processes that segment the corpus when its store is prepared (python -m "
+        "model.train.prepare; default: every core)",
+    )
+    cache_dir: str | None = _flag(
+        None,
+        "where prepared corpora are kept (default: $NEXTWORD_CORPUS_CACHE_DIR, else "
+        "~/.cache/nextword)",
+    )
     tokenizer: str = _flag("jieba", "jieba | whitespace | english")
     lowercase: bool = _flag(False, "lowercase text before tokenizing")
     nfkc: bool = _flag(True, "NFKC normalisation (full-width digits and letters to ASCII)")
     user_dict: str | None = _flag(None, "jieba user dictionary file (copied into the checkpoint)")
     min_freq: int = _flag(2, "keep tokens seen at least this often in train")
-    max_vocab: int | None = _flag(None, "cap the vocabulary at this many entries")
+    max_vocab: int | None = _flag(
+        None,
+        "cap the vocabulary at this many entries (0: no cap; default: none for peoples-daily, "
+        "50,000 for any other corpus)",
+    )
     max_train_lines: int | None = _flag(None, "use only the first N training lines (quick runs)")
     # network
     cell: str = _flag("lstm", "rnn_tanh | rnn_relu | lstm | gru")
@@ -126,6 +143,11 @@ class TrainConfig:
         "optional cap on training time in minutes, word2vec included (0: none); a run it cuts "
         "short says so and depends on the machine's speed",
     )
+    valid_tokens: int = _flag(
+        500_000,
+        "validation during training reads at most this many tokens of the valid split (its "
+        "first lines, the same every time); the final figures read whole splits",
+    )
     eval_every_minutes: float | None = _flag(None, "also validate (and keep the best) this often")
     snapshot_minutes: float = _flag(2.0, "write a resumable snapshot this often")
     seed: int = _flag(1234, "random seed")
@@ -212,9 +234,20 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 # the flags that select a corpus's text: a name or path, or one file per split
-CORPUS_FLAGS = ("corpus", "train_file", "valid_file", "test_file")
+CORPUS_FLAGS = ("corpus", "train_file", "valid_file", "test_file", "text_field", "cache_dir")
 # settings that do not change the model a run trains (where it writes, how it reports)
-NOT_RECIPE = frozenset({"output", "resume", "progress", "threads", "device", "snapshot_minutes"})
+NOT_RECIPE = frozenset(
+    {
+        "output",
+        "resume",
+        "progress",
+        "threads",
+        "device",
+        "snapshot_minutes",
+        "workers",
+        "cache_dir",
+    }
+)
 
 
 def preset_differences(preset: str, settings: dict[str, Any]) -> dict[str, tuple[Any, Any]]:

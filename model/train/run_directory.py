@@ -50,10 +50,10 @@ def run_record(
     return {
         **inference,
         "corpus": {
-            "name": data.corpus.name,
+            "name": data.store.name,
             "source": config.corpus,
-            "content_hash": data.corpus.content_hash,
-            "train_tokens": sum(len(x) + 1 for x in data.ids["train"]),
+            "content_hash": data.store.content_hash,
+            "train_tokens": data.ids["train"].num_tokens(),
         },
         "training": {
             "config": config.to_dict(),

@@ -18,6 +18,7 @@ import os
 import random
 import sys
 import time
+from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -118,7 +119,7 @@ class Trainer:
         if self._carried is not None and not self.world.distributed:
             extra[CARRIED_STATE] = self._carried  # a resumed epoch reads on from here
         record = run_record(self.config, self.data, self.progress, self.coverage, test_ppl)
-        title = f"{self.config.cell} {self.config.hidden_size} on {self.data.corpus.name}"
+        title = f"{self.config.cell} {self.config.hidden_size} on {self.data.store.name}"
         write_run(
             self.output,
             self.model,
@@ -139,6 +140,8 @@ class Trainer:
         """Perplexity of a split under the live (or a given) model, read in the run's
         --context, shared among the ranks."""
         lines, eos_id = self.data.ids[split], self.data.vocab.eos_id
+        if split == "valid" and model is None:  # during training: a bounded, fixed slice
+            lines = lines.head(self.config.valid_tokens)
         context = self.config.context
         return split_perplexity(model or self.model, lines, eos_id, context, self.world)
 
@@ -176,7 +179,7 @@ class Trainer:
         enabled = self.dtype != torch.float32
         return torch.autocast(self.device.type, dtype=self.dtype, enabled=enabled)
 
-    def epoch_batches(self) -> list[LineBatch]:
+    def epoch_batches(self) -> Sequence[LineBatch]:
         """This epoch's batches: length-grouped lines shuffled by the epoch's seed, or
         (--context document) the stream's consecutive column batches, in order."""
         c = self.config
@@ -285,7 +288,7 @@ class Trainer:
         the best weights and write the final checkpoint. Returns the run's statistics."""
         c, p = self.config, self.progress
         bar = tqdm(
-            total=planned_tokens(c, self.data.ids["train"]),
+            total=planned_tokens(c, self.data.ids["train"].num_tokens()),
             initial=p.tokens_seen,
             unit="tok",
             unit_scale=True,
@@ -308,7 +311,7 @@ class Trainer:
                 "this machine's speed; leave the cap out to train the whole budget",
                 c.max_minutes,
                 f"{p.tokens_seen:,}",
-                f"{planned_tokens(c, self.data.ids['train']):,}",
+                f"{planned_tokens(c, self.data.ids['train'].num_tokens()):,}",
             )
         best = load_checkpoint(self.output, self.device).model  # as the service will see it
         test_ppl = self.evaluate("test", best)
@@ -325,10 +328,10 @@ def train(config: TrainConfig) -> dict:
     if int(os.environ.get("RANK", "0")) > 0:
         log.setLevel(logging.WARNING)  # rank 0 speaks for the run
     log.info(
-        "corpus %s: %d train tokens, vocabulary %d",
-        data.corpus.name,
-        sum(len(x) + 1 for x in data.ids["train"]),
-        len(data.vocab),
+        "corpus %s: %s train tokens, vocabulary %s",
+        data.store.name,
+        f"{data.ids['train'].num_tokens():,}",
+        f"{len(data.vocab):,}",
     )
     trainer = Trainer(config, data)
     output = Path(config.output)
@@ -350,7 +353,7 @@ def main(argv: list[str] | None = None) -> None:
     config = parse_config(argv)
     try:
         stats = train(config)
-    except ValueError as error:  # a setting this data or machine cannot take: say which
+    except (ValueError, FileNotFoundError) as error:  # a setting or corpus to fix: say which
         raise SystemExit(f"error: {error}") from None
     if int(os.environ.get("RANK", "0")) == 0:
         summary = {k: v for k, v in stats.items() if k != "config"}

@@ -13,10 +13,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import tempfile
 import time
 import zlib
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from model.train.config import CORPUS_FLAGS, TrainConfig, add_config_flags
@@ -25,6 +27,7 @@ from model.train.extras import import_training_package
 from model.train.vector_files import copy_vectors, load_pretrained
 from model.vocab import EOS
 
+TEXT_SLICE = 1 << 22  # tokens written to the corpus file at a time
 # skip-gram settings of both the command line's defaults and --word2vec-init
 WINDOW, MIN_COUNT, EPOCHS = 5, 2, 5
 # model.train's flags that decide the tokens and the vocabulary; their help and defaults are
@@ -68,19 +71,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--workers",
         type=int,
-        default=1,
-        help="training threads: more are faster, but only one gives the same vectors every run",
+        default=None,
+        help="training threads (default: every core); only one gives the same vectors every run",
     )
     parser.add_argument("--output", required=True, help="vector file to write")
     parser.add_argument("--text", action="store_true", help="write word2vec text instead of binary")
     return parser
 
 
-def training_sentences(data: Data) -> list[list[str]]:
-    """The training split as the language model reads it: <eos>, then the line's tokens with
-    out-of-vocabulary ones as <unk>."""
-    vocab = data.vocab
-    return [[EOS, *vocab.decode(ids)] for ids in data.ids["train"]]
+def write_training_text(data: Data, path: Path) -> int:
+    """Write the training split as the language model reads it, for gensim's corpus_file: a
+    line per line, `<eos>` first (the model's start input), then its tokens with words outside
+    the vocabulary as `<unk>`, separated by spaces. Streamed from the store in slices, so its
+    memory does not grow with the corpus; returns the words written."""
+    forward = data.store.lines("train", data.store.table(data.vocab))[: len(data.ids["train"])]
+    words = np.array(data.vocab.itos, dtype=object)
+    words[data.vocab.eos_id] = "\n" + EOS  # an <eos> closes a line and opens the next
+    total = forward.num_tokens()
+    with open(path, "w", encoding="utf-8") as stream:
+        stream.write(EOS)
+        for start in range(0, total, TEXT_SLICE):
+            ids = forward.stream(start, min(total, start + TEXT_SLICE))
+            if start + TEXT_SLICE >= total:
+                ids = ids[:-1]  # the last line's <eos> opens no line
+            stream.write(" " + " ".join(words[ids].tolist()))
+        stream.write("\n")
+    return total
 
 
 def _stable_hash(text: str) -> int:
@@ -91,7 +107,7 @@ def _stable_hash(text: str) -> int:
 
 
 def fit_vectors(
-    sentences: list[list[str]],
+    corpus_file: Path,
     size: int,
     *,
     seed: int,
@@ -99,18 +115,19 @@ def fit_vectors(
     min_count: int = MIN_COUNT,
     epochs: int = EPOCHS,
     skip_gram: bool = True,
-    workers: int = 1,
+    workers: int | None = None,
 ):
-    """A gensim Word2Vec model trained on `sentences` (gensim is imported here, when vectors are
-    trained, since it takes a second to import)."""
+    """A gensim Word2Vec model trained on a corpus_file (a sentence a line, words separated
+    by spaces) with `workers` threads (default: every core), each reading its own part of the
+    file, so nothing loads the corpus (gensim is imported here: it takes a second)."""
     gensim_models = import_training_package("gensim.models", "training word2vec vectors")
     return gensim_models.Word2Vec(
-        sentences=sentences,
+        corpus_file=str(corpus_file),
         vector_size=size,
         window=window,
         min_count=min_count,
         sg=int(skip_gram),
-        workers=workers,
+        workers=workers or os.cpu_count() or 1,
         seed=seed,
         epochs=epochs,
         hashfxn=_stable_hash,
@@ -120,11 +137,14 @@ def fit_vectors(
 def initialise_embeddings(
     data: Data, embedding: torch.Tensor, seed: int, epochs: int = EPOCHS
 ) -> float:
-    """Train skip-gram vectors with the defaults above on the training split and copy them into
-    `embedding` (V, E) in place, for --word2vec-init; returns the vocabulary's coverage. One
-    worker thread, so that a seeded run is the same every time."""
+    """Train skip-gram vectors with the defaults above on the training split, on every core,
+    and copy them into `embedding` (V, E) in place, for --word2vec-init; returns the
+    vocabulary's coverage."""
     logging.getLogger("gensim").setLevel(logging.WARNING)  # the run's log is about the LM
-    vectors = fit_vectors(training_sentences(data), embedding.size(1), seed=seed, epochs=epochs).wv
+    with tempfile.TemporaryDirectory(prefix="nextword-word2vec-") as directory:
+        corpus_file = Path(directory) / "train.txt"
+        write_training_text(data, corpus_file)
+        vectors = fit_vectors(corpus_file, embedding.size(1), seed=seed, epochs=epochs).wv
     stoi = data.vocab.stoi
     found = ((stoi[word], vectors[word]) for word in vectors.index_to_key if word in stoi)
     return copy_vectors(found, len(data.vocab), embedding)
@@ -138,19 +158,21 @@ def main(argv: list[str] | None = None) -> None:
     size = config.embedding_size
     started = time.perf_counter()
     data = prepare_data(config)
-    sentences = training_sentences(data)
-    words = sum(len(s) for s in sentences)
-    print(f"{data.corpus.name}: {len(sentences)} training lines, {words} tokens with <eos>")
-    model = fit_vectors(
-        sentences,
-        size,
-        seed=config.seed,
-        window=args.window,
-        min_count=args.min_count,
-        epochs=args.epochs,
-        skip_gram=args.sg,
-        workers=args.workers,
-    )
+    with tempfile.TemporaryDirectory(prefix="nextword-word2vec-") as directory:
+        corpus_file = Path(directory) / "train.txt"
+        words = write_training_text(data, corpus_file)
+        lines = len(data.ids["train"])
+        print(f"{data.store.name}: {lines:,} training lines, {words:,} tokens with <eos>")
+        model = fit_vectors(
+            corpus_file,
+            size,
+            seed=config.seed,
+            window=args.window,
+            min_count=args.min_count,
+            epochs=args.epochs,
+            skip_gram=args.sg,
+            workers=args.workers,
+        )
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     temporary = output.with_name(f".{output.name}.tmp{os.getpid()}")

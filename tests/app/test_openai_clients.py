@@ -19,7 +19,9 @@ import pytest
 import yaml
 from langchain_openai import OpenAI as LangChainOpenAI
 
-from model.train.corpora import PEOPLES_DAILY, raw_splits
+from model.tokenizers import TokenizerSpec
+from model.train.corpora import PEOPLES_DAILY
+from model.train.data import open_store
 from tests.app.support import metric
 from tests.live_server import uvicorn_server
 
@@ -140,7 +142,8 @@ def _continuation_logprob(url: str, context: str, ending: str) -> float:
 
 
 def test_lm_eval_local_completions_with_the_remote_tokenizer(keyed_url, tmp_path) -> None:
-    lines = [line for line in raw_splits(PEOPLES_DAILY)[1]["test"] if 10 <= len(line) <= 60][:6]
+    test = open_store(PEOPLES_DAILY, TokenizerSpec("jieba"), progress=False).token_lines("test")
+    lines = [text for text in map("".join, test) if 10 <= len(text) <= 60][:6]
     _write_task(tmp_path, "nextword_rolling", [{"text": t} for t in lines], {
         "output_type": "loglikelihood_rolling", "doc_to_text": "",
         # the end of the text is scored too, as nextword's perplexity scores it

@@ -20,7 +20,7 @@ from model.train.budget import (
 from model.train.config import TrainConfig
 from model.train.trainer import train
 
-TRAIN = [[1, 2, 3], [4]]  # 6 tokens an epoch, <eos> included
+TRAIN = 6  # tokens an epoch, <eos> included
 
 
 def config(**settings) -> TrainConfig:

@@ -22,7 +22,14 @@ def test_backward_training_reads_each_split_right_to_left(tiny_config, tmp_path)
     backward = prepare_data(tiny_config(tmp_path / "b", direction="backward"))
     assert backward.vocab.itos == forward.vocab.itos
     for split, lines in forward.ids.items():
-        assert backward.ids[split] == [line[::-1] for line in reversed(lines)]
+        expected = [list(line[::-1]) for line in reversed(lines)]
+        assert [list(line) for line in backward.ids[split]] == expected
+        # read as one stream too: the lines right to left, each still closed by <eos>
+        eos = forward.vocab.eos_id
+        stream = [i for line in expected for i in (*line, eos)]
+        reader = backward.ids[split]
+        assert reader.stream(0, len(stream)).tolist() == stream
+        assert reader.stream(5, 40).tolist() == stream[5:40]
 
 
 def test_the_checkpoint_records_its_direction(tiny_checkpoint, backward_checkpoint) -> None:
@@ -42,7 +49,7 @@ def test_evaluate_scores_the_same_targets_in_both_directions(
     checkpoint = load_checkpoint(backward_checkpoint)
     _, ids = split_ids(checkpoint, None, "test", None)
     _, forward_ids = split_ids(load_checkpoint(tiny_checkpoint), None, "test", None)
-    assert ids == in_reading_order(forward_ids, "backward")
+    assert [list(x) for x in ids] == in_reading_order([list(x) for x in forward_ids], "backward")
     scores = score_lines(checkpoint.model, ids, checkpoint.vocab.eos_id)
     assert backward["perplexity"] == pytest.approx(perplexity_of(scores)[0], rel=1e-9)
     assert torch.isfinite(torch.tensor(backward["perplexity"]))

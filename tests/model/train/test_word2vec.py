@@ -47,13 +47,19 @@ def test_one_worker_and_one_seed_write_the_same_file(
     assert (tmp_path / "again.bin").read_bytes() == vectors_file.read_bytes()
 
 
-def test_sentences_are_the_training_split_as_the_model_reads_it(tiny_config, tmp_path):
+def test_the_corpus_file_is_the_training_split_as_the_model_reads_it(
+    tiny_config, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(word2vec, "TEXT_SLICE", 1000)  # several slices, joined seamlessly
     data = prepare_data(tiny_config(tmp_path))
-    sentences = word2vec.training_sentences(data)
-    assert len(sentences) == len(data.corpus.splits["train"])  # not valid or test
-    first = data.corpus.splits["train"][0]
-    assert sentences[0][0] == EOS and len(sentences[0]) == len(first) + 1
-    assert all(s == t or s == "<unk>" for s, t in zip(sentences[0][1:], first, strict=True))
+    words = word2vec.write_training_text(data, tmp_path / "train.txt")
+    sentences = [line.split() for line in (tmp_path / "train.txt").read_text("utf-8").splitlines()]
+    train = data.store.token_lines("train")
+    assert len(sentences) == len(train)  # not valid or test
+    assert words == sum(len(s) for s in sentences)
+    for sentence, line in zip(sentences, train, strict=True):
+        assert sentence[0] == EOS and len(sentence) == len(line) + 1
+        assert all(s == t or s == "<unk>" for s, t in zip(sentence[1:], line, strict=True))
 
 
 def test_training_starts_from_the_vectors(vectors_file, tiny_config, tmp_path):
@@ -84,10 +90,11 @@ def test_word2vec_init_starts_the_embeddings_from_vectors_of_the_training_split(
     data = prepare_data(config)
     trainer = Trainer(config, data)
     assert trainer.coverage == 1.0
-    keyed = word2vec.fit_vectors(word2vec.training_sentences(data), SIZE, seed=config.seed).wv
-    for word in [*data.vocab.itos[:50], "<unk>", "<eos>"]:
-        expected = torch.from_numpy(keyed[word].copy())
-        assert torch.equal(trainer.model.embedding.weight[data.vocab.stoi[word]].detach(), expected)
+    word2vec.write_training_text(data, tmp_path / "train.txt")
+    keyed = word2vec.fit_vectors(tmp_path / "train.txt", SIZE, seed=config.seed).wv
+    for word in [*data.vocab.itos[:50], "<unk>", "<eos>"]:  # the same words, like vectors
+        vector = trainer.model.embedding.weight[data.vocab.stoi[word]].detach()
+        assert torch.cosine_similarity(vector, torch.from_numpy(keyed[word].copy()), 0) > 0.5
     assert trainer.progress.elapsed_seconds > 0  # the vectors' time is in the budget
 
 
