@@ -6,6 +6,15 @@ STAMP := $(VENV)/.installed
 CHECKPOINT ?= checkpoints/default
 HOST ?= 0.0.0.0
 PORT ?= 8000
+# Your own text: `make serve CORPUS=path/to/texts` (a text file, a folder of .txt/.jsonl files,
+# or their .gz) trains a model of it into checkpoints/<its name>, once, and serves that;
+# TRAIN_ARGS passes more model.train flags (e.g. TRAIN_ARGS="--max-tokens 200000").
+CORPUS ?=
+TRAIN_ARGS ?=
+ifneq ($(strip $(CORPUS)),)
+CHECKPOINT := checkpoints/$(firstword $(subst ., ,$(notdir $(abspath $(CORPUS)))))
+CORPUS_ARGS := --corpus "$(CORPUS)"
+endif
 
 .PHONY: serve test lint train-default train-backward clean
 
@@ -15,10 +24,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[train,dev]"
 	touch $(STAMP)
 
-# Train the default model unless a finished checkpoint exists (an interrupted run is resumed),
+# Train the default model (or, with CORPUS, one of your text) unless a finished checkpoint
+# exists (an interrupted run is resumed),
 # through the same entry point the compose trainer service runs.
 train-default: $(STAMP)
-	NEXTWORD_MODEL_DIR=$(CHECKPOINT) $(BIN)/python -m deploy.train_if_missing
+	NEXTWORD_MODEL_DIR=$(CHECKPOINT) $(BIN)/python -m deploy.train_if_missing $(CORPUS_ARGS) $(TRAIN_ARGS)
 
 # The default preset read right to left (a model of the word before a text), beside the default
 # one; `make serve` keeps serving the forward model.

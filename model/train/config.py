@@ -42,7 +42,9 @@ class TrainConfig:
         "where prepared corpora are kept (default: $NEXTWORD_CORPUS_CACHE_DIR, else "
         "~/.cache/nextword)",
     )
-    tokenizer: str = _flag("jieba", "jieba | whitespace | english")
+    tokenizer: str = _flag(
+        "jieba", "jieba | rjieba (jieba-rs: about 12x faster, opt-in) | whitespace | english"
+    )
     lowercase: bool = _flag(False, "lowercase text before tokenizing")
     nfkc: bool = _flag(True, "NFKC normalisation (full-width digits and letters to ASCII)")
     user_dict: str | None = _flag(None, "jieba user dictionary file (copied into the checkpoint)")

@@ -71,3 +71,13 @@ def test_spec_round_trip_and_unknown_tokenizer_rejected():
     assert TokenizerSpec.from_dict(spec.to_dict()) == spec
     with pytest.raises(ValueError, match="unknown tokenizer"):
         TokenizerSpec.from_dict({"name": "bpe"})
+
+
+def test_rjieba_segments_like_jieba_and_is_recorded_by_name():
+    rust = build_tokenizer(TokenizerSpec("rjieba"))
+    python = build_tokenizer(TokenizerSpec("jieba"))
+    text = "中国经济发展很快。我们热爱和平"
+    assert rust.tokenize(text) == python.tokenize(text)
+    assert TokenizerSpec.from_dict(rust.spec.to_dict()).name == "rjieba"
+    with pytest.raises(ValueError, match="no user dictionary"):
+        build_tokenizer(TokenizerSpec("rjieba", user_dict="words.txt"))
