@@ -1,0 +1,242 @@
+"""Corpus scale: the time and peak memory of every stage, from raw text to a test perplexity, on
+synthetic corpora of 1×, 10× and 100× peoples-daily's text.
+
+    python -m bench.corpus_scale [--sizes 1 10 100] [--workers N] [--output docs/corpus-scale.md]
+
+An N× corpus is the source's raw text (peoples-daily's, tags stripped as model.train reads it,
+unless --source names a text file) written N times over, once, to a folder the bench makes under
+--work-dir and removes at the end unless --keep. Each stage runs as the documented command line,
+a subprocess whose whole process tree is sampled (bench/process_tree.py): prepare (a fresh store
+folder for every measured preparation, so none reads an earlier store), vocabulary, word2vec
+(1 epoch), a fixed training run of --train-tokens tokens, and evaluation on the test split. At
+--compare-workers-at (10× unless told), preparation is also timed with 1 and with 2 workers.
+Rows are printed as they are measured; the page (bench/corpus_scale_page.py) and its JSON
+record go to --output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from bench.corpus_scale_page import TABLE_HEAD, format_row, page
+from bench.process_tree import Measured, run_sampled
+from bench.records import ROOT, write_record
+from model.hardware import describe_cpu
+from model.train.corpora import PEOPLES_DAILY, SPLITS, raw_splits
+
+# each stage's command after `python -m`, {placeholders} filled per corpus size
+STAGES: dict[str, list[str]] = {
+    "prepare": ["model.train.prepare", "--corpus", "{corpus}", "--workers", "{workers}"]
+    + ["--cache-dir", "{store}"],
+    "vocabulary": ["model.train.prepare", "--corpus", "{corpus}", "--cache-dir", "{store}"]
+    + ["--vocabulary"],
+    "word2vec": ["model.train.word2vec", "--corpus", "{corpus}", "--output", "{vectors}"]
+    + ["--epochs", "1", "--cache-dir", "{store}"],
+    "training": ["model.train", "--corpus", "{corpus}", "--preset", "default"]
+    + ["--no-word2vec-init", "--max-tokens", "{train_tokens}", "--output", "{checkpoint}"]
+    + ["--no-progress", "--cache-dir", "{store}"],
+    "evaluation": ["model.evaluate", "--checkpoint", "{checkpoint}", "--split", "test"]
+    + ["--cache-dir", "{store}"],
+}
+COMPARED_WORKERS = (1, 2)
+DISK_FACTOR = 3  # free space wanted per corpus byte: the corpus, its stores, checkpoints
+
+
+def shown_command(stage: str, **values: object) -> str:
+    """A stage's command as the page shows it: given values filled in, paths left as names
+    (CORPUS, STORE, ...)."""
+    names = {key.strip("{}"): key.strip("{}").upper() for key in STAGES[stage] if "{" in key}
+    return "python -m " + " ".join(token.format(**{**names, **values}) for token in STAGES[stage])
+
+
+def stage_command(stage: str, values: dict[str, object]) -> list[str]:
+    """A stage's command line to run: this interpreter, placeholders filled from values."""
+    return [sys.executable, "-m", *(token.format(**values) for token in STAGES[stage])]
+
+
+def source_text(source: str) -> bytes:
+    """The raw text a synthetic corpus repeats, one line per line, in file order: what
+    model.train reads from source ('peoples-daily' or a text file) before its split."""
+    _, splits = raw_splits(source)
+    return "".join(f"{line}\n" for split in SPLITS for line in splits[split]).encode("utf-8")
+
+
+def write_repeated(text: bytes, times: int, path: Path) -> int:
+    """Write text times over into path, without holding more than one copy; the bytes written."""
+    with path.open("wb") as file:
+        for _ in range(times):
+            file.write(text)
+    return len(text) * times
+
+
+def last_line(path: Path) -> str:
+    """The last non-blank line of a text file ('' when there is none)."""
+    lines = path.read_text(encoding="utf-8", errors="replace").split("\n")
+    return next((line.strip() for line in reversed(lines) if line.strip()), "")
+
+
+def run_stage(stage: str, label: str, values: dict[str, object], folder: Path) -> dict:
+    """Run one stage on one corpus and return its row: time, peak memory, and what it said (its
+    last stdout line; prepare's parsed as its JSON summary) or, if it failed, its last error."""
+    logs = folder / label.replace(" ", "-").replace(",", "")
+    measured: Measured = run_sampled(
+        stage_command(stage, values), logs.with_suffix(".out"), logs.with_suffix(".err"), ROOT
+    )
+    row: dict = {
+        "stage": label,
+        "workers": values["workers"] if stage == "prepare" else None,
+        "returncode": measured.returncode,
+        "seconds": measured.seconds,
+        "peak_rss_kib": measured.peak_kib["VmRSS"],
+        "peak_anon_kib": measured.peak_kib["RssAnon"],
+        "samples": measured.samples,
+    }
+    if measured.returncode != 0:
+        row["error"] = last_line(logs.with_suffix(".err"))
+        return row
+    row["said"] = last_line(logs.with_suffix(".out"))
+    if stage == "prepare":
+        # a line that is not JSON is shown as it came, rather than lose a long run's rows
+        with contextlib.suppress(ValueError):
+            row["said"] = json.loads(row["said"])
+    return row
+
+
+def measure_size(size: int, text: bytes, work: Path, args: argparse.Namespace) -> Iterator[dict]:
+    """Every stage's row on the size× corpus, each yielded when measured; after a failure, the
+    stages that need its output are not run."""
+    folder = work / f"{size}x"
+    folder.mkdir()
+    corpus = folder / "corpus.txt"
+    corpus_bytes = write_repeated(text, size, corpus)
+    values: dict[str, object] = {
+        "corpus": corpus,
+        "store": folder / "store",
+        "vectors": folder / "vectors.bin",
+        "checkpoint": folder / "checkpoint",
+        "workers": args.workers,
+        "train_tokens": args.train_tokens,
+    }
+    for stage in STAGES:
+        row = run_stage(stage, stage, values, folder)
+        yield {"size": size, "corpus_bytes": corpus_bytes, **row}
+        if row["returncode"] != 0:
+            return
+    if size == args.compare_workers_at:
+        for workers in COMPARED_WORKERS:
+            store = folder / f"store-{workers}-workers"
+            label = f"prepare, {workers} worker" + ("s" if workers > 1 else "")
+            compared = {**values, "workers": workers, "store": store}
+            row = run_stage("prepare", label, compared, folder)
+            shutil.rmtree(store, ignore_errors=True)  # only its time was wanted
+            yield {"size": size, "corpus_bytes": corpus_bytes, **row}
+
+
+def check_disk(work: Path, text: bytes, sizes: list[int]) -> None:
+    """Stop before writing when work's filesystem lacks room for the corpora and their stores."""
+    needed = DISK_FACTOR * len(text) * sum(sizes)
+    free = shutil.disk_usage(work).free
+    if free < needed:
+        sys.exit(
+            f"{work} has {free / 1e9:.1f} GB free and the corpora and their stores need about "
+            f"{needed / 1e9:.1f} GB: pass --work-dir on a larger disk, or fewer --sizes"
+        )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The benchmark's flags."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.corpus_scale", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[1, 10, 100], help="corpus sizes, × the source"
+    )
+    parser.add_argument(
+        "--source", default=PEOPLES_DAILY, help="the text to repeat: peoples-daily or a text file"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="prepare's --workers"
+    )
+    parser.add_argument(
+        "--compare-workers-at",
+        type=int,
+        default=10,
+        help=f"the size at which prepare is also timed with {COMPARED_WORKERS} workers",
+    )
+    parser.add_argument(
+        "--train-tokens", type=int, default=200_000, help="the training run's --max-tokens"
+    )
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path(tempfile.gettempdir()),
+        help="where the bench makes its folder of corpora, stores and checkpoints",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep that folder at the end")
+    parser.add_argument(
+        "--output", type=Path, default=Path("docs/corpus-scale.md"), help="the page to write"
+    )
+    return parser.parse_args(argv)
+
+
+def measure(args: argparse.Namespace, text: bytes, emit: Callable[[str], None]) -> list[dict]:
+    """Every row of every size of text, each emitted as a table row when measured."""
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    check_disk(args.work_dir, text, args.sizes)
+    work = Path(tempfile.mkdtemp(prefix="corpus-scale-", dir=args.work_dir))
+    rows = []
+    try:
+        for size in args.sizes:
+            for row in measure_size(size, text, work, args):
+                rows.append(row)
+                emit(format_row(row))
+    finally:
+        if args.keep:
+            print(f"kept {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Measure every size, printing rows as they come, then write the page and its record."""
+    args = parse_args(argv)
+    command = " ".join(["python -m bench.corpus_scale", *map(shlex.quote, argv or sys.argv[1:])])
+    print(describe_cpu(), command, "", *TABLE_HEAD, sep="\n", flush=True)
+    load_before = os.getloadavg()[0]
+    text = source_text(args.source)
+    rows = measure(args, text, lambda row: print(row, flush=True))
+    record = {
+        "command": command,
+        "machine": describe_cpu(),
+        "date": datetime.datetime.now(datetime.timezone.utc).date().isoformat(),
+        "load_average": [load_before, os.getloadavg()[0]],
+        "source": args.source,
+        "source_bytes": len(text),
+        "workers": args.workers,
+        "compare_workers_at": args.compare_workers_at,
+        "train_tokens": args.train_tokens,
+        "stages": {
+            stage: shown_command(stage, train_tokens=args.train_tokens, workers=args.workers)
+            for stage in STAGES
+        },
+        "rows": rows,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(page(record), encoding="utf-8")
+    write_record(args.output.with_suffix(".json"), record)
+    print(f"wrote {args.output} and {args.output.with_suffix('.json')}")
+
+
+if __name__ == "__main__":
+    main()
