@@ -34,19 +34,16 @@ from bench.records import ROOT, write_record
 from model.hardware import describe_cpu
 from model.train.corpora import PEOPLES_DAILY, SPLITS, raw_splits
 
-# each stage's command after `python -m`, {placeholders} filled per corpus size
-STAGES: dict[str, list[str]] = {
-    "prepare": ["model.train.prepare", "--corpus", "{corpus}", "--workers", "{workers}"]
-    + ["--cache-dir", "{store}"],
-    "vocabulary": ["model.train.prepare", "--corpus", "{corpus}", "--cache-dir", "{store}"]
-    + ["--vocabulary"],
-    "word2vec": ["model.train.word2vec", "--corpus", "{corpus}", "--output", "{vectors}"]
-    + ["--epochs", "1", "--cache-dir", "{store}"],
-    "training": ["model.train", "--corpus", "{corpus}", "--preset", "default"]
-    + ["--no-word2vec-init", "--max-tokens", "{train_tokens}", "--output", "{checkpoint}"]
-    + ["--no-progress", "--cache-dir", "{store}"],
-    "evaluation": ["model.evaluate", "--checkpoint", "{checkpoint}", "--split", "test"]
-    + ["--cache-dir", "{store}"],
+# each stage's command after `python -m`; each {placeholder} is filled per corpus after the split
+# into words, so a path with spaces stays one argument
+STAGES: dict[str, str] = {
+    "prepare": "model.train.prepare --corpus {corpus} --workers {workers} --cache-dir {store}",
+    "vocabulary": "model.train.prepare --corpus {corpus} --cache-dir {store} --vocabulary",
+    "word2vec": "model.train.word2vec --corpus {corpus} --output {vectors} --epochs 1 "
+    "--cache-dir {store}",
+    "training": "model.train --corpus {corpus} --preset default --no-word2vec-init "
+    "--max-tokens {train_tokens} --output {checkpoint} --no-progress --cache-dir {store}",
+    "evaluation": "model.evaluate --checkpoint {checkpoint} --split test --cache-dir {store}",
 }
 COMPARED_WORKERS = (1, 2)
 DISK_FACTOR = 3  # free space wanted per corpus byte: the corpus, its stores, checkpoints
@@ -55,13 +52,14 @@ DISK_FACTOR = 3  # free space wanted per corpus byte: the corpus, its stores, ch
 def shown_command(stage: str, **values: object) -> str:
     """A stage's command as the page shows it: given values filled in, paths left as names
     (CORPUS, STORE, ...)."""
-    names = {key.strip("{}"): key.strip("{}").upper() for key in STAGES[stage] if "{" in key}
-    return "python -m " + " ".join(token.format(**{**names, **values}) for token in STAGES[stage])
+    words = [word.strip("{}") for word in STAGES[stage].split() if word.startswith("{")]
+    names = {word: word.upper() for word in words}
+    return "python -m " + STAGES[stage].format(**{**names, **values})
 
 
 def stage_command(stage: str, values: dict[str, object]) -> list[str]:
     """A stage's command line to run: this interpreter, placeholders filled from values."""
-    return [sys.executable, "-m", *(token.format(**values) for token in STAGES[stage])]
+    return [sys.executable, "-m", *(word.format(**values) for word in STAGES[stage].split())]
 
 
 def source_text(source: str) -> bytes:

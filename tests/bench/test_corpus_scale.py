@@ -143,7 +143,8 @@ def stand_in_stages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "stand_in_stage.py").write_text(textwrap.dedent(STAND_IN), encoding="utf-8")
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     stages = {
-        stage: ["stand_in_stage", *command[1:]] for stage, command in corpus_scale.STAGES.items()
+        stage: "stand_in_stage " + command.split(" ", 1)[1]
+        for stage, command in corpus_scale.STAGES.items()
     }
     monkeypatch.setattr(corpus_scale, "STAGES", stages)
 
