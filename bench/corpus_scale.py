@@ -27,10 +27,11 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import cast
 
 from bench.corpus_scale_page import TABLE_HEAD, format_row, page
 from bench.process_tree import Measured, run_sampled
-from bench.records import ROOT, write_record
+from bench.records import ROOT, portable, write_record
 from model.hardware import describe_cpu
 from model.train.corpora import PEOPLES_DAILY, SPLITS, raw_splits
 
@@ -231,7 +232,8 @@ def main(argv: list[str] | None = None) -> None:
         "rows": rows,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(page(record), encoding="utf-8")
+    shareable = cast(dict, portable(record))  # the page, like the record, names no path of ours
+    args.output.write_text(page(shareable), encoding="utf-8")
     write_record(args.output.with_suffix(".json"), record)
     print(f"wrote {args.output} and {args.output.with_suffix('.json')}")
 

@@ -16,6 +16,7 @@ from bench.corpus_scale import measure, parse_args, shown_command, source_text, 
 from bench.corpus_scale_page import checks, format_row, page
 from bench.process_tree import run_sampled
 from model.hardware import describe_cpu
+from tests.test_docs import MACHINE_PATH
 
 MIB = 1024  # KiB
 ALLOCATE = "import sys, time; block = bytearray(b'x') * ({mib} << 20); time.sleep({seconds})"
@@ -133,7 +134,8 @@ STAND_IN = """
         sys.exit("stand-in failure")
     block = bytearray(b"x") * (20 << 20)
     time.sleep(0.3)  # two samples or more
-    print(json.dumps({"store": "s", "lines": 3, "tokens": {"train": 9}, "bytes": 1}))
+    store = flags[flags.index("--cache-dir") + 1]
+    print(json.dumps({"store": store, "lines": 3, "tokens": {"train": 9}, "bytes": 1}))
 """
 
 
@@ -188,7 +190,9 @@ def test_main_prints_rows_and_writes_the_page_and_its_record(
     corpus_scale.main(["--sizes", "1", "--source", str(source), "--output", str(output)])
     printed = capsys.readouterr().out
     assert printed.startswith(describe_cpu()) and "| 1× | evaluation |" in printed
-    assert f"on {describe_cpu()}" in output.read_text(encoding="utf-8")
+    text = output.read_text(encoding="utf-8")
+    assert f"on {describe_cpu()}" in text and "| 1× | vocabulary |" in text
+    assert not MACHINE_PATH.search(text)  # the store's path, printed by the stand-in, is not
     record = json.loads(output.with_suffix(".json").read_text(encoding="utf-8"))
     assert [row["stage"] for row in record["rows"]] == list(corpus_scale.STAGES)
     assert record["source_bytes"] == len("一行\n".encode())
