@@ -170,7 +170,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--compare-workers-at",
         type=int,
         default=10,
-        help=f"the size at which prepare is also timed with {COMPARED_WORKERS} workers",
+        help=f"the size at which prepare is also timed with {COMPARED_WORKERS} workers (none "
+        "when it is not among --sizes)",
     )
     parser.add_argument(
         "--train-tokens", type=int, default=200_000, help="the training run's --max-tokens"

@@ -4,7 +4,9 @@ figure on the CPU it names."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -15,7 +17,9 @@ from bench import corpus_scale
 from bench.corpus_scale import measure, parse_args, shown_command, source_text, write_repeated
 from bench.corpus_scale_page import checks, format_row, page
 from bench.process_tree import run_sampled
+from bench.records import ROOT
 from model.hardware import describe_cpu
+from model.train.corpora import PEOPLES_DAILY
 from tests.test_docs import MACHINE_PATH
 
 MIB = 1024  # KiB
@@ -196,3 +200,23 @@ def test_main_prints_rows_and_writes_the_page_and_its_record(
     record = json.loads(output.with_suffix(".json").read_text(encoding="utf-8"))
     assert [row["stage"] for row in record["rows"]] == list(corpus_scale.STAGES)
     assert record["source_bytes"] == len("一行\n".encode())
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("model.train.prepare") is None,
+    reason="model.train.prepare is not here",
+)
+def test_the_real_stages_run_end_to_end_on_a_small_source(tmp_path: Path) -> None:
+    source = tmp_path / "source.txt"
+    source.write_bytes(b"".join(source_text(PEOPLES_DAILY).splitlines(keepends=True)[:300]))
+    output = tmp_path / "corpus-scale.md"
+    command = [sys.executable, "-m", "bench.corpus_scale", "--sizes", "1", "--source", str(source)]
+    command += ["--workers", "1", "--train-tokens", "2000", "--output", str(output)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(output.with_suffix(".json").read_text(encoding="utf-8"))["rows"]
+    assert [row["stage"] for row in rows] == list(corpus_scale.STAGES)
+    failed = {row["stage"]: row.get("error") for row in rows if row["returncode"] != 0}
+    assert not failed
+    assert all(row["peak_anon_kib"] > 0 for row in rows)
+    assert rows[0]["said"]["lines"] == 300
