@@ -186,8 +186,9 @@ def page(record: dict) -> str:
         "process has read, but those are file cache: the kernel drops them under pressure and "
         "reads them again from the file. Anonymous memory (RssAnon: heap, stacks, private "
         "copies) is what a process cannot give back, so it is the figure that must not grow "
-        "with the corpus. A page shared by several processes counts once in each, so the "
-        "summed VmRSS overstates what is resident.",
+        "with the corpus. A page shared by several processes (a store page two workers read, "
+        "or the pages a forked worker still shares with its parent) counts once in each, so "
+        "both sums can overstate what is in memory, never understate it.",
         "",
         "## Corpora",
         "",

@@ -10,8 +10,9 @@ processes, so its memory is the sum over the tree, read every ~0.15 s from each 
 - RssAnon, anonymous memory: heap, stacks and private copies, which only exit or swap give
   back. This is the memory a corpus must not make grow.
 
-A peak shorter than the sampling interval can be missed, so both figures are lower bounds of
-the true peaks (and the sum of VmRSS an upper bound of the pages really resident).
+A page shared by several processes (a forked worker's copy-on-write pages of its parent, a
+store page two workers read) counts once in each, so a sum can overstate the memory in use; a
+peak shorter than the sampling interval can be missed.
 """
 
 from __future__ import annotations
