@@ -188,7 +188,7 @@ def page(record: dict) -> str:
         "copies) is what a process cannot give back, so it is the figure that must not grow "
         "with the corpus. A page shared by several processes (a store page two workers read, "
         "or the pages a forked worker still shares with its parent) counts once in each, so "
-        "both sums can overstate what is in memory, never understate it.",
+        "both sums can overstate what is in memory.",
         "",
         "## Corpora",
         "",
