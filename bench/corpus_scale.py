@@ -33,7 +33,13 @@ from bench.corpus_scale_page import TABLE_HEAD, format_row, page
 from bench.process_tree import Measured, run_sampled
 from bench.records import ROOT, portable, write_record
 from model.hardware import describe_cpu
-from model.train.corpora import PEOPLES_DAILY, SPLITS, raw_splits
+from model.train.corpora import (
+    PEOPLES_DAILY,
+    decode_lines,
+    open_binary,
+    raw_lines,
+    resolve_source,
+)
 
 # each stage's command after `python -m`; each {placeholder} is filled per corpus after the split
 # into words, so a path with spaces stays one argument
@@ -42,9 +48,10 @@ STAGES: dict[str, str] = {
     "vocabulary": "model.train.prepare --corpus {corpus} --cache-dir {store} --vocabulary",
     "word2vec": "model.train.word2vec --corpus {corpus} --output {vectors} --epochs 1 "
     "--cache-dir {store}",
-    "training": "model.train --corpus {corpus} --preset default --no-word2vec-init "
+    "training": "model.train --corpus {corpus} --preset {preset} --no-word2vec-init "
     "--max-tokens {train_tokens} --output {checkpoint} --no-progress --cache-dir {store}",
-    "evaluation": "model.evaluate --checkpoint {checkpoint} --split test --cache-dir {store}",
+    "evaluation": "model.evaluate --checkpoint {checkpoint} --split test --cache-dir {store} "
+    "--json",
 }
 COMPARED_WORKERS = (1, 2)
 DISK_FACTOR = 3  # free space wanted per corpus byte: the corpus, its stores, checkpoints
@@ -64,10 +71,16 @@ def stage_command(stage: str, values: dict[str, object]) -> list[str]:
 
 
 def source_text(source: str) -> bytes:
-    """The raw text a synthetic corpus repeats, one line per line, in file order: what
-    model.train reads from source ('peoples-daily' or a text file) before its split."""
-    _, splits = raw_splits(source)
-    return "".join(f"{line}\n" for split in SPLITS for line in splits[split]).encode("utf-8")
+    """The text lines model.train reads from source (peoples-daily, a text file, any corpus it
+    takes), in order, one per line, as UTF-8: blank lines dropped, peoples-daily's tags
+    stripped, exactly as model/train/corpora.py decodes them."""
+    lines: list[str] = []
+    for input_file in resolve_source(source, None, None).files:
+        raw, stream = open_binary(input_file)
+        with raw, stream:
+            physical = [line for line, _ in raw_lines(stream)]
+        lines += decode_lines(physical, input_file).lines
+    return "".join(f"{line}\n" for line in lines).encode("utf-8")
 
 
 def write_repeated(text: bytes, times: int, path: Path) -> int:
@@ -84,9 +97,26 @@ def last_line(path: Path) -> str:
     return next((line.strip() for line in reversed(lines) if line.strip()), "")
 
 
+def folder_bytes(folder: Path) -> int:
+    """Bytes of every file under folder: a store's size on disk."""
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+
+
+def output_of(path: Path) -> dict | str:
+    """What a stage printed to stdout: the JSON object it printed last (the whole output, as
+    training prints it, or its last line, as prepare does), else its lines joined by spaces."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    for candidate in (text, last_line(path)):
+        with contextlib.suppress(ValueError):
+            parsed = json.loads(candidate)
+            if isinstance(parsed, dict):
+                return parsed
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 def run_stage(stage: str, label: str, values: dict[str, object], folder: Path) -> dict:
-    """Run one stage on one corpus and return its row: time, peak memory, and what it said (its
-    last stdout line; prepare's parsed as its JSON summary) or, if it failed, its last error."""
+    """Run one stage on one corpus and return its row: time, peak memory, and what it printed
+    or, if it failed, its last error line."""
     logs = folder / label.replace(" ", "-").replace(",", "")
     measured: Measured = run_sampled(
         stage_command(stage, values), logs.with_suffix(".out"), logs.with_suffix(".err"), ROOT
@@ -103,11 +133,9 @@ def run_stage(stage: str, label: str, values: dict[str, object], folder: Path) -
     if measured.returncode != 0:
         row["error"] = last_line(logs.with_suffix(".err"))
         return row
-    row["said"] = last_line(logs.with_suffix(".out"))
     if stage == "prepare":
-        # a line that is not JSON is shown as it came, rather than lose a long run's rows
-        with contextlib.suppress(ValueError):
-            row["said"] = json.loads(row["said"])
+        row["store_bytes"] = folder_bytes(Path(str(values["store"])))
+    row["said"] = output_of(logs.with_suffix(".out"))
     return row
 
 
@@ -125,6 +153,7 @@ def measure_size(size: int, text: bytes, work: Path, args: argparse.Namespace) -
         "checkpoint": folder / "checkpoint",
         "workers": args.workers,
         "train_tokens": args.train_tokens,
+        "preset": args.preset,
     }
     for stage in STAGES:
         row = run_stage(stage, stage, values, folder)
@@ -177,6 +206,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--train-tokens", type=int, default=200_000, help="the training run's --max-tokens"
     )
     parser.add_argument(
+        "--preset", default="default", help="the training run's --preset (model.train's)"
+    )
+    parser.add_argument(
         "--work-dir",
         type=Path,
         default=Path(tempfile.gettempdir()),
@@ -227,7 +259,9 @@ def main(argv: list[str] | None = None) -> None:
         "compare_workers_at": args.compare_workers_at,
         "train_tokens": args.train_tokens,
         "stages": {
-            stage: shown_command(stage, train_tokens=args.train_tokens, workers=args.workers)
+            stage: shown_command(
+                stage, train_tokens=args.train_tokens, workers=args.workers, preset=args.preset
+            )
             for stage in STAGES
         },
         "rows": rows,

@@ -3,6 +3,8 @@ counts, and every figure the bench must show, stated as measured with whether it
 
 from __future__ import annotations
 
+import json
+
 GB = 1e9
 TABLE_HEAD = [
     "| corpus | stage | workers | wall time | peak resident (VmRSS) | peak anonymous (RssAnon) "
@@ -25,19 +27,30 @@ def duration(seconds: float) -> str:
 
 
 def said(row: dict) -> str:
-    """What a stage printed, for a table cell: prepare's summary in words, another stage's last
-    line, or why it failed."""
+    """What a stage printed, in words for a table cell (the JSON of prepare, training and
+    evaluation summed up, another stage's output as it came), or why it failed."""
+    printed = row.get("said")
     if row["returncode"] != 0:
         text = f"failed (exit {row['returncode']}): {row.get('error', '')}"
-    elif isinstance(row["said"], dict):
-        summary = row["said"]
-        tokens = sum(summary.get("tokens", {}).values())
+    elif not isinstance(printed, dict):
+        text = str(printed)
+    elif "vocabulary" in printed:
+        vocabulary = printed["vocabulary"]
         text = (
-            f"{summary.get('lines', 0):,} lines, {tokens:,} tokens, "
-            f"store {summary.get('bytes', 0) / 1e6:,.1f} MB"
+            f"{vocabulary['size']:,} words (cap {vocabulary['cap']}), covering "
+            f"{vocabulary['coverage']:.2%} of train tokens"
         )
+    elif "tokens" in printed:  # prepare's summary
+        text = f"{printed['lines']:,} lines, {sum(printed['tokens'].values()):,} tokens"
+    elif "test_ppl" in printed:  # training's record
+        text = (
+            f"{printed['tokens_seen']:,} tokens trained; valid ppl "
+            f"{printed['best_valid_ppl']:.1f}, test ppl {printed['test_ppl']:.1f}"
+        )
+    elif "perplexity" in printed:  # evaluate --json
+        text = f"test ppl {printed['perplexity']:.1f} over {printed['num_tokens']:,} tokens"
     else:
-        text = row["said"]
+        text = json.dumps(printed, ensure_ascii=False)
     return text.replace("|", "\\|")
 
 
@@ -138,14 +151,15 @@ def _corpora(record: dict) -> list[str]:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for size in dict.fromkeys(row["size"] for row in record["rows"]):
-        row = find(record["rows"], size, "prepare")
-        summary = row["said"] if row is not None and isinstance(row["said"], dict) else {}
+        row = find(record["rows"], size, "prepare") or {}
+        said = row.get("said")
+        summary: dict = said if isinstance(said, dict) else {}
         tokens = summary.get("tokens", {})
         counts = [f"{tokens[s]:,}" if s in tokens else "—" for s in ("train", "valid", "test")]
+        store = f"{row['store_bytes'] / 1e6:,.1f} MB" if "store_bytes" in row else "—"
         lines.append(
             f"| {size}× | {size * record['source_bytes'] / 1e6:,.1f} MB | "
-            f"{summary.get('lines', 0):,} | {' | '.join(counts)} | "
-            f"{summary.get('bytes', 0) / 1e6:,.1f} MB |"
+            f"{summary.get('lines', 0):,} | {' | '.join(counts)} | {store} |"
         )
     return lines
 

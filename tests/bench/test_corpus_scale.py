@@ -31,8 +31,10 @@ def _python(code: str) -> list[str]:
 
 
 def test_the_sampler_sees_a_child_allocate_what_it_allocates(tmp_path: Path) -> None:
-    idle = run_sampled(_python(ALLOCATE.format(mib=0, seconds=1)), tmp_path / "o", tmp_path / "e")
-    busy = run_sampled(_python(ALLOCATE.format(mib=100, seconds=1)), tmp_path / "o", tmp_path / "e")
+    idle = run_sampled(_python(ALLOCATE.format(mib=0, seconds=0.6)), tmp_path / "o", tmp_path / "e")
+    busy = run_sampled(
+        _python(ALLOCATE.format(mib=100, seconds=0.6)), tmp_path / "o", tmp_path / "e"
+    )
     assert idle.returncode == busy.returncode == 0 and busy.samples > 1
     grown = busy.peak_kib["RssAnon"] - idle.peak_kib["RssAnon"]
     assert 100 * MIB <= grown <= 130 * MIB  # the block, plus at most the copy's slack
@@ -40,7 +42,7 @@ def test_the_sampler_sees_a_child_allocate_what_it_allocates(tmp_path: Path) -> 
 
 
 def test_the_sampler_sums_the_whole_process_tree(tmp_path: Path) -> None:
-    child = ALLOCATE.format(mib=80, seconds=1.5)
+    child = ALLOCATE.format(mib=80, seconds=0.8)
     parent = (
         "import subprocess, sys; "
         f"worker = subprocess.Popen([sys.executable, '-c', {child!r}]); "
@@ -62,7 +64,7 @@ def test_a_synthetic_corpus_is_the_source_written_n_times(tmp_path: Path) -> Non
 
 
 def test_stage_commands_show_placeholders_and_given_values() -> None:
-    shown = shown_command("training", train_tokens=200_000)
+    shown = shown_command("training", train_tokens=200_000, preset="default")
     assert shown == (
         "python -m model.train --corpus CORPUS --preset default --no-word2vec-init "
         "--max-tokens 200000 --output CHECKPOINT --no-progress --cache-dir STORE"
@@ -85,7 +87,10 @@ def _row(size: int, stage: str, seconds: float, anon_mib: int, **extra: object) 
 
 
 def _record(rows: list[dict]) -> dict:
-    stages = {stage: shown_command(stage, train_tokens=200_000) for stage in corpus_scale.STAGES}
+    stages = {
+        stage: shown_command(stage, train_tokens=200_000, preset="default")
+        for stage in corpus_scale.STAGES
+    }
     return {
         "command": "python -m bench.corpus_scale",
         "machine": describe_cpu(),
@@ -96,6 +101,7 @@ def _record(rows: list[dict]) -> dict:
         "workers": 2,
         "compare_workers_at": 10,
         "train_tokens": 200_000,
+        "preset": "default",
         "stages": stages,
         "rows": rows,
     }
@@ -158,15 +164,16 @@ def stand_in_stages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.usefixtures("stand_in_stages")
 def test_every_stage_runs_in_order_and_the_folder_is_removed(tmp_path: Path) -> None:
     work = tmp_path / "work"
-    args = parse_args(["--sizes", "1", "2", "--compare-workers-at", "2", "--work-dir", str(work)])
-    rows = measure(args, "一行\n".encode(), lambda row: None)
-    stages = [stage for stage in corpus_scale.STAGES]
-    assert [(row["size"], row["stage"]) for row in rows] == [
-        *((1, stage) for stage in stages),
-        *((2, stage) for stage in stages),
-        (2, "prepare, 1 worker"),
-        (2, "prepare, 2 workers"),
+    args = parse_args(["--sizes", "2", "--compare-workers-at", "2", "--work-dir", str(work)])
+    printed: list[str] = []
+    rows = measure(args, "一行\n".encode(), printed.append)
+    assert [row["stage"] for row in rows] == [
+        *corpus_scale.STAGES,
+        "prepare, 1 worker",
+        "prepare, 2 workers",
     ]
+    assert len(printed) == len(rows) and printed[0].startswith("| 2× | prepare |")
+    assert rows[0]["corpus_bytes"] == 2 * len("一行\n".encode())
     assert all(row["peak_anon_kib"] >= 20 * MIB for row in rows)
     assert rows[0]["said"]["lines"] == 3 and rows[0]["workers"] == args.workers
     assert [row["workers"] for row in rows[-2:]] == [1, 2] and rows[1]["workers"] is None
@@ -184,24 +191,6 @@ def test_a_failed_stage_ends_its_size_and_the_page_says_why(tmp_path: Path) -> N
     assert (kept / "1x" / "corpus.txt").read_text(encoding="utf-8") == "fail\n"
 
 
-@pytest.mark.usefixtures("stand_in_stages")
-def test_main_prints_rows_and_writes_the_page_and_its_record(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    source = tmp_path / "source.txt"
-    source.write_text("一行\n", encoding="utf-8")
-    output = tmp_path / "docs" / "corpus-scale.md"
-    corpus_scale.main(["--sizes", "1", "--source", str(source), "--output", str(output)])
-    printed = capsys.readouterr().out
-    assert printed.startswith(describe_cpu()) and "| 1× | evaluation |" in printed
-    text = output.read_text(encoding="utf-8")
-    assert f"on {describe_cpu()}" in text and "| 1× | vocabulary |" in text
-    assert not MACHINE_PATH.search(text)  # the store's path, printed by the stand-in, is not
-    record = json.loads(output.with_suffix(".json").read_text(encoding="utf-8"))
-    assert [row["stage"] for row in record["rows"]] == list(corpus_scale.STAGES)
-    assert record["source_bytes"] == len("一行\n".encode())
-
-
 @pytest.mark.skipif(
     importlib.util.find_spec("model.train.prepare") is None,
     reason="model.train.prepare is not here",
@@ -211,12 +200,17 @@ def test_the_real_stages_run_end_to_end_on_a_small_source(tmp_path: Path) -> Non
     source.write_bytes(b"".join(source_text(PEOPLES_DAILY).splitlines(keepends=True)[:300]))
     output = tmp_path / "corpus-scale.md"
     command = [sys.executable, "-m", "bench.corpus_scale", "--sizes", "1", "--source", str(source)]
-    command += ["--workers", "1", "--train-tokens", "2000", "--output", str(output)]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    command += ["--workers", "1", "--train-tokens", "2000", "--preset", "plain"]
+    done = subprocess.run(
+        [*command, "--output", str(output)], cwd=ROOT, capture_output=True, text=True, timeout=180
+    )
     assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(describe_cpu()) and "| 1× | evaluation |" in done.stdout
     rows = json.loads(output.with_suffix(".json").read_text(encoding="utf-8"))["rows"]
+    assert {row["stage"]: row.get("error") for row in rows if row["returncode"] != 0} == {}
     assert [row["stage"] for row in rows] == list(corpus_scale.STAGES)
-    failed = {row["stage"]: row.get("error") for row in rows if row["returncode"] != 0}
-    assert not failed
     assert all(row["peak_anon_kib"] > 0 for row in rows)
-    assert rows[0]["said"]["lines"] == 300
+    assert rows[0]["said"]["lines"] == 300 and rows[0]["store_bytes"] > 0
+    page_text = output.read_text(encoding="utf-8")
+    assert f"on {describe_cpu()}" in page_text and "test ppl" in page_text
+    assert not MACHINE_PATH.search(page_text)  # word2vec prints its temporary output path
