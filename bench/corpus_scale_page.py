@@ -164,6 +164,14 @@ def _corpora(record: dict) -> list[str]:
     return lines
 
 
+def _compared(record: dict) -> str:
+    """The sentence on the 1- and 2-worker preparations, when the run made them."""
+    size = record["compare_workers_at"]
+    if not any(row["size"] == size for row in record["rows"]):
+        return ""
+    return f" At {size}× preparation is also timed with 1 and with 2 workers, in the same run."
+
+
 def _verdict(holds: bool | None) -> str:
     return {True: "pass", False: "FAIL", None: "not measured in this run"}[holds]
 
@@ -189,8 +197,7 @@ def page(record: dict) -> str:
         "Word2vec runs 1 epoch; training stops after a fixed "
         f"{record['train_tokens']:,} tokens, so its time and memory should not depend on the "
         "corpus. Each measured preparation writes a fresh store folder, so none reads an "
-        f"earlier store; at {record['compare_workers_at']}× preparation is also timed with 1 "
-        "and with 2 workers, in the same run.",
+        f"earlier store.{_compared(record)}",
         "",
         "## How memory is measured",
         "",

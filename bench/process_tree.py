@@ -39,32 +39,43 @@ class Measured:
     samples: int
 
 
-def parents() -> dict[int, int]:
-    """pid → parent pid of every process visible in /proc now."""
-    found = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:  # the process ended while we looked
-            continue
-        # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after it
-        found[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    return found
+class ProcessTree:
+    """The processes descended from one root, found by scanning /proc. A process once seen
+    outside the tree is not read again (it cannot move into it; pids are not reused within a
+    stage's minutes), so after the first scan each costs little more than listing /proc, and
+    the sampler takes little CPU from the stage it measures."""
 
+    def __init__(self, root: int) -> None:
+        self.root = root
+        self.outside: set[int] = set()
 
-def tree_pids(root: int) -> list[int]:
-    """root and every process descended from it, as /proc shows them now."""
-    children: dict[int, list[int]] = {}
-    for pid, parent in parents().items():
-        children.setdefault(parent, []).append(pid)
-    tree, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        tree.append(pid)
-        todo.extend(children.get(pid, []))
-    return tree
+    def parents(self) -> dict[int, int]:
+        """pid → parent pid of every process in /proc not yet known to be outside the tree."""
+        found = {}
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit() or int(entry.name) in self.outside:
+                continue
+            try:
+                stat = Path(entry.path, "stat").read_text()
+            except OSError:  # the process ended while we looked
+                continue
+            # "pid (comm) state ppid ...": comm may hold spaces and parentheses
+            found[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+        return found
+
+    def pids(self) -> list[int]:
+        """The root and every process descended from it, as /proc shows them now."""
+        parents = self.parents()
+        children: dict[int, list[int]] = {}
+        for pid, parent in parents.items():
+            children.setdefault(parent, []).append(pid)
+        tree, todo = [], [self.root]
+        while todo:
+            pid = todo.pop()
+            tree.append(pid)
+            todo.extend(children.get(pid, []))
+        self.outside.update(parents.keys() - set(tree))
+        return tree
 
 
 def memory_kib(pid: int) -> dict[str, int]:
@@ -81,10 +92,10 @@ def memory_kib(pid: int) -> dict[str, int]:
     return values
 
 
-def tree_memory_kib(root: int) -> dict[str, int]:
-    """FIELDS summed over root's process tree, in KiB."""
+def tree_memory_kib(tree: ProcessTree) -> dict[str, int]:
+    """FIELDS summed over the tree's processes, in KiB."""
     total = dict.fromkeys(FIELDS, 0)
-    for pid in tree_pids(root):
+    for pid in tree.pids():
         for name, value in memory_kib(pid).items():
             total[name] += value
     return total
@@ -104,8 +115,9 @@ def run_sampled(
     with stdout.open("wb") as out, stderr.open("wb") as err:
         started = time.perf_counter()
         process = subprocess.Popen(list(command), stdout=out, stderr=err, cwd=cwd)
+        tree = ProcessTree(process.pid)
         while True:
-            for name, value in tree_memory_kib(process.pid).items():
+            for name, value in tree_memory_kib(tree).items():
                 peak[name] = max(peak[name], value)
             samples += 1
             try:  # returns as soon as the command ends, so its time is not rounded up

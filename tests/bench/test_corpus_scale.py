@@ -128,13 +128,15 @@ def test_the_page_names_the_cpu_and_judges_each_must_show_figure() -> None:
     assert "- pass: Preparing 10× with 2 workers runs at 1.76× the rate of 1 worker" in text
     assert "- pass: Preparing 100× takes 10.40× the time of 10×" in text
     assert "file cache: the kernel drops them" in text and "Word2vec runs 1 epoch" in text
+    assert "At 10× preparation is also timed with 1 and with 2 workers" in text
 
 
 def test_figures_a_run_did_not_measure_are_said_to_be_not_measured() -> None:
     failed = {**_row(1, "training", 3.0, 900), "returncode": 1, "error": "Traceback"}
     assert "failed (exit 1): Traceback" in format_row(failed)
-    verdicts = checks(_record([_row(1, "prepare", 3.0, 100, workers=2), failed]))
-    assert verdicts and all(holds is None for _, holds in verdicts)
+    record = _record([_row(1, "prepare", 3.0, 100, workers=2), failed])
+    assert checks(record) and all(holds is None for _, holds in checks(record))
+    assert "also timed with 1 and with 2 workers" not in page(record)  # no 10× in this run
 
 
 STAND_IN = """
