@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import cast
 
 from bench.corpus_scale_page import TABLE_HEAD, format_row, page
-from bench.process_tree import Measured, run_sampled
+from bench.process_tree import run_sampled
 from bench.records import ROOT, portable, write_record
 from model.hardware import describe_cpu
 from model.train.corpora import (
@@ -118,7 +118,7 @@ def run_stage(stage: str, label: str, values: dict[str, object], folder: Path) -
     """Run one stage on one corpus and return its row: time, peak memory, and what it printed
     or, if it failed, its last error line."""
     logs = folder / label.replace(" ", "-").replace(",", "")
-    measured: Measured = run_sampled(
+    measured = run_sampled(
         stage_command(stage, values), logs.with_suffix(".out"), logs.with_suffix(".err"), ROOT
     )
     row: dict = {
