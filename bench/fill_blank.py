@@ -50,10 +50,11 @@ import httpx
 import torch
 
 from bench.records import write_record
-from model.checkpoint import Checkpoint, load_checkpoint
+from model.checkpoint import Checkpoint
 from model.fill_blank import BLANK, BlankFiller, Gap, Proposer, merge_proposals
 from model.hardware import describe_cpu
-from model.quantize import quantize_int8, served_weights
+from model.quantize import served_weights
+from model.served import load_served_model
 from model.tokenizers import build_tokenizer
 from model.train.corpora import load_corpus, trained_corpus
 from model.vocab import SPECIALS, Vocab
@@ -189,15 +190,6 @@ def fill_each(
     return tallies
 
 
-def served(directory: Path, weights: str) -> Checkpoint:
-    """A checkpoint with the weights asked for ("int8" as the service serves them on the CPU,
-    or "none": float)."""
-    checkpoint = load_checkpoint(directory)
-    if weights == "int8":
-        checkpoint.model = quantize_int8(checkpoint.model)
-    return checkpoint
-
-
 def lines_of_test_split(forward: Checkpoint, backward: Checkpoint) -> list[list[str]]:
     """The tokens of each line of the test split of the corpus both checkpoints were trained
     on; ValueError when they were trained on different corpora."""
@@ -274,7 +266,8 @@ def measure(args: argparse.Namespace) -> dict:
     every figure of ms) and each ranking's figures."""
     load_before = os.getloadavg()[0]
     weights = served_weights(args.weights, "cpu")
-    forward, backward = served(args.forward, weights), served(args.backward, weights)
+    forward = load_served_model(args.forward, quantize=weights)
+    backward = load_served_model(args.backward, quantize=weights)
     lines = lines_of_test_split(forward, backward)
     spots = draw_blanks(lines, forward.vocab, args.blanks, args.seed)
     punctuation = sum(is_punctuation(lines[s.line][s.position]) for s in spots)

@@ -113,7 +113,9 @@ def bare_step_ms(checkpoint: Path, batch: int, quantize: str, steps: int = 200) 
     step with each row's cache full (W pairs) mixed in and the new pair stored."""
     import torch
 
-    loaded = _loaded(checkpoint, quantize)
+    from model.served import load_served_model
+
+    loaded = load_served_model(checkpoint, quantize=quantize)
     model, eos = loaded.model, loaded.vocab.eos_id
     runners = {"step": _decoding_runner(loaded, batch, cached=False)}
     if runners["step"].cache_config is not None:
@@ -133,17 +135,6 @@ def bare_step_ms(checkpoint: Path, batch: int, quantize: str, steps: int = 200) 
                 runner.step()
                 durations[name].append(time.perf_counter() - started)
     return {name: statistics.median(times[20:]) * 1000 for name, times in durations.items()}
-
-
-def _loaded(checkpoint: Path, quantize: str):
-    """The checkpoint, its network quantised as NEXTWORD_QUANTIZE would."""
-    from model.checkpoint import load_checkpoint
-    from model.quantize import quantize_int8
-
-    loaded = load_checkpoint(checkpoint)
-    if quantize == "int8":
-        loaded.model = quantize_int8(loaded.model)
-    return loaded
 
 
 def _decoding_runner(loaded, batch: int, cached: bool):
@@ -179,8 +170,10 @@ def split_perplexity(checkpoint: Path, quantize: str) -> float:
     """Test-split perplexity of the checkpoint (quantised or not), as python -m model.evaluate
     reads it."""
     from model.evaluate.cli import evaluate
+    from model.served import load_served_model
 
-    return float(evaluate(_loaded(checkpoint, quantize), split="test")["perplexity"])
+    served = load_served_model(checkpoint, quantize=quantize)
+    return float(evaluate(served, split="test")["perplexity"])
 
 
 # -- report -------------------------------------------------------------------------------------

@@ -11,12 +11,13 @@ import random
 import time
 from dataclasses import dataclass
 
-from model.checkpoint import load_checkpoint, load_direction
+from model.checkpoint import load_direction
 from model.decoding import Decoding
-from model.quantize import QUANTIZE_CHOICES, quantize_int8, served_weights
+from model.quantize import QUANTIZE_CHOICES
 from model.rows import FinishEvent, GenerateRow, Ticket, TokenEvent
 from model.runner import Runner
 from model.sampling import SamplingOptions
+from model.served import load_served_model
 from model.tokenizers import TextEncoder, build_tokenizer
 
 
@@ -107,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--quantize",
         choices=QUANTIZE_CHOICES,
         default="auto",
-        help="the weights, as the service's NEXTWORD_QUANTIZE: auto (int8 on a CPU with VNNI or "
+        help="the weights, as the service's quantize setting: auto (int8 on a CPU with VNNI or "
         "AMX, else float), none or int8",
     )
     return parser
@@ -133,12 +134,9 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as error:
         parser.error(str(error))
     try:
-        weights = served_weights(args.quantize, args.device)
+        checkpoint = load_served_model(args.checkpoint, args.device, args.quantize)
     except ValueError as error:
-        parser.error(str(error))
-    checkpoint = load_checkpoint(args.checkpoint, args.device)
-    if weights == "int8":
-        checkpoint.model = quantize_int8(checkpoint.model)
+        parser.error(f"--quantize {args.quantize}: {error}")
     if load_direction(checkpoint) != "forward":
         parser.error(
             f"{args.checkpoint} reads right to left (--direction backward): it predicts the word "

@@ -30,10 +30,9 @@ from app.engine.channels import Channel, send
 from app.engine.results import BlankLines, GenerationStream, TextScore, text_score
 from app.errors import DeadlineExceeded, NotReady, Overloaded, ServiceError
 from app.settings import Settings
-from model.checkpoint import Checkpoint, load_checkpoint, load_direction
+from model.checkpoint import Checkpoint, load_direction
 from model.decoding import Decoding
 from model.fill_blank import Gap, Proposer
-from model.quantize import quantize_int8
 from model.rows import (
     BlankRow,
     BlankWords,
@@ -49,6 +48,7 @@ from model.rows import (
 )
 from model.runner import Outbox, Runner
 from model.sampling import SamplingOptions
+from model.served import load_served_model
 from model.tokenizers import EncodedText, TextEncoder, build_tokenizer
 
 log = logging.getLogger(__name__)
@@ -81,9 +81,7 @@ class Engine:
         check that one forward works. Blocking; raises CheckpointError with the reason."""
         if settings.threads:
             torch.set_num_threads(settings.threads)
-        checkpoint = load_checkpoint(settings.model_dir, settings.device)
-        if settings.quantize == "int8":
-            checkpoint.model = quantize_int8(checkpoint.model)
+        checkpoint = load_served_model(settings.model_dir, settings.device, settings.quantize)
         engine = cls(checkpoint, settings)
         engine.runner.warm_up()
         return engine

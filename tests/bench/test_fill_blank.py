@@ -19,12 +19,12 @@ from bench.fill_blank import (
     lines_of_test_split,
     main,
     rank_three_ways,
-    served,
     service_speed,
     speed_text,
 )
 from model.fill_blank import BlankFiller
 from model.hardware import describe_cpu
+from model.served import load_served_model
 from model.vocab import EOS, UNK, Vocab
 
 
@@ -58,7 +58,8 @@ def test_punctuation_is_a_token_of_punctuation_only(token, punctuation):
 
 @pytest.fixture(scope="module")
 def filler(tiny_checkpoint: Path, backward_checkpoint: Path) -> BlankFiller:
-    return BlankFiller(served(tiny_checkpoint, "int8"), served(backward_checkpoint, "int8"))
+    forward = load_served_model(tiny_checkpoint, quantize="int8")
+    return BlankFiller(forward, load_served_model(backward_checkpoint, quantize="int8"))
 
 
 def test_whole_line_rankings_hold_the_words_proposed_and_c_adds_the_backward_ones(filler):
@@ -102,8 +103,8 @@ def test_the_page_names_cpu_and_command_and_holds_a_row_per_ranking(
 def test_the_test_lines_must_come_from_the_corpus_both_models_learnt(
     tiny_checkpoint, backward_checkpoint, tmp_path
 ):
-    forward = served(tiny_checkpoint, "none")
-    lines = lines_of_test_split(forward, served(backward_checkpoint, "none"))
+    forward = load_served_model(tiny_checkpoint, quantize="none")
+    lines = lines_of_test_split(forward, load_served_model(backward_checkpoint, quantize="none"))
     assert lines and all(isinstance(token, str) for token in lines[0])
     other = tmp_path / "other"
     shutil.copytree(backward_checkpoint, other)
@@ -111,7 +112,7 @@ def test_the_test_lines_must_come_from_the_corpus_both_models_learnt(
     config["corpus"]["source"] = str(tmp_path / "elsewhere.txt")
     (other / "config.json").write_text(json.dumps(config), encoding="utf-8")
     with pytest.raises(ValueError, match="trained on different corpora"):
-        lines_of_test_split(forward, served(other, "none"))
+        lines_of_test_split(forward, load_served_model(other, quantize="none"))
 
 
 def test_the_speed_line_has_the_tokens_asked_for_and_its_middle_one_blank():
