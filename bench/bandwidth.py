@@ -67,7 +67,7 @@ def _synchronize(device: str) -> None:
 def decoding_runner(loaded, batch: int, sampling: dict, prune: bool):
     """A Runner holding batch endless generations (seeds 0..batch-1) past their <eos>."""
     from model.decoding import Decoding
-    from model.rows import GenerateRow, Ticket
+    from model.rows import GenerateRow
     from model.runner import Runner
     from model.sampling import SamplingOptions
     from model.tokenizers import build_tokenizer
@@ -77,7 +77,7 @@ def decoding_runner(loaded, batch: int, sampling: dict, prune: bool):
     rows = []
     for seed in range(batch):
         options = SamplingOptions(**sampling, max_new_tokens=10**9, seed=seed, ignore_eos=True)
-        rows.append(GenerateRow(Decoding([], [], options, eos, tokenizer), 0, Ticket()))
+        rows.append(GenerateRow(Decoding([], [], options, eos, tokenizer), 0))
     runner.add(rows)
     runner.step()  # every row reads its <eos>: from here on a step decodes one token a row
     return runner

@@ -144,7 +144,7 @@ def _decoding_runner(loaded, batch: int, cached: bool):
     import torch
 
     from model.decoding import Decoding
-    from model.rows import GenerateRow, Ticket
+    from model.rows import GenerateRow
     from model.runner import Runner
     from model.sampling import SamplingOptions
     from model.tokenizers import build_tokenizer
@@ -160,7 +160,7 @@ def _decoding_runner(loaded, batch: int, cached: bool):
                 ids = torch.randint(0, min(2000, len(loaded.vocab)), (cache.config.window + 1,))
                 features, _ = loaded.model(ids[None])
                 cache.extend(features[0, :-1].float(), ids[1:])
-        rows.append(GenerateRow(Decoding([], [], options, eos, tokenizer), 0, Ticket(), cache))
+        rows.append(GenerateRow(Decoding([], [], options, eos, tokenizer), 0, cache))
     runner.add(rows)
     runner.step()  # every row reads its <eos>: from here on, each step decodes one token a row
     return runner

@@ -33,14 +33,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import cast
-
-import torch
 
 from model.batching import DIRECTIONS, in_reading_order
 from model.checkpoint import Checkpoint, load_direction
-from model.rows import BlankRow, BlankWords, Candidate, Prediction, PredictRow, Row, Ticket
-from model.runner import Runner
+from model.rows import BlankRow, Candidate, PredictRow, Row
+from model.runner import Outbox, Runner
 from model.vocab import SPECIALS, Vocab
 
 BLANK = "___"  # the marker of the gap unless a request names another
@@ -248,9 +245,10 @@ class BlankFiller:
         merge_proposals(..., count) keeps count real ones."""
         runner = self.runners[direction]
         asked = words_to_ask(count)
-        row = PredictRow(gap.before(direction), runner.vocab.eos_id, asked, Ticket())
-        ((_, prediction),) = _run(runner, [row])
-        return [candidate.token for candidate in cast(Prediction, prediction).candidates]
+        ((_, prediction),) = _run(
+            runner, PredictRow(gap.before(direction), runner.vocab.eos_id, asked)
+        ).predicted
+        return [candidate.token for candidate in prediction.candidates]
 
     def fill(self, gap: Gap, proposer: Proposer) -> tuple[list[str], list[Filled]]:
         """The forward model's words at the blank (best first, as many as proposer asks) and
@@ -258,25 +256,22 @@ class BlankFiller:
         batch, as the service's engine runs a request (gap: in the forward model's
         vocabulary)."""
         runner = self.runners["forward"]
-        row = BlankRow(gap.left, gap.right, runner.vocab.eos_id, proposer, Ticket())
-        results = _run(runner, [row])
-        blank_words = cast(BlankWords, results[0][1])
-        scores: list[list[float]] = [[] for _ in blank_words.words]
-        for _, result in results[1:]:
-            index, line_scores, _ = cast(tuple[int, torch.Tensor, object], result)
-            scores[index] = line_scores.tolist()
-        forward = [candidate.token for candidate in blank_words.proposed]
-        return forward, rank(gap, proposer.proposals(forward), scores)
+        row = BlankRow(gap.left, gap.right, runner.vocab.eos_id, proposer)
+        ((_, lines),) = _run(runner, row).blanks
+        forward = [candidate.token for candidate in lines.proposed]
+        return forward, rank(gap, proposer.proposals(forward), lines.logprobs)
 
 
-def _run(runner: Runner, rows: Sequence[Row]) -> list[tuple[Row, object]]:
-    """Every result of rows run as one batch to their end, finished rows leaving the batch as
-    the service's scheduler takes them out."""
-    runner.add(rows)
-    results: list[tuple[Row, object]] = []
+def _run(runner: Runner, row: Row) -> Outbox:
+    """Every result of a row run to its end (a blank's lines one batch), finished rows leaving
+    the batch as the service's scheduler takes them out."""
+    runner.add([row])
+    results = Outbox()
     try:
         while runner.rows:
-            results += runner.step()
+            step = runner.step()
+            results.predicted += step.predicted
+            results.blanks += step.blanks
             runner.keep([i for i, row in enumerate(runner.rows) if not row.finished])
     finally:
         runner.keep([])

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from model.checkpoint import load_direction
 from model.decoding import Decoding
 from model.quantize import QUANTIZE_CHOICES
-from model.rows import FinishEvent, GenerateRow, Ticket, TokenEvent
+from model.rows import FinishEvent, GenerateRow, TokenEvent
 from model.runner import Runner
 from model.sampling import SamplingOptions
 from model.served import load_served_model
@@ -42,16 +42,16 @@ def generate(
     encoded = encoder.encode(prompt)
     eos = encoder.vocab.eos_id
     decoding = Decoding(encoded.ids, encoded.tokens, options, eos, encoder.tokenizer, deadline)
-    row = GenerateRow(decoding, len(encoded.ids), Ticket(), runner.new_cache(options.cache))
+    row = GenerateRow(decoding, len(encoded.ids), runner.new_cache(options.cache))
     runner.add([row])
     tokens: list[TokenEvent] = []
     try:
         while True:
-            for _, event in runner.step():
-                if isinstance(event, FinishEvent):
-                    return Continuation(tokens, event)
-                assert isinstance(event, TokenEvent)
-                tokens.append(event)
+            for _, generated in runner.step().generated:
+                if generated.token is not None:
+                    tokens.append(generated.token)
+                if generated.finish is not None:
+                    return Continuation(tokens, generated.finish)
     finally:
         runner.keep([])
 

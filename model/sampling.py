@@ -27,6 +27,8 @@ import torch
 
 from model.distribution import NEG_INF, Banned, NextWordDistribution, banned_of
 
+SEED_SPACE = 2**64  # a seed is an integer in [0, SEED_SPACE): what a torch generator takes
+
 
 @dataclass(frozen=True)
 class SamplingOptions:

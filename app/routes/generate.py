@@ -85,23 +85,23 @@ async def generate(
 async def _collect(generation: GenerationStream, details: bool) -> GenerateResponse:
     """The whole generation as one answer."""
     tokens: list[GeneratedToken] = []
-    async for event in generation:
-        if isinstance(event, TokenEvent):
-            tokens.append(_token(event))
-        else:
-            return _final(event, tokens if details else None)
-    raise AssertionError("a generation ends with a FinishEvent")
+    async for step in generation:
+        if step.token is not None:
+            tokens.append(_token(step.token))
+        if step.finish is not None:
+            return _final(step.finish, tokens if details else None)
+    raise AssertionError("a generation ends with a finish")
 
 
 async def _events(generation: GenerationStream) -> AsyncIterator[str]:
     """Server-sent events of a generation; an error mid-stream becomes an error event. A
     client that leaves cancels this iterator, and so the sequence."""
     try:
-        async for event in generation:
-            if isinstance(event, TokenEvent):
-                yield _sse(_token(event))
-            else:
-                yield _sse(_final(event, None))
+        async for step in generation:
+            if step.token is not None:
+                yield _sse(_token(step.token))
+            if step.finish is not None:
+                yield _sse(_final(step.finish, None))
     except ServiceError as error:
         metrics.ERRORS.labels(error.error_type).inc()
         yield _sse(ErrorResponse(**error.body()))

@@ -38,7 +38,7 @@ from app.v1.protocol import (
     CompletionResponse,
     CompletionUsage,
 )
-from model.rows import FinishEvent, TokenEvent, TopTokens
+from model.rows import Generated, TopTokens
 
 if TYPE_CHECKING:
     from model.tokenizers import EncodedText
@@ -144,27 +144,27 @@ async def start_completion(
     return completion
 
 
-async def _merge(generations: Sequence[GenerationStream]) -> AsyncIterator[tuple[int, object]]:
-    """(choice index, event) of every generation as they come, until each has finished; an
+async def _merge(generations: Sequence[GenerationStream]) -> AsyncIterator[tuple[int, Generated]]:
+    """(choice index, step) of every generation as they come, until each has finished; an
     error of any raises here."""
-    queue: asyncio.Queue[tuple[int, object]] = asyncio.Queue()
+    queue: asyncio.Queue[tuple[int, Generated] | Exception] = asyncio.Queue()
 
     async def pump(index: int, generation: GenerationStream) -> None:
         try:
-            async for event in generation:
-                await queue.put((index, event))
+            async for step in generation:
+                await queue.put((index, step))
         except Exception as error:  # noqa: BLE001 - handed to the consumer, who raises it
-            await queue.put((index, error))
+            await queue.put(error)
 
     tasks = [asyncio.ensure_future(pump(i, g)) for i, g in enumerate(generations)]
     try:
         remaining = len(generations)
         while remaining:
-            index, item = await queue.get()
+            item = await queue.get()
             if isinstance(item, Exception):
                 raise item
-            remaining -= isinstance(item, FinishEvent)
-            yield index, item
+            remaining -= item[1].finish is not None
+            yield item
     finally:
         for task in tasks:
             task.cancel()
@@ -187,13 +187,13 @@ async def _deltas(completion: _Completion) -> AsyncIterator[tuple[int, Delta]]:
         for index in range(len(texts)):
             yield index, Delta(finish_reason="length")
         return
-    async for index, event in _merge(completion.generations):
-        if isinstance(event, TokenEvent):
-            yield index, texts[index].add(event)
-        else:
-            assert isinstance(event, FinishEvent)
-            completion.completion_tokens += event.generated_tokens + (event.end is not None)
-            yield index, texts[index].finish(event)
+    async for index, step in _merge(completion.generations):
+        if step.token is not None:
+            yield index, texts[index].add(step.token)
+        if step.finish is not None:
+            finish = step.finish
+            completion.completion_tokens += finish.generated_tokens + (finish.end is not None)
+            yield index, texts[index].finish(finish)
 
 
 def _usage(completion: _Completion) -> CompletionUsage:
