@@ -21,6 +21,12 @@ from pydantic import (
 )
 
 from model.decoding import FinishReason
+from model.fill_blank import (
+    BLANK,
+    FORWARD_ONLY_CANDIDATES,
+    MOST_CANDIDATES,
+    WITH_BACKWARD_CANDIDATES,
+)
 from model.sampling import SamplingOptions
 
 STOP_STRINGS_CEILING = 64  # the most NEXTWORD_MAX_STOP_STRINGS may allow
@@ -294,6 +300,67 @@ class PerplexityResponse(BaseModel):
 
 
 # -- health, readiness, model card ------------------------------------------------------------
+Marker = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"\S")]
+
+
+class FillBlankRequest(StrictRequest):
+    """One line with one blank, and how many ranked words to return."""
+
+    model: ModelName = None
+    text: Text = Field(
+        description="one line with one blank: at the start, the line begins with the word; at "
+        "the end, it ends with it"
+    )
+    blank: Marker = Field(default=BLANK, description="the marker of the blank in text")
+    top_k: int = Field(
+        default=10, ge=1, le=MOST_CANDIDATES, description="how many ranked words to return"
+    )
+    candidates: int | None = Field(
+        default=None,
+        ge=1,
+        le=MOST_CANDIDATES,
+        description="words each model proposes: the forward model after the left side, the "
+        "backward model before the right side; where both lists hold fewer than top_k distinct "
+        f"words, the forward model proposes more. null: {FORWARD_ONLY_CANDIDATES} with the "
+        f"forward model alone, {WITH_BACKWARD_CANDIDATES} each with a backward model. More "
+        "words: the right one ranked more often, at more time (docs/fill-blank.md)",
+    )
+    backward: bool = Field(
+        default=True,
+        description="also ask a backward model, where one is served, for words that fit the "
+        "right side (better words, more time: docs/fill-blank.md); false: the forward one only",
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"text": "中国___发展很快。", "top_k": 10}]}
+    )
+
+
+class FilledWord(BaseModel):
+    """A word in the blank, with what each model makes of it."""
+
+    token: str
+    line_logprob: float = Field(
+        description="log-probability of the whole filled line (closing <eos> included) under "
+        "the forward model: the ranking"
+    )
+    left_prob: float = Field(description="the forward model's probability given the left side")
+    right_prob: float | None = Field(
+        description="the backward model's probability given the right side; null where no "
+        "backward model is served or the word is not in its vocabulary"
+    )
+    proposed_by: list[Literal["forward", "backward"]]
+
+
+class FillBlankResponse(BaseModel):
+    """Each side as the forward model read it, the models asked, and the words, best first."""
+
+    left: list[InputToken]
+    right: list[InputToken]
+    models: dict[str, str | None] = Field(description="the forward and the backward model's names")
+    candidates: list[FilledWord]
+
+
 class HealthResponse(BaseModel):
     """The process answers."""
 

@@ -98,7 +98,7 @@ class Engine:
         self.scheduler.submit(self._score_seats(texts, channel, top_n, cache))
         return await self._scores(texts, channel)
 
-    async def fill_blank(self, gap: Gap, proposer: Proposer) -> BlankLines:
+    async def fill_lines(self, gap: Gap, proposer: Proposer) -> BlankLines:
         """The words this (forward) model proposes at the blank and the per-target
         log-probabilities of each line filled with a word proposer chooses, without the cache
         pointer: the left side is read once, its state continued by every line, all lines one
