@@ -27,10 +27,12 @@ from model.fill_blank import (
     MOST_CANDIDATES,
     WITH_BACKWARD_CANDIDATES,
 )
-from model.sampling import SamplingOptions
+from model.sampling import SEED_SPACE, SamplingOptions
 
 STOP_STRINGS_CEILING = 64  # the most NEXTWORD_MAX_STOP_STRINGS may allow
 STOP_CHARS_CEILING = 256  # the most NEXTWORD_MAX_STOP_CHARS may allow
+SAMPLING = SamplingOptions()  # every sampling option's default: a request's unless it says
+SEED_LIMIT = SEED_SPACE - 1  # the largest seed a request may give
 
 
 def _well_formed(text: str) -> str:
@@ -134,34 +136,39 @@ class GenerateRequest(StrictRequest):
     model: ModelName = None
     prompt: Text = Field(default="", description="text to continue; empty: the start of a text")
     max_new_tokens: int = Field(
-        default=30, ge=1, description="most tokens to generate (the server caps it: see /info)"
+        default=SAMPLING.max_new_tokens,
+        ge=1,
+        description="most tokens to generate (the server caps it: see /info)",
     )
     temperature: float = Field(
-        default=1.0,
+        default=SAMPLING.temperature,
         ge=0,
         le=100,
         allow_inf_nan=False,
         description="0 = greedy; higher = more random",
     )
     top_k: int | None = Field(
-        default=None, ge=1, le=1_000_000, description="sample among the k most probable; null = off"
+        default=SAMPLING.top_k,
+        ge=1,
+        le=1_000_000,
+        description="sample among the k most probable; null = off",
     )
     top_p: float = Field(
-        default=1.0,
+        default=SAMPLING.top_p,
         gt=0,
         le=1,
         allow_inf_nan=False,
         description="nucleus: the smallest set with this mass",
     )
     repetition_penalty: float = Field(
-        default=1.0,
+        default=SAMPLING.repetition_penalty,
         gt=0,
         le=100,
         allow_inf_nan=False,
         description="> 1 makes repeated tokens less likely",
     )
     seed: int | None = Field(
-        default=None, ge=0, le=2**64 - 1, description="null = random; the seed used is returned"
+        default=None, ge=0, le=SEED_LIMIT, description="null = random; the seed used is returned"
     )
     stop: list[StopString] = Field(
         default_factory=list,
@@ -174,10 +181,11 @@ class GenerateRequest(StrictRequest):
     )
     stream: bool = Field(default=False, description="answer with server-sent events, one per token")
     ignore_eos: bool = Field(
-        default=False, description="never end at <eos>: always max_new_tokens (or a stop string)"
+        default=SAMPLING.ignore_eos,
+        description="never end at <eos>: always max_new_tokens (or a stop string)",
     )
     cache: bool = Field(
-        default=False,
+        default=SAMPLING.cache,
         description="sample from the model mixed with its cache pointer (its memory of this "
         "text's recent words), where the checkpoint has one (see /info). Off by default: each "
         "sampled word then votes for itself and the text repeats itself",
@@ -194,17 +202,7 @@ class GenerateRequest(StrictRequest):
 
     def to_sampling_options(self) -> SamplingOptions:
         """How this request samples and when it stops, for the engine."""
-        return SamplingOptions(
-            temperature=self.temperature,
-            top_k=self.top_k,
-            top_p=self.top_p,
-            repetition_penalty=self.repetition_penalty,
-            max_new_tokens=self.max_new_tokens,
-            seed=self.seed,
-            stop=tuple(self.stop),
-            ignore_eos=self.ignore_eos,
-            cache=self.cache,
-        )
+        return SamplingOptions.of(self.model_dump())
 
 
 class Usage(BaseModel):

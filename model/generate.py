@@ -16,7 +16,7 @@ from model.decoding import Decoding
 from model.quantize import QUANTIZE_CHOICES
 from model.rows import FinishEvent, GenerateRow, TokenEvent
 from model.runner import Runner
-from model.sampling import SamplingOptions
+from model.sampling import SEED_SPACE, SamplingOptions
 from model.served import load_served_model
 from model.tokenizers import TextEncoder, build_tokenizer
 
@@ -118,19 +118,9 @@ def main(argv: list[str] | None = None) -> None:
     """Command-line entry point: prints the prompt followed by the generated text."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    seed = args.seed if args.seed is not None else random.randrange(2**63)
+    seed = args.seed if args.seed is not None else random.randrange(SEED_SPACE)
     try:
-        options = SamplingOptions(
-            temperature=args.temperature,
-            top_k=args.top_k,
-            top_p=args.top_p,
-            repetition_penalty=args.repetition_penalty,
-            max_new_tokens=args.max_new_tokens,
-            seed=seed,
-            stop=tuple(args.stop),
-            ignore_eos=args.ignore_eos,
-            cache=args.cache,
-        )
+        options = SamplingOptions.of(vars(args) | {"seed": seed, "stop": tuple(args.stop)})
     except ValueError as error:
         parser.error(str(error))
     try:

@@ -20,7 +20,6 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from app import metrics
 from app.engine import Engine, GenerationStream, TextScore
 from app.errors import ServiceError
 from app.limits import (
@@ -30,6 +29,7 @@ from app.limits import (
     encode_prompts,
 )
 from app.settings import Settings
+from app.streaming import event_stream
 from app.v1.choices import ChoiceText, Delta, PromptScores, echo_delta
 from app.v1.errors import openai_error
 from app.v1.protocol import (
@@ -39,12 +39,12 @@ from app.v1.protocol import (
     CompletionUsage,
 )
 from model.rows import Generated, TopTokens
+from model.sampling import SEED_SPACE
 
 if TYPE_CHECKING:
     from model.tokenizers import EncodedText
 
 log = logging.getLogger(__name__)
-SEED_SPACE = 2**64
 
 
 @dataclass(frozen=True)
@@ -237,30 +237,26 @@ async def collect(completion: _Completion) -> CompletionResponse:
     return response
 
 
-async def stream(completion: _Completion) -> AsyncIterator[str]:
+def stream(completion: _Completion) -> AsyncIterator[str]:
     """The completion as server-sent events: a chunk per delta that holds something, the usage
-    chunk if asked for, then [DONE]; an error mid-stream is an event of OpenAI's error body. A
-    client that leaves cancels this iterator, and so the generations."""
+    chunk if asked for, then [DONE]; an error mid-stream is an event of OpenAI's error body
+    (app/streaming.py). A client that leaves cancels it, and so the generations."""
+    return event_stream(_chunks(completion), _error_data, completion.cancel)
+
+
+async def _chunks(completion: _Completion) -> AsyncIterator[str]:
     body = completion.body
-    try:
-        async for index, delta in _deltas(completion):
-            if delta.text or delta.finish_reason or (delta.logprobs and delta.logprobs.tokens):
-                yield _event(_response(completion, [_choice(index, delta)]))
-        if body.stream_options is not None and body.stream_options.include_usage:
-            chunk = _response(completion, [])
-            chunk.usage = _usage(completion)
-            yield _event(chunk)
-    except ServiceError as error:
-        metrics.ERRORS.labels(error.error_type).inc()
-        yield f"data: {json.dumps(openai_error(error)[1])}\n\n"
-    except Exception:
-        log.exception("completion failed mid-stream")
-        failure = ServiceError("internal error while generating (see server log)")
-        metrics.ERRORS.labels(failure.error_type).inc()
-        yield f"data: {json.dumps(openai_error(failure)[1])}\n\n"
-    finally:
-        completion.cancel()
-    yield "data: [DONE]\n\n"
+    async for index, delta in _deltas(completion):
+        if delta.text or delta.finish_reason or (delta.logprobs and delta.logprobs.tokens):
+            yield _event(_response(completion, [_choice(index, delta)]))
+    if body.stream_options is not None and body.stream_options.include_usage:
+        chunk = _response(completion, [])
+        chunk.usage = _usage(completion)
+        yield _event(chunk)
+
+
+def _error_data(error: ServiceError) -> str:
+    return json.dumps(openai_error(error)[1])
 
 
 def _event(chunk: CompletionResponse) -> str:
