@@ -139,6 +139,15 @@ class CompletionRequest(StrictRequest):
             raise _refuse("suffix", "a left-to-right model cannot write towards a suffix")
         return value
 
+    def prompt_list(self) -> list[str | list[int]]:
+        """The request's prompts: one text, texts, one list of ids, or lists of ids."""
+        prompt = self.prompt
+        if isinstance(prompt, str):
+            return [prompt]
+        if not prompt or isinstance(prompt[0], int):
+            return [prompt]  # type: ignore[list-item]
+        return list(prompt)  # type: ignore[arg-type]
+
     def to_sampling_options(self) -> SamplingOptions:
         """How every choice samples and stops (seed: the first choice's; choice j of a prompt
         uses seed + j): OpenAI's names, then SamplingOptions.of."""

@@ -22,13 +22,6 @@ from typing import TYPE_CHECKING
 
 from app.engine import Engine, GenerationStream, TextScore
 from app.errors import ServiceError
-from app.limits import (
-    check_continues_forward,
-    check_generation_limits,
-    check_text_count,
-    encode_prompts,
-)
-from app.settings import Settings
 from app.streaming import event_stream
 from app.v1.choices import ChoiceText, Delta, PromptScores, echo_delta
 from app.v1.errors import openai_error
@@ -39,7 +32,7 @@ from app.v1.protocol import (
     CompletionUsage,
 )
 from model.rows import Generated, TopTokens
-from model.sampling import SEED_SPACE
+from model.sampling import SEED_SPACE, SamplingOptions
 
 if TYPE_CHECKING:
     from model.tokenizers import EncodedText
@@ -85,16 +78,6 @@ class _Completion:
             generation.cancel()
 
 
-def _prompt_list(prompt: object) -> list[str | list[int]]:
-    """The request's prompts: one text, texts, one list of ids, or lists of ids."""
-    if isinstance(prompt, str):
-        return [prompt]
-    assert isinstance(prompt, list)
-    if not prompt or isinstance(prompt[0], int):
-        return [prompt]
-    return list(prompt)
-
-
 def _echo_scores(full: EncodedText, read: EncodedText, score: TextScore) -> PromptScores:
     """The echoed prompt's logprobs: null for a leading <eos> (the start state), then each
     token's; the score's last target, the closing <eos>, is not echoed."""
@@ -108,17 +91,16 @@ def _echo_scores(full: EncodedText, read: EncodedText, score: TextScore) -> Prom
 
 
 async def start_completion(
-    body: CompletionRequest, engine: Engine, settings: Settings
+    body: CompletionRequest,
+    engine: Engine,
+    options: SamplingOptions,
+    given: Sequence[str | list[int]],
+    encoded: Sequence[EncodedText],
 ) -> _Completion:
-    """Check and encode the prompts here, then hand the engine (of the model body.model names)
-    every choice's generation (and, with echo and logprobs, the prompts' scoring) in one call;
-    raises a plain error before anything is answered."""
-    check_continues_forward(engine.encoder, "/v1/completions")
-    options = body.to_sampling_options()
-    check_generation_limits(options, settings, length_field="max_tokens")
-    given = _prompt_list(body.prompt)
-    check_text_count(len(given) * body.n, "prompt (times n)", settings)
-    encoded = await encode_prompts(engine.encoder, given, settings)
+    """Hand the engine (of the model body.model names) every choice's generation of the
+    prompts given (checked and encoded by the router) with options, and with echo and
+    logprobs the prompts' scoring, in one call; raises a plain error before anything is
+    answered."""
     reads = [e.after_start(engine.vocab.eos_id) for e in encoded]
     seeds = [
         None if options.seed is None else (options.seed + j) % SEED_SPACE for j in range(body.n)
