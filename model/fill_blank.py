@@ -34,7 +34,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from model.batching import DIRECTIONS, in_reading_order
+from model.direction import DIRECTIONS, in_reading_order
 from model.rows import BlankLines, Candidate
 from model.vocab import SPECIALS, Vocab
 

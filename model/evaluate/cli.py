@@ -21,7 +21,6 @@ from pathlib import Path
 
 import torch
 
-from model.batching import in_reading_order
 from model.checkpoint import (
     INFERENCE,
     Checkpoint,
@@ -31,6 +30,7 @@ from model.checkpoint import (
     load_direction,
     load_inference_config,
 )
+from model.direction import in_reading_order
 from model.evaluate.dynamic import DynamicConfig, read_document_dynamic
 from model.pointer_cache import CacheConfig
 from model.scoring import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model.batching import in_reading_order
+from model.direction import in_reading_order
 from model.tokenizers import TokenizerSpec, build_tokenizer
 from model.train.config import TrainConfig
 from model.train.corpora import Corpus, load_corpus, split_files

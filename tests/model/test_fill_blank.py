@@ -26,9 +26,10 @@ from model.fill_blank import (
 )
 from model.quantize import quantize_int8
 from model.rows import Candidate
-from model.scoring import read_prompt, score_lines
+from model.scoring import score_lines
 from model.vocab import EOS, UNK, Vocab
 from tests.model.blank_filler import BlankFiller
+from tests.oracles import read_prompt
 
 
 @pytest.mark.parametrize(

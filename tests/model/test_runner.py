@@ -13,8 +13,9 @@ from model.decoding import Decoding
 from model.rows import BlankRow, GenerateRow, PredictRow, ScoreRow
 from model.runner import Outbox, Runner
 from model.sampling import SamplingOptions
-from model.scoring import read_prompt, score_lines
+from model.scoring import score_lines
 from model.tokenizers import TextEncoder, build_tokenizer
+from tests.oracles import read_prompt
 
 TEXTS = ["", "我爱北京天安门。", "中国人民银行今天宣布，从明天起下调存款利率。" * 3, "人民日报"]
 

@@ -19,9 +19,10 @@ from app.main import create_app
 from app.routes import fill_blank
 from model.checkpoint import Checkpoint, load_checkpoint
 from model.fill_blank import FORWARD_ONLY_CANDIDATES, WITH_BACKWARD_CANDIDATES
-from model.scoring import read_prompt, score_lines
+from model.scoring import score_lines
 from model.tokenizers import TextEncoder, build_tokenizer
 from tests.app.support import error_of
+from tests.oracles import read_prompt
 
 LEFT, RIGHT = "中国人民", "今天宣布。"
 TEXT = f"{LEFT}___{RIGHT}"
