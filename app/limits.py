@@ -88,6 +88,16 @@ def check_token_counts(encoded: Sequence[EncodedText], settings: Settings) -> No
             )
 
 
+def check_filled_line(left: EncodedText, right: EncodedText, settings: Settings) -> None:
+    """TooLarge when a line filled between left and right (one word in the blank) would be a
+    text over NEXTWORD_MAX_TEXT_TOKENS: the filled line is a text like any other."""
+    tokens, limit = len(left.ids) + 1 + len(right.ids), settings.max_text_tokens
+    if tokens > limit:
+        raise TooLarge(
+            f"the filled line has {tokens} tokens; the limit is {limit} (NEXTWORD_MAX_TEXT_TOKENS)"
+        )
+
+
 def from_ids(encoder: TextEncoder, ids: Sequence[int], field: str) -> EncodedText:
     """A text given as token ids; InvalidRequest naming the field for an id outside the
     vocabulary."""

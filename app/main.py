@@ -19,11 +19,11 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from app import metrics
-from app.access import RequestIdMiddleware, configure_access_log
+from app.access import configure_access_log
 from app.auth import API_KEY, load_api_keys
 from app.engine import Engine
 from app.handlers import install_error_handlers
-from app.middleware import BodyLimitMiddleware, MetricsMiddleware
+from app.middleware import BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
 from app.openapi import install_openapi
 from app.routes import fill_blank, generate, health, perplexity, predict
 from app.settings import Settings

@@ -1,16 +1,22 @@
 """Plain ASGI middleware (nothing buffered, streamed answers timed to their last byte): request
-metrics, and the request body size limit."""
+ids and the access log line, request metrics, and the request body size limit."""
 
 from __future__ import annotations
 
+import re
 import time
+import uuid
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import metrics
+from app.access import log as access_log
 from app.errors import TooLarge
 from app.handlers import error_response
+
+HEADER = b"x-request-id"
+_SAFE_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 
 
 def _route_label(scope: Scope) -> str:
@@ -88,3 +94,46 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+def _incoming_id(scope: Scope) -> str:
+    """The client's id if it is safe to echo and log, else a new random one."""
+    given = dict(scope["headers"]).get(HEADER, b"")
+    return given.decode("ascii") if _SAFE_ID.fullmatch(given) else uuid.uuid4().hex
+
+
+class RequestIdMiddleware:
+    """Give every HTTP request an id, echo it, and log the request when its answer ends."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _incoming_id(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
+        status = 500  # if the app fails before answering
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != HEADER]
+                message = {**message, "headers": [*headers, (HEADER, request_id.encode())]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            fields = {
+                "request_id": request_id,
+                "method": scope["method"],
+                "path": scope["path"],
+                "status": status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                "client": (scope.get("client") or ("-",))[0],
+            }
+            access_log.info("request", extra={"fields": fields})

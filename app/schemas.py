@@ -21,10 +21,18 @@ from pydantic import (
 )
 
 from model.decoding import FinishReason
-from model.sampling import SamplingOptions
+from model.fill_blank import (
+    BLANK,
+    FORWARD_ONLY_CANDIDATES,
+    MOST_CANDIDATES,
+    WITH_BACKWARD_CANDIDATES,
+)
+from model.sampling import SEED_SPACE, SamplingOptions
 
 STOP_STRINGS_CEILING = 64  # the most NEXTWORD_MAX_STOP_STRINGS may allow
 STOP_CHARS_CEILING = 256  # the most NEXTWORD_MAX_STOP_CHARS may allow
+SAMPLING = SamplingOptions()  # every sampling option's default: a request's unless it says
+SEED_LIMIT = SEED_SPACE - 1  # the largest seed a request may give
 
 
 def _well_formed(text: str) -> str:
@@ -128,34 +136,39 @@ class GenerateRequest(StrictRequest):
     model: ModelName = None
     prompt: Text = Field(default="", description="text to continue; empty: the start of a text")
     max_new_tokens: int = Field(
-        default=30, ge=1, description="most tokens to generate (the server caps it: see /info)"
+        default=SAMPLING.max_new_tokens,
+        ge=1,
+        description="most tokens to generate (the server caps it: see /info)",
     )
     temperature: float = Field(
-        default=1.0,
+        default=SAMPLING.temperature,
         ge=0,
         le=100,
         allow_inf_nan=False,
         description="0 = greedy; higher = more random",
     )
     top_k: int | None = Field(
-        default=None, ge=1, le=1_000_000, description="sample among the k most probable; null = off"
+        default=SAMPLING.top_k,
+        ge=1,
+        le=1_000_000,
+        description="sample among the k most probable; null = off",
     )
     top_p: float = Field(
-        default=1.0,
+        default=SAMPLING.top_p,
         gt=0,
         le=1,
         allow_inf_nan=False,
         description="nucleus: the smallest set with this mass",
     )
     repetition_penalty: float = Field(
-        default=1.0,
+        default=SAMPLING.repetition_penalty,
         gt=0,
         le=100,
         allow_inf_nan=False,
         description="> 1 makes repeated tokens less likely",
     )
     seed: int | None = Field(
-        default=None, ge=0, le=2**64 - 1, description="null = random; the seed used is returned"
+        default=None, ge=0, le=SEED_LIMIT, description="null = random; the seed used is returned"
     )
     stop: list[StopString] = Field(
         default_factory=list,
@@ -168,10 +181,11 @@ class GenerateRequest(StrictRequest):
     )
     stream: bool = Field(default=False, description="answer with server-sent events, one per token")
     ignore_eos: bool = Field(
-        default=False, description="never end at <eos>: always max_new_tokens (or a stop string)"
+        default=SAMPLING.ignore_eos,
+        description="never end at <eos>: always max_new_tokens (or a stop string)",
     )
     cache: bool = Field(
-        default=False,
+        default=SAMPLING.cache,
         description="sample from the model mixed with its cache pointer (its memory of this "
         "text's recent words), where the checkpoint has one (see /info). Off by default: each "
         "sampled word then votes for itself and the text repeats itself",
@@ -188,17 +202,7 @@ class GenerateRequest(StrictRequest):
 
     def to_sampling_options(self) -> SamplingOptions:
         """How this request samples and when it stops, for the engine."""
-        return SamplingOptions(
-            temperature=self.temperature,
-            top_k=self.top_k,
-            top_p=self.top_p,
-            repetition_penalty=self.repetition_penalty,
-            max_new_tokens=self.max_new_tokens,
-            seed=self.seed,
-            stop=tuple(self.stop),
-            ignore_eos=self.ignore_eos,
-            cache=self.cache,
-        )
+        return SamplingOptions.of(self.model_dump())
 
 
 class Usage(BaseModel):
@@ -294,6 +298,67 @@ class PerplexityResponse(BaseModel):
 
 
 # -- health, readiness, model card ------------------------------------------------------------
+Marker = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"\S")]
+
+
+class FillBlankRequest(StrictRequest):
+    """One line with one blank, and how many ranked words to return."""
+
+    model: ModelName = None
+    text: Text = Field(
+        description="one line with one blank: at the start, the line begins with the word; at "
+        "the end, it ends with it"
+    )
+    blank: Marker = Field(default=BLANK, description="the marker of the blank in text")
+    top_k: int = Field(
+        default=10, ge=1, le=MOST_CANDIDATES, description="how many ranked words to return"
+    )
+    candidates: int | None = Field(
+        default=None,
+        ge=1,
+        le=MOST_CANDIDATES,
+        description="words each model proposes: the forward model after the left side, the "
+        "backward model before the right side; where both lists hold fewer than top_k distinct "
+        f"words, the forward model proposes more. null: {FORWARD_ONLY_CANDIDATES} with the "
+        f"forward model alone, {WITH_BACKWARD_CANDIDATES} each with a backward model. More "
+        "words: the right one ranked more often, at more time (docs/fill-blank.md)",
+    )
+    backward: bool = Field(
+        default=True,
+        description="also ask a backward model, where one is served, for words that fit the "
+        "right side (better words, more time: docs/fill-blank.md); false: the forward one only",
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"text": "中国___发展很快。", "top_k": 10}]}
+    )
+
+
+class FilledWord(BaseModel):
+    """A word in the blank, with what each model makes of it."""
+
+    token: str
+    line_logprob: float = Field(
+        description="log-probability of the whole filled line (closing <eos> included) under "
+        "the forward model: the ranking"
+    )
+    left_prob: float = Field(description="the forward model's probability given the left side")
+    right_prob: float | None = Field(
+        description="the backward model's probability given the right side; null where no "
+        "backward model is served or the word is not in its vocabulary"
+    )
+    proposed_by: list[Literal["forward", "backward"]]
+
+
+class FillBlankResponse(BaseModel):
+    """Each side as the forward model read it, the models asked, and the words, best first."""
+
+    left: list[InputToken]
+    right: list[InputToken]
+    models: dict[str, str | None] = Field(description="the forward and the backward model's names")
+    candidates: list[FilledWord]
+
+
 class HealthResponse(BaseModel):
     """The process answers."""
 

@@ -130,7 +130,10 @@ class Settings(BaseSettings):
         device = str(values.get("device") or "cpu")
         choice = values.get("quantize") or "auto"
         if choice in QUANTIZE_CHOICES:  # anything else: the field's own check names it
-            values["quantize"] = served_weights(str(choice), device)
+            try:
+                values["quantize"] = served_weights(str(choice), device)
+            except ValueError as error:
+                raise ValueError(f"NEXTWORD_QUANTIZE={choice}: {error}") from error
         if values.get("max_batch_size") is None:
             values["max_batch_size"] = default_batch_size(device)
         if values.get("max_waiting") is None:

@@ -64,21 +64,10 @@ def _synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def served(checkpoint: Path, device: str, weights: str):
-    """The checkpoint on device with the weights the service would serve."""
-    from model.checkpoint import load_checkpoint
-    from model.quantize import quantize_int8
-
-    loaded = load_checkpoint(checkpoint, device)
-    if weights == "int8":
-        loaded.model = quantize_int8(loaded.model)
-    return loaded
-
-
 def decoding_runner(loaded, batch: int, sampling: dict, prune: bool):
     """A Runner holding batch endless generations (seeds 0..batch-1) past their <eos>."""
     from model.decoding import Decoding
-    from model.rows import GenerateRow, Ticket
+    from model.rows import GenerateRow
     from model.runner import Runner
     from model.sampling import SamplingOptions
     from model.tokenizers import build_tokenizer
@@ -88,7 +77,7 @@ def decoding_runner(loaded, batch: int, sampling: dict, prune: bool):
     rows = []
     for seed in range(batch):
         options = SamplingOptions(**sampling, max_new_tokens=10**9, seed=seed, ignore_eos=True)
-        rows.append(GenerateRow(Decoding([], [], options, eos, tokenizer), 0, Ticket()))
+        rows.append(GenerateRow(Decoding([], [], options, eos, tokenizer), 0))
     runner.add(rows)
     runner.step()  # every row reads its <eos>: from here on a step decodes one token a row
     return runner
@@ -140,6 +129,7 @@ def run(args: argparse.Namespace) -> dict:
     from model.evaluate.cli import evaluate
     from model.hardware import describe_cpu
     from model.quantize import weight_bytes
+    from model.served import load_served_model
 
     device = args.device
     on_gpu = device.startswith("cuda")
@@ -151,7 +141,8 @@ def run(args: argparse.Namespace) -> dict:
     record["bandwidth_GBps"] = bandwidth / 1e9
     default_weights = "none" if on_gpu else "int8"
     models = {
-        weights: served(args.checkpoint, device, weights) for weights in {"none", default_weights}
+        weights: load_served_model(args.checkpoint, device, weights)
+        for weights in {"none", default_weights}
     }
     record["weight_bytes"] = {w: weight_bytes(m.model) for w, m in models.items()}
     record["limit_ms"] = {w: 1000 * b / bandwidth for w, b in record["weight_bytes"].items()}

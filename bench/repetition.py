@@ -22,7 +22,6 @@ from app.engine import Engine
 from app.settings import Settings
 from model.checkpoint import load_checkpoint
 from model.hardware import describe_cpu
-from model.rows import FinishEvent
 from model.sampling import SamplingOptions
 from model.train.corpora import trained_corpus
 from model.train.data import open_store
@@ -46,8 +45,8 @@ def generated_texts(engine: Engine, prompts: Sequence[str], seeds: int, cache: b
     async def one(prompt: str, seed: int) -> str:
         options = replace(SAMPLING, seed=seed, cache=cache)
         _, (stream,) = await engine.generate([engine.encoder.encode(prompt)], [(0, options)])
-        events = [event async for event in stream]
-        return next(e.generated_text for e in events if isinstance(e, FinishEvent))
+        steps = [step async for step in stream]
+        return next(s.finish.generated_text for s in steps if s.finish is not None)
 
     async def every() -> list[str]:
         return list(

@@ -113,7 +113,9 @@ def bare_step_ms(checkpoint: Path, batch: int, quantize: str, steps: int = 200) 
     step with each row's cache full (W pairs) mixed in and the new pair stored."""
     import torch
 
-    loaded = _loaded(checkpoint, quantize)
+    from model.served import load_served_model
+
+    loaded = load_served_model(checkpoint, quantize=quantize)
     model, eos = loaded.model, loaded.vocab.eos_id
     runners = {"step": _decoding_runner(loaded, batch, cached=False)}
     if runners["step"].cache_config is not None:
@@ -135,17 +137,6 @@ def bare_step_ms(checkpoint: Path, batch: int, quantize: str, steps: int = 200) 
     return {name: statistics.median(times[20:]) * 1000 for name, times in durations.items()}
 
 
-def _loaded(checkpoint: Path, quantize: str):
-    """The checkpoint, its network quantised as NEXTWORD_QUANTIZE would."""
-    from model.checkpoint import load_checkpoint
-    from model.quantize import quantize_int8
-
-    loaded = load_checkpoint(checkpoint)
-    if quantize == "int8":
-        loaded.model = quantize_int8(loaded.model)
-    return loaded
-
-
 def _decoding_runner(loaded, batch: int, cached: bool):
     """A Runner holding batch endless generations (the bench's sampling, seeds 0..batch-1)
     that have read their prompt; with cached, each row's cache already full of W pairs of
@@ -153,7 +144,7 @@ def _decoding_runner(loaded, batch: int, cached: bool):
     import torch
 
     from model.decoding import Decoding
-    from model.rows import GenerateRow, Ticket
+    from model.rows import GenerateRow
     from model.runner import Runner
     from model.sampling import SamplingOptions
     from model.tokenizers import build_tokenizer
@@ -169,7 +160,7 @@ def _decoding_runner(loaded, batch: int, cached: bool):
                 ids = torch.randint(0, min(2000, len(loaded.vocab)), (cache.config.window + 1,))
                 features, _ = loaded.model(ids[None])
                 cache.extend(features[0, :-1].float(), ids[1:])
-        rows.append(GenerateRow(Decoding([], [], options, eos, tokenizer), 0, Ticket(), cache))
+        rows.append(GenerateRow(Decoding([], [], options, eos, tokenizer), 0, cache))
     runner.add(rows)
     runner.step()  # every row reads its <eos>: from here on, each step decodes one token a row
     return runner
@@ -179,8 +170,10 @@ def split_perplexity(checkpoint: Path, quantize: str) -> float:
     """Test-split perplexity of the checkpoint (quantised or not), as python -m model.evaluate
     reads it."""
     from model.evaluate.cli import evaluate
+    from model.served import load_served_model
 
-    return float(evaluate(_loaded(checkpoint, quantize), split="test")["perplexity"])
+    served = load_served_model(checkpoint, quantize=quantize)
+    return float(evaluate(served, split="test")["perplexity"])
 
 
 # -- report -------------------------------------------------------------------------------------

@@ -35,22 +35,7 @@ from dataclasses import dataclass
 
 import torch
 
-DIRECTIONS = ("forward", "backward")  # left to right, or right to left; config.json names one
-
-
-def in_reading_order(lines: Sequence[Sequence[int]], direction: str) -> list[list[int]]:
-    """Id lines in the order a model of that direction reads them: as given, or (backward)
-    the whole text right to left, the last line first and each line reversed. A backward
-    model then predicts each word from the words after it, with the same targets per line
-    (its tokens and one closing <eos>), so both directions' perplexities compare."""
-    if direction not in DIRECTIONS:
-        raise ValueError(f"unknown direction {direction!r}; choose one of {DIRECTIONS}")
-    if direction == "forward":
-        return [list(line) for line in lines]
-    return [list(reversed(line)) for line in reversed(lines)]
-
-
-IGNORE = -100  # target id of padding: skipped by the loss
+from model.rnn import IGNORE
 
 
 @dataclass
@@ -61,11 +46,6 @@ class LineBatch:
     inputs: torch.Tensor
     targets: torch.Tensor
     rows: list[int]
-
-    @property
-    def num_targets(self) -> int:
-        """How many real (non-padding) targets the batch holds."""
-        return int((self.targets != IGNORE).sum())
 
     def windows(
         self, bptt: int, rng: random.Random | None = None

@@ -21,7 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save_file
 
-from model.batching import DIRECTIONS
+from model.direction import DIRECTIONS
 from model.pointer_cache import CacheConfig
 from model.rnn import ModelConfig, RNNLanguageModel
 from model.scoring import CONTEXTS
@@ -158,20 +158,6 @@ def write_checkpoint_files(
     text = json.dumps(config, ensure_ascii=False, indent=2)
     replace_file(directory, CONFIG).write_text(text, encoding="utf-8")
     vocab.save(replace_file(directory, VOCAB))
-
-
-def save_checkpoint(
-    directory: Path,
-    model: RNNLanguageModel,
-    vocab: Vocab,
-    tokenizer_spec: TokenizerSpec,
-    metadata: dict | None = None,
-) -> None:
-    """Atomically write a complete checkpoint to `directory`."""
-    write_directory_atomically(
-        directory,
-        lambda tmp: write_checkpoint_files(tmp, model, vocab, tokenizer_spec, metadata or {}),
-    )
 
 
 def _read_bytes(path: Path) -> bytes:

@@ -104,13 +104,6 @@ class NextWordDistribution:
         """Whether each of rows (n,) has its words of cluster computed, (n,) bool."""
         return self._done[cluster, rows]
 
-    def cluster_of(self, word: int) -> int | None:
-        """The tail cluster a word id belongs to (None: the shortlist)."""
-        for cluster, (start, stop) in enumerate(zip(self.starts, self.stops, strict=True)):
-            if start <= word < stop:
-                return cluster
-        return None
-
     # -- computing --------------------------------------------------------------------------
     def compute(self, cluster: int, rows: torch.Tensor) -> torch.Tensor:
         """Compute (once) the words of cluster for rows (n,); their log-probs (n, size)."""

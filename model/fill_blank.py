@@ -23,9 +23,9 @@ line of one word. A text of several lines is refused: a line is what the model r
 start state.
 
 Each side is tokenized on its own, so a filled line is the left side's tokens, one vocabulary
-word, then the right side's tokens. What runs the model differs by caller (the service's engine
-for POST /fill-blank, `BlankFiller` on checkpoints for bench.fill_blank and the tests); cutting
-the text, merging the proposals and ranking happen here for both.
+word, then the right side's tokens. Cutting the text, merging the proposals and ranking happen
+here; the engines run the models (app/engine/fill_blank.py, for POST /fill-blank and
+bench.fill_blank alike).
 """
 
 from __future__ import annotations
@@ -33,17 +33,18 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import cast
 
-import torch
-
-from model.batching import DIRECTIONS, in_reading_order
-from model.checkpoint import Checkpoint, load_direction
-from model.rows import BlankRow, BlankWords, Candidate, Prediction, PredictRow, Row, Ticket
-from model.runner import Runner
+from model.direction import DIRECTIONS, in_reading_order
+from model.rows import BlankLines, Candidate
 from model.vocab import SPECIALS, Vocab
 
 BLANK = "___"  # the marker of the gap unless a request names another
+MOST_CANDIDATES = 32  # words each model may propose: both lists fill at most 64 lines
+# words each model proposes unless told: with the forward model alone it must propose more, the
+# right side voting only among the words it proposed (issue 33: top-1 1.24x left-only at 6, 1.52x
+# at 32); a backward model proposes the words that fit the right side (docs/fill-blank.md)
+FORWARD_ONLY_CANDIDATES = 32
+WITH_BACKWARD_CANDIDATES = 8
 
 
 class BlankError(ValueError):
@@ -88,15 +89,6 @@ class Gap:
 
     left: tuple[int, ...]
     right: tuple[int, ...]
-
-    @classmethod
-    def as_read(cls, left: Sequence[int], right: Sequence[int], direction: str) -> Gap:
-        """The gap of sides encoded in a model's reading order (a backward model's encoder
-        reverses each side): the same ids, left to right."""
-        return cls(
-            tuple(in_reading_order([left], direction)[0]),
-            tuple(in_reading_order([right], direction)[0]),
-        )
 
     def line(self, word: int) -> list[int]:
         """The line with word in the gap, left to right: what the forward model scores."""
@@ -193,6 +185,11 @@ class Proposer:
         """The words to fill the blank with (ids), given the forward model's candidates."""
         return [p.word for p in self.proposals([c.token for c in proposed])]
 
+    def rank(self, gap: Gap, lines: BlankLines) -> list[Filled]:
+        """The words it filled the blank's lines with, best first by the log-probability of
+        their line (rank), given what the forward model proposed and scored there."""
+        return rank(gap, self.proposals([c.token for c in lines.proposed]), lines.logprobs)
+
 
 @dataclass(frozen=True)
 class Filled:
@@ -217,67 +214,3 @@ def rank(
         for p, scores in zip(proposals, line_scores, strict=True)
     ]
     return sorted(filled, key=lambda f: -f.line_logprob)
-
-
-class BlankFiller:
-    """Fills blanks with checkpoints in process, through the service's step (model/runner.py)
-    without its scheduler: each call's rows are one batch, as one request's rows are in the
-    service, and every row reads the model alone (no cache pointer). For bench.fill_blank and
-    the tests; the service does the same with its engines."""
-
-    def __init__(self, forward: Checkpoint, backward: Checkpoint | None = None):
-        for checkpoint, direction in ((forward, "forward"), (backward, "backward")):
-            if checkpoint is not None and load_direction(checkpoint) != direction:
-                raise ValueError(
-                    f"{checkpoint.directory} reads {load_direction(checkpoint)}, but the "
-                    f"{direction} model of a blank must read {direction}"
-                )
-        self.runners = {"forward": Runner(forward)}
-        if backward is not None:
-            self.runners["backward"] = Runner(backward)
-
-    def gap(self, left: Sequence[str], right: Sequence[str], direction: str) -> Gap:
-        """The gap between the tokens left and right in the vocabulary of the model of
-        direction."""
-        vocab = self.runners[direction].vocab
-        return Gap(tuple(vocab.encode(left)), tuple(vocab.encode(right)))
-
-    def propose(self, gap: Gap, count: int, direction: str) -> list[str]:
-        """The most probable words in the gap under the model of direction given the side it
-        reads first, as many as words_to_ask(count) (<unk> never; <eos> may be among them):
-        merge_proposals(..., count) keeps count real ones."""
-        runner = self.runners[direction]
-        asked = words_to_ask(count)
-        row = PredictRow(gap.before(direction), runner.vocab.eos_id, asked, Ticket())
-        ((_, prediction),) = _run(runner, [row])
-        return [candidate.token for candidate in cast(Prediction, prediction).candidates]
-
-    def fill(self, gap: Gap, proposer: Proposer) -> tuple[list[str], list[Filled]]:
-        """The forward model's words at the blank (best first, as many as proposer asks) and
-        the lines filled with the words proposer chooses, ranked: one BlankRow, its lines one
-        batch, as the service's engine runs a request (gap: in the forward model's
-        vocabulary)."""
-        runner = self.runners["forward"]
-        row = BlankRow(gap.left, gap.right, runner.vocab.eos_id, proposer, Ticket())
-        results = _run(runner, [row])
-        blank_words = cast(BlankWords, results[0][1])
-        scores: list[list[float]] = [[] for _ in blank_words.words]
-        for _, result in results[1:]:
-            index, line_scores, _ = cast(tuple[int, torch.Tensor, object], result)
-            scores[index] = line_scores.tolist()
-        forward = [candidate.token for candidate in blank_words.proposed]
-        return forward, rank(gap, proposer.proposals(forward), scores)
-
-
-def _run(runner: Runner, rows: Sequence[Row]) -> list[tuple[Row, object]]:
-    """Every result of rows run as one batch to their end, finished rows leaving the batch as
-    the service's scheduler takes them out."""
-    runner.add(rows)
-    results: list[tuple[Row, object]] = []
-    try:
-        while runner.rows:
-            results += runner.step()
-            runner.keep([i for i, row in enumerate(runner.rows) if not row.finished])
-    finally:
-        runner.keep([])
-    return results

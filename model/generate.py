@@ -11,12 +11,13 @@ import random
 import time
 from dataclasses import dataclass
 
-from model.checkpoint import load_checkpoint, load_direction
+from model.checkpoint import load_direction
 from model.decoding import Decoding
-from model.quantize import QUANTIZE_CHOICES, quantize_int8, served_weights
-from model.rows import FinishEvent, GenerateRow, Ticket, TokenEvent
+from model.quantize import QUANTIZE_CHOICES
+from model.rows import FinishEvent, GenerateRow, TokenEvent
 from model.runner import Runner
-from model.sampling import SamplingOptions
+from model.sampling import SEED_SPACE, SamplingOptions
+from model.served import load_served_model
 from model.tokenizers import TextEncoder, build_tokenizer
 
 
@@ -41,16 +42,16 @@ def generate(
     encoded = encoder.encode(prompt)
     eos = encoder.vocab.eos_id
     decoding = Decoding(encoded.ids, encoded.tokens, options, eos, encoder.tokenizer, deadline)
-    row = GenerateRow(decoding, len(encoded.ids), Ticket(), runner.new_cache(options.cache))
+    row = GenerateRow(decoding, len(encoded.ids), runner.new_cache(options.cache))
     runner.add([row])
     tokens: list[TokenEvent] = []
     try:
         while True:
-            for _, event in runner.step():
-                if isinstance(event, FinishEvent):
-                    return Continuation(tokens, event)
-                assert isinstance(event, TokenEvent)
-                tokens.append(event)
+            for _, generated in runner.step().generated:
+                if generated.token is not None:
+                    tokens.append(generated.token)
+                if generated.finish is not None:
+                    return Continuation(tokens, generated.finish)
     finally:
         runner.keep([])
 
@@ -107,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--quantize",
         choices=QUANTIZE_CHOICES,
         default="auto",
-        help="the weights, as the service's NEXTWORD_QUANTIZE: auto (int8 on a CPU with VNNI or "
+        help="the weights, as the service's quantize setting: auto (int8 on a CPU with VNNI or "
         "AMX, else float), none or int8",
     )
     return parser
@@ -117,28 +118,15 @@ def main(argv: list[str] | None = None) -> None:
     """Command-line entry point: prints the prompt followed by the generated text."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    seed = args.seed if args.seed is not None else random.randrange(2**63)
+    seed = args.seed if args.seed is not None else random.randrange(SEED_SPACE)
     try:
-        options = SamplingOptions(
-            temperature=args.temperature,
-            top_k=args.top_k,
-            top_p=args.top_p,
-            repetition_penalty=args.repetition_penalty,
-            max_new_tokens=args.max_new_tokens,
-            seed=seed,
-            stop=tuple(args.stop),
-            ignore_eos=args.ignore_eos,
-            cache=args.cache,
-        )
+        options = SamplingOptions.of(vars(args) | {"seed": seed, "stop": tuple(args.stop)})
     except ValueError as error:
         parser.error(str(error))
     try:
-        weights = served_weights(args.quantize, args.device)
+        checkpoint = load_served_model(args.checkpoint, args.device, args.quantize)
     except ValueError as error:
-        parser.error(str(error))
-    checkpoint = load_checkpoint(args.checkpoint, args.device)
-    if weights == "int8":
-        checkpoint.model = quantize_int8(checkpoint.model)
+        parser.error(f"--quantize {args.quantize}: {error}")
     if load_direction(checkpoint) != "forward":
         parser.error(
             f"{args.checkpoint} reads right to left (--direction backward): it predicts the word "

@@ -1,4 +1,5 @@
-"""NEXTWORD_QUANTIZE=int8: int8 recurrent and output layers whose scores never depend on the batch.
+"""int8 weights (quantize "int8"): int8 recurrent and output layers whose scores never depend on
+the batch.
 
 What: every weight matrix of the recurrent layer and of the output layer is stored once as int8
 with one scale per output channel; at run time each row of activations gets its own int8 scale,
@@ -43,7 +44,7 @@ SMALLEST_RANGE = 1e-8  # the range given to an all-zero row or channel, so its s
 
 
 def served_weights(choice: str, device: str) -> str:
-    """The weights served ("none" or "int8") for a NEXTWORD_QUANTIZE choice on a device: auto
+    """The weights served ("none" or "int8") for a quantize choice on a device: auto
     means int8 on a CPU whose int8 matmul is fast (model.hardware.int8_matmul_missing) and
     float elsewhere, since the int8 kernels are CPU ones and need an int8 dot product to win.
     An explicit int8 runs on any CPU: the same scores, at that CPU's speed."""
@@ -53,9 +54,7 @@ def served_weights(choice: str, device: str) -> str:
     if choice == "auto":
         return "int8" if on_cpu and int8_matmul_missing() is None else "none"
     if choice == "int8" and not on_cpu:
-        raise ValueError(
-            f"int8 weights run on the CPU only; set NEXTWORD_QUANTIZE=none or auto for {device}"
-        )
+        raise ValueError(f"int8 weights run on the CPU only; choose none or auto for {device}")
     return choice
 
 
@@ -228,7 +227,7 @@ def quantize_int8(model: RNNLanguageModel) -> RNNLanguageModel:
     int8 output layer; the embedding stays float, and so does a tied adaptive softmax, whose
     matrices are also the input word vectors. Every int8 tensor is built here, once."""
     if model.device.type != "cpu":
-        raise ValueError("int8 quantisation runs on the CPU only; set NEXTWORD_DEVICE=cpu")
+        raise ValueError("int8 quantisation runs on the CPU only; load the model onto the CPU")
     quantized = copy.deepcopy(model)
     # add_module, not `=`: RNNLanguageModel types its layers as the float ones it builds
     quantized.add_module("rnn", Int8Recurrent.from_float(quantized.rnn))

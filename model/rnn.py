@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from model.batching import IGNORE
+IGNORE = -100  # target id of padding: skipped by the loss and by target_log_probs
+
 
 CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
 OUTPUT_LAYERS = ("full", "adaptive")

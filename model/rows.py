@@ -1,19 +1,23 @@
 """The sequences the runner batches, one row of the recurrent state each, and what they produce.
 
 Every row reads `<eos>` and then its text, as scoring's line reading does, so it starts from the
-same state as training and evaluation. What it wants from a step differs by kind:
+same state as training and evaluation. What it wants from a step differs by kind (four):
 
 - ScoreRow: the log-probability of each target (the next token; `<eos>` after the last).
 - BlankRow: reads a line's left side once; at the blank its next words are proposed, and each
-  line filled with a chosen word goes on from that state as a ScoreRow (fill-blank).
+  line filled with a chosen word goes on from that state as a ScoreRow (fill-blank); the blank
+  answers once every line is scored.
 - PredictRow: the next-token distribution once its text is read.
 - GenerateRow: a sampled token after its prompt and after each token it generated, which it
   then reads itself; it stops on a finish reason.
+
+A row knows nothing of who waits for its results: a scheduler (the service's app/engine/)
+keeps that, by each row's `origin`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -59,24 +63,56 @@ class Candidate:
     end_of_text: bool
 
 
-class Ticket:
-    """Where a row's results go. A row only reads whether nobody waits for them any more; the
-    service's channel (app/engine/channels.py) adds the way back to its request."""
+@dataclass(frozen=True)
+class Generated:
+    """What a GenerateRow produced in one step: its token (None when the token is the <eos>
+    that ends the text), and its finish once generation ends (None before)."""
 
-    def __init__(self) -> None:
-        self.cancelled = False
+    token: TokenEvent | None
+    finish: FinishEvent | None = None
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A ScoreRow's answer once its text is read: its index in the request, the
+    log-probability of every target (T,) and, where asked for, the top tokens at each."""
+
+    index: int
+    logprobs: torch.Tensor
+    tops: list[TopTokens]
+
+
+@dataclass(frozen=True)
+class BlankLines:
+    """A BlankRow's answer once every line is scored: the words its model proposed at the
+    blank (best first), the words its chooser filled lines with, and the log-probability of
+    every target of each line, line i filled with words[i]."""
+
+    proposed: list[Candidate]
+    words: list[int]
+    logprobs: list[list[float]]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A PredictRow's answer: the most probable next tokens, best first, and where the row
+    asked for it, the log-probability of every vocabulary entry (by id)."""
+
+    candidates: list[Candidate]
+    every_word: list[float] | None = None
 
 
 class Row:
-    """A sequence in the batch: the tokens it reads, in order, where its results go and, when
-    the request uses it, its cache of recent (feature, next token) pairs, which lives as long
-    as the row's recurrent state does."""
+    """A sequence in the batch: the tokens it reads, in order, and, when the request uses it,
+    its cache of recent (feature, next token) pairs, which lives as long as the row's recurrent
+    state does."""
 
-    def __init__(self, tokens: list[int], channel: Ticket, cache: PointerCache | None = None):
+    def __init__(self, tokens: list[int], cache: PointerCache | None = None):
         self.tokens = tokens
         self.position = 0  # tokens read so far
-        self.channel = channel
         self.finished = False
+        # the row submitted that this one continues: itself, or a blank's line's BlankRow
+        self.origin: Row = self
         self.cache = cache
         self._pending: torch.Tensor | None = None  # the last feature, its next token unknown
         # where the lines after the first begin (their <eos>), when the row must stop there:
@@ -88,12 +124,6 @@ class Row:
         """Stop every chunk at the next line's start, so that the runner can give the line
         the start state (and an empty cache) first."""
         self.line_starts = [i for i, t in enumerate(self.tokens) if t == eos_id and i > 0]
-
-    @property
-    def places(self) -> int:
-        """How many places in the batch this row may come to hold (a scheduler admits it only
-        where they are free)."""
-        return 1
 
     @property
     def at_line_start(self) -> bool:
@@ -130,21 +160,6 @@ class Row:
         """Whether every token given so far has been read."""
         return self.position == len(self.tokens)
 
-    @property
-    def gone(self) -> bool:
-        """Whether the row can leave the batch: finished, or its client left."""
-        return self.finished or self.channel.cancelled
-
-    @property
-    def produced(self) -> bool:
-        """Whether the row has sent its request something to answer with (a token)."""
-        return False
-
-
-def places_of(rows: Iterable[Row]) -> int:
-    """The places in the batch rows may come to hold (what a scheduler admits by)."""
-    return sum(row.places for row in rows)
-
 
 class ScoreRow(Row):
     """Scores one text of a request (index: its place in the request); with top_n, also the
@@ -155,24 +170,25 @@ class ScoreRow(Row):
         ids: list[int],
         eos_id: int,
         index: int,
-        channel: Ticket,
         top_n: int = 0,
         cache: PointerCache | None = None,
     ):
-        super().__init__([eos_id, *ids], channel, cache)
+        super().__init__([eos_id, *ids], cache)
         self.targets = [*ids, eos_id]  # targets[i] follows tokens[i]
         self.index = index
         self.top_n = top_n
         self.scores: list[torch.Tensor] = []
         self.tops: list[TopTokens] = []
 
-    def add_scores(self, scores: torch.Tensor, tops: Sequence[TopTokens] = ()) -> bool:
-        """Record the log-probabilities (and top tokens) of the last chunk's targets; True once
-        the text is read."""
+    def add_scores(self, scores: torch.Tensor, tops: Sequence[TopTokens] = ()) -> Scored | None:
+        """Record the log-probabilities (and top tokens) of the last chunk's targets; the
+        row's answer once the text is read (None before)."""
         self.scores.append(scores)
         self.tops.extend(tops)
         self.finished = self.caught_up
-        return self.finished
+        if not self.finished:
+            return None
+        return Scored(self.index, torch.cat(self.scores), self.tops)
 
 
 class BlankChooser(Protocol):
@@ -202,56 +218,47 @@ class BlankRow(ScoreRow):
     never), and the chooser names the words to try; each filled line then goes on in a ScoreRow
     of its own from a copy of this row's state (lines()), reading its word and the right side
     and carrying the left side's scores and its word's. So every line gets the figures of its
-    own ScoreRow, for one reading of the left side and one proposal. It takes a place in the
-    batch for each line it may become."""
+    own ScoreRow, for one reading of the left side and one proposal; the row answers once the
+    last line is scored (line_scored). It may become chooser.most_words rows."""
 
     def __init__(
-        self,
-        left: Sequence[int],
-        right: Sequence[int],
-        eos_id: int,
-        chooser: BlankChooser,
-        channel: Ticket,
+        self, left: Sequence[int], right: Sequence[int], eos_id: int, chooser: BlankChooser
     ):
-        super().__init__(list(left), eos_id, index=-1, channel=channel)
+        super().__init__(list(left), eos_id, index=-1)
         self.targets = list(left)  # after the left side comes the word in the blank: per line
         self.right = list(right)
         self.chooser = chooser
         self.eos_id = eos_id
+        self.proposed: list[Candidate] = []
+        self.words: list[int] = []
+        self._line_scores: dict[int, list[float]] = {}
 
-    @property
-    def places(self) -> int:
-        """The lines it becomes at the blank, at most: each holds a place of the batch."""
-        return self.chooser.most_words
-
-    def lines(self, words: Sequence[int], word_logprobs: Sequence[float]) -> list[ScoreRow]:
-        """One row per word in the blank, reading it and the right side from this row's state;
-        line i answers as index i with the left side's scores and its word's before its own."""
+    def lines(
+        self, proposed: list[Candidate], words: Sequence[int], word_logprobs: Sequence[float]
+    ) -> list[ScoreRow]:
+        """One row per word in the blank (the chooser's words among proposed), reading it and
+        the right side from this row's state; line i answers as index i with the left side's
+        scores and its word's before its own."""
+        self.proposed, self.words = proposed, list(words)
         rows = []
         for index, (word, logprob) in enumerate(zip(words, word_logprobs, strict=True)):
-            row = ScoreRow(self.right, self.eos_id, index, self.channel)
+            row = ScoreRow(self.right, self.eos_id, index)
             row.tokens[0] = word  # it reads its word after the left side, not <eos>
             row.scores = [*self.scores, torch.tensor([logprob])]
+            row.origin = self
             rows.append(row)
         return rows
 
+    def line_scored(self, line: Scored) -> BlankLines | None:
+        """Record a line's answer; the row's own answer once every line is scored (None
+        before)."""
+        self._line_scores[line.index] = line.logprobs.tolist()
+        return self.answer() if len(self._line_scores) == len(self.words) else None
 
-@dataclass(frozen=True)
-class BlankWords:
-    """What a BlankRow's model proposed at the blank (best first), and the words whose lines it
-    scores next, line i filled with words[i]."""
-
-    proposed: list[Candidate]
-    words: list[int]
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """A PredictRow's answer: the most probable next tokens, best first, and where the row
-    asked for it, the log-probability of every vocabulary entry (by id)."""
-
-    candidates: list[Candidate]
-    every_word: list[float] | None = None
+    def answer(self) -> BlankLines:
+        """The proposed words, the words filled in and each filled line's scores."""
+        logprobs = [self._line_scores[i] for i in range(len(self.words))]
+        return BlankLines(self.proposed, self.words, logprobs)
 
 
 class PredictRow(Row):
@@ -263,11 +270,10 @@ class PredictRow(Row):
         ids: list[int],
         eos_id: int,
         top_k: int,
-        channel: Ticket,
         cache: PointerCache | None = None,
         every_word: bool = False,
     ):
-        super().__init__([eos_id, *ids], channel, cache)
+        super().__init__([eos_id, *ids], cache)
         self.top_k = top_k
         self.every_word = every_word
 
@@ -277,45 +283,28 @@ class GenerateRow(Row):
     same however many came before it. What a token does (its text, the stop rules) is
     model.decoding's Decoding."""
 
-    def __init__(
-        self,
-        decoding: Decoding,
-        prompt_tokens: int,
-        channel: Ticket,
-        cache: PointerCache | None = None,
-    ):
-        super().__init__([decoding.eos_id, *decoding.history], channel, cache)
+    def __init__(self, decoding: Decoding, prompt_tokens: int, cache: PointerCache | None = None):
+        super().__init__([decoding.eos_id, *decoding.history], cache)
         self.decoding = decoding
         self.options = decoding.options
         self.prompt_tokens = prompt_tokens
-        self.last_token_at: float | None = None
 
-    @property
-    def produced(self) -> bool:
-        """Whether a token went out: past the deadline the text then ends with "time_limit"."""
-        return bool(self.decoding.pieces)
-
-    def accept(
-        self, token_id: int, token: str, logprob: float, top: TopTokens = ()
-    ) -> list[object]:
-        """Take the sampled token: the events it produces (a TokenEvent unless it is <eos>,
-        then a FinishEvent if generation ends with it). Otherwise the row reads it next."""
+    def accept(self, token_id: int, token: str, logprob: float, top: TopTokens = ()) -> Generated:
+        """Take the sampled token: what it produces (its TokenEvent unless it is <eos>, and a
+        FinishEvent if generation ends with it). Otherwise the row reads it next."""
         step = self.decoding.accept(token_id, token)
         event = TokenEvent(token_id, token, step.piece, logprob, top)
         ends_text = token_id == self.decoding.eos_id
-        events: list[object] = [] if ends_text else [event]
         if step.finish_reason is None:
             self.tokens.append(token_id)
-        else:
-            self.finished = True
-            events.append(
-                FinishEvent(
-                    self.decoding.text,
-                    step.finish_reason,
-                    self.decoding.seed,
-                    self.prompt_tokens,
-                    len(self.decoding.pieces),
-                    event if ends_text else None,
-                )
-            )
-        return events
+            return Generated(None if ends_text else event)
+        self.finished = True
+        finish = FinishEvent(
+            self.decoding.text,
+            step.finish_reason,
+            self.decoding.seed,
+            self.prompt_tokens,
+            len(self.decoding.pieces),
+            event if ends_text else None,
+        )
+        return Generated(None if ends_text else event, finish)

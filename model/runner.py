@@ -21,6 +21,7 @@ one output-layer pass, however long the text before it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import cast
 
 import torch
@@ -31,20 +32,36 @@ from model.distribution import NextWordDistribution
 from model.pointer_cache import PointerCache, mix_rows
 from model.rnn import RNNLanguageModel
 from model.rows import (
+    BlankLines,
     BlankRow,
-    BlankWords,
     Candidate,
+    Generated,
     GenerateRow,
     Prediction,
     PredictRow,
     Row,
+    Scored,
     ScoreRow,
     TopTokens,
 )
 from model.scoring import chunk_target_log_probs
 
 PREFILL_CHUNK = 64  # most prompt tokens one row reads per step (the service's default)
-Outbox = list[tuple[Row, object]]  # (row, one result for its request), in order
+
+
+@dataclass
+class Outbox:
+    """One step's results, by kind, each with the row it answers for: a scored text, a
+    prediction, a generated token or finish, a blank's filled lines (at most one per row)."""
+
+    scored: list[tuple[ScoreRow, Scored]] = field(default_factory=list)
+    predicted: list[tuple[PredictRow, Prediction]] = field(default_factory=list)
+    generated: list[tuple[GenerateRow, Generated]] = field(default_factory=list)
+    blanks: list[tuple[BlankRow, BlankLines]] = field(default_factory=list)
+
+    def all(self) -> list[tuple[Row, Scored | Prediction | Generated | BlankLines]]:
+        """Every result with its row, whatever its kind."""
+        return [*self.scored, *self.predicted, *self.generated, *self.blanks]
 
 
 def forward_rows(
@@ -130,7 +147,7 @@ class Runner:
         for i, row in enumerate(rows):
             if row.cache is not None and not isinstance(row, ScoreRow):
                 row.remember(features[i, : len(chunks[i])], chunks[i])
-        outbox: Outbox = []
+        outbox = Outbox()
         # a blank row that reached its blank is scored with the words proposed there, at once
         blanks = [i for i, row in enumerate(rows) if isinstance(row, BlankRow) and row.caught_up]
         scoring = [i for i, row in enumerate(rows) if isinstance(row, ScoreRow) and i not in blanks]
@@ -161,9 +178,9 @@ class Runner:
     ) -> None:
         """Each blank row whose left side is now read (row indices): its last targets scored
         and the words proposed at its blank from one distribution (one pass over each tail's
-        weights for both); the proposed words go to its request, and the lines filled with the
-        words it chooses join the batch with copies of its state. The blank row is finished
-        and leaves."""
+        weights for both); the lines filled with the words it chooses join the batch with copies
+        of its state, and the row answers once they are scored. The blank row is finished and
+        leaves."""
         for i in read:
             row = cast(BlankRow, self.rows[i])
             blank = len(chunks[i]) - 1  # where the chunk's last token leaves the model
@@ -183,8 +200,9 @@ class Runner:
             words = row.chooser(proposed)
             places = torch.full((len(words),), blank, device=device)
             found = distribution.log_prob_of(places, torch.tensor(words, device=device))
-            lines = row.lines(words, found.cpu().tolist())
-            outbox.append((row, BlankWords(proposed, words)))
+            lines = row.lines(proposed, words, found.cpu().tolist())
+            if not lines:  # nothing to fill the blank with: it answers at once
+                outbox.blanks.append((row, row.answer()))
             self.rows.extend(lines)
             self.state = torch.cat([self.state, self.state[:, :, [i] * len(lines)]], dim=2)
 
@@ -223,8 +241,15 @@ class Runner:
                 distribution = NextWordDistribution.of(self.model, features[i, : len(chunks[i])])
                 places = range(len(chunks[i]))
                 tops = self._named(*self._top_tokens(distribution, places, row.top_n, False))
-            if row.add_scores(piece, tops):
-                outbox.append((row, (row.index, torch.cat(row.scores), row.tops)))
+            scored = row.add_scores(piece, tops)
+            if scored is None:
+                continue
+            if isinstance(row.origin, BlankRow):  # a line of a blank: the blank answers
+                filled = row.origin.line_scored(scored)
+                if filled is not None:
+                    outbox.blanks.append((row.origin, filled))
+            else:
+                outbox.scored.append((row, scored))
 
     def _answer(self, rows: list[Row], features: torch.Tensor, outbox: Outbox) -> None:
         """Predictions and sampled tokens of rows that read features (N, D): rows with a
@@ -288,7 +313,7 @@ class Runner:
                 every_word = distribution.full(place)[0].cpu().tolist()
             top = zip(row_ids[: row.top_k], row_values[: row.top_k], strict=True)
             row.finished = True
-            outbox.append((row, Prediction(self._candidates(top), every_word)))
+            outbox.predicted.append((row, Prediction(self._candidates(top), every_word)))
 
     def _candidates(self, top: Iterable[tuple[int, float]]) -> list[Candidate]:
         """(id, logprob) pairs as candidates, <eos> marked as the end of the text."""
@@ -315,5 +340,6 @@ class Runner:
         for row, token_id, logprob, top in zip(
             generating, chosen.cpu().tolist(), chosen_logprobs.cpu().tolist(), tops, strict=True
         ):
-            events = row.accept(token_id, self.vocab.itos[token_id], logprob, top)
-            outbox.extend((row, event) for event in events)
+            generated = row.accept(token_id, self.vocab.itos[token_id], logprob, top)
+            if generated.token is not None or generated.finish is not None:
+                outbox.generated.append((row, generated))

@@ -20,12 +20,15 @@ kept words, renormalised. Each row is served by the cheapest route that gives ex
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 
 from model.distribution import NEG_INF, Banned, NextWordDistribution, banned_of
+
+SEED_SPACE = 2**64  # a seed is an integer in [0, SEED_SPACE): what a torch generator takes
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,20 @@ class SamplingOptions:
             raise ValueError("repetition_penalty must be > 0")
         if self.max_new_tokens < 0:
             raise ValueError("max_new_tokens must be >= 0")
+
+    @classmethod
+    def of(cls, values: Mapping[str, object]) -> SamplingOptions:
+        """Options from named values (a request's fields, a command line's flags), the one way
+        from a request to options (/generate, /v1/completions, python -m model.generate): a
+        name that is no option is ignored, a value of None takes the option's default, a top_k
+        below 1 is off and stop is one string or several."""
+        names = {option.name for option in fields(cls)}
+        given: dict[str, Any] = {k: v for k, v in values.items() if k in names and v is not None}
+        if given.get("top_k", 1) < 1:  # OpenAI-style clients write -1 or 0 for off
+            del given["top_k"]
+        stop = given.get("stop", ())
+        given["stop"] = (stop,) if isinstance(stop, str) else tuple(stop)
+        return cls(**given)
 
     @property
     def truncates(self) -> bool:

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 
 import torch
 
-from model.batching import IGNORE, document_stream, make_batches
+from model.batching import document_stream, make_batches
 from model.pointer_cache import CacheConfig, PointerCache, mix_log_probs
-from model.rnn import RNNLanguageModel
+from model.rnn import IGNORE, RNNLanguageModel
 
 CONTEXTS = ("line", "document")  # the two readings of a split; config.json names one
 
@@ -102,18 +102,6 @@ def perplexity_of(line_scores: Sequence[torch.Tensor]) -> tuple[float, int]:
     """(perplexity, number of targets) of per-line log-probabilities, pooled over all lines."""
     total, count = log_likelihood(line_scores)
     return perplexity(-total / max(count, 1)), count
-
-
-@torch.inference_mode()
-def read_prompt(
-    model: RNNLanguageModel, ids: Sequence[int], eos_id: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(log-probabilities (V,) of the next token, state) after reading <eos> + ids from the
-    start state."""
-    device = model.device
-    tokens = torch.tensor([[eos_id, *ids]], dtype=torch.long, device=device)  # (1, T)
-    features, state = model(tokens)
-    return model.log_probs(features[0, -1:])[0], state
 
 
 @dataclass

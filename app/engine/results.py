@@ -1,5 +1,6 @@
-"""What the engine answers a request with: a scored text, and a generation's events as they
-come. Plain Python values: the routes that shape them into HTTP answers see no tensor."""
+"""What the engine answers a request with, and collecting it from a request's channel: a scored
+text, and a generation's steps as they come. Plain Python values: the routes that shape them
+into HTTP answers see no tensor."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from app.engine.channels import Channel
-from model.rows import Candidate, FinishEvent, TokenEvent, TopTokens
+from model.rows import Generated, Scored, TopTokens
 from model.scoring import log_likelihood, perplexity
 from model.tokenizers import EncodedText
 from model.vocab import EOS
@@ -39,38 +40,38 @@ def text_score(text: EncodedText, logprobs: torch.Tensor, tops: Sequence[TopToke
     return TextScore(text, logprobs.tolist(), perplexity(mean_nll), mean_nll, tops)
 
 
-@dataclass(frozen=True)
-class BlankLines:
-    """A blank as one model filled it: the words it proposed there (best first), and the
-    log-probability of every target of each line it scored, line i filled with the i-th word
-    its proposer chose."""
-
-    proposed: list[Candidate]
-    logprobs: list[list[float]]
+async def collect_scores(channel: Channel[Scored], texts: Sequence[EncodedText]) -> list[TextScore]:
+    """The score of each of a request's texts as its row finishes (in any order), text i at
+    index i: the one place a request's scored texts are collected."""
+    found: dict[int, Scored] = {}
+    while len(found) < len(texts):
+        scored = await channel.get()
+        found[scored.index] = scored
+    return [text_score(text, found[i].logprobs, found[i].tops) for i, text in enumerate(texts)]
 
 
 class GenerationStream:
-    """The events of one generation as they come: TokenEvents, then one FinishEvent. cancel()
-    (or a cancelled await) takes the sequence out of the batch at the next step."""
+    """The steps of one generation as they come, each with its token or its finish (the last
+    step has a finish). cancel() (or a cancelled await) takes the sequence out of the batch at
+    the next step."""
 
-    def __init__(self, channel: Channel):
+    def __init__(self, channel: Channel[Generated]):
         self._channel = channel
         self._done = False
 
     def __aiter__(self) -> GenerationStream:
         return self
 
-    async def __anext__(self) -> TokenEvent | FinishEvent:
+    async def __anext__(self) -> Generated:
         if self._done:
             raise StopAsyncIteration
         try:
-            event = await self._channel.get()
+            generated = await self._channel.get()
         except BaseException:
             self.cancel()
             raise
-        assert isinstance(event, TokenEvent | FinishEvent)
-        self._done = isinstance(event, FinishEvent)
-        return event
+        self._done = generated.finish is not None
+        return generated
 
     def cancel(self) -> None:
         """Leave the batch (no-op once finished)."""

@@ -51,12 +51,11 @@ def engine_for(request: Request, name: str | None) -> Engine:
     model does not run. The model chosen labels the request's metrics."""
     settings = get_settings(request)
     served = settings.served_models()
-    if name is None:
-        name = settings.default_model
-    elif name not in served:
-        raise UnknownModel(name, list(served))
-    request.state.model = name  # read by MetricsMiddleware once the answer is sent
-    return _running(request, name)
+    chosen = settings.default_model if name is None else name
+    if chosen in served:
+        request.state.model = chosen  # read by MetricsMiddleware once the answer is sent
+        return _running(request, chosen)
+    raise UnknownModel(chosen, list(served))
 
 
 def get_engine(request: Request) -> Engine:

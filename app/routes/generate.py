@@ -10,7 +10,6 @@ from fastapi import APIRouter, Request, Response
 from fastapi.sse import EventSourceResponse
 from pydantic import BaseModel
 
-from app import metrics
 from app.engine import GenerationStream
 from app.errors import ServiceError
 from app.limits import check_continues_forward, check_generation_limits, encode_texts
@@ -22,6 +21,7 @@ from app.schemas import (
     GenerateResponse,
     Usage,
 )
+from app.streaming import event_stream
 from model.rows import FinishEvent, TokenEvent
 
 log = logging.getLogger(__name__)
@@ -76,8 +76,9 @@ async def generate(
     (prompt,) = await encode_texts(engine.encoder, [body.prompt], settings)
     _, (generation,) = await engine.generate([prompt], [(0, options)])
     if body.stream:
+        events = event_stream(_events(generation), _error_data, generation.cancel)
         return EventSourceResponse(
-            _events(generation), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+            events, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         )
     return await unless_disconnected(request, _collect(generation, body.details))
 
@@ -85,34 +86,26 @@ async def generate(
 async def _collect(generation: GenerationStream, details: bool) -> GenerateResponse:
     """The whole generation as one answer."""
     tokens: list[GeneratedToken] = []
-    async for event in generation:
-        if isinstance(event, TokenEvent):
-            tokens.append(_token(event))
-        else:
-            return _final(event, tokens if details else None)
-    raise AssertionError("a generation ends with a FinishEvent")
+    async for step in generation:
+        if step.token is not None:
+            tokens.append(_token(step.token))
+        if step.finish is not None:
+            return _final(step.finish, tokens if details else None)
+    raise AssertionError("a generation ends with a finish")
 
 
 async def _events(generation: GenerationStream) -> AsyncIterator[str]:
-    """Server-sent events of a generation; an error mid-stream becomes an error event. A
-    client that leaves cancels this iterator, and so the sequence."""
-    try:
-        async for event in generation:
-            if isinstance(event, TokenEvent):
-                yield _sse(_token(event))
-            else:
-                yield _sse(_final(event, None))
-    except ServiceError as error:
-        metrics.ERRORS.labels(error.error_type).inc()
-        yield _sse(ErrorResponse(**error.body()))
-    except Exception:
-        log.exception("generation failed mid-stream")
-        failure = ServiceError("internal error while generating (see server log)")
-        metrics.ERRORS.labels(failure.error_type).inc()
-        yield _sse(ErrorResponse(**failure.body()))
-    finally:
-        generation.cancel()
-    yield "data: [DONE]\n\n"
+    """Server-sent events of a generation, one per token, then its finish (app/streaming.py
+    ends the stream)."""
+    async for step in generation:
+        if step.token is not None:
+            yield _sse(_token(step.token))
+        if step.finish is not None:
+            yield _sse(_final(step.finish, None))
+
+
+def _error_data(error: ServiceError) -> str:
+    return ErrorResponse(**error.body()).model_dump_json(exclude_none=True)
 
 
 def _token(event: TokenEvent) -> GeneratedToken:

@@ -12,10 +12,18 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
-from app.schemas import STOP_STRINGS_CEILING, ModelName, StopString, StrictRequest, Text
+from app.schemas import (
+    SEED_LIMIT,
+    STOP_STRINGS_CEILING,
+    ModelName,
+    StopString,
+    StrictRequest,
+    Text,
+)
 from model.sampling import SamplingOptions
 
 MAX_LOGPROBS = 20  # as vLLM's default --max-logprobs
+MAX_TOKENS = 16  # OpenAI's max_tokens unless a request says
 MAX_CHOICES = 128  # n; NEXTWORD_MAX_TEXTS bounds prompts x n further
 
 TokenIds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=0)]
@@ -55,7 +63,7 @@ class CompletionRequest(StrictRequest):
         'such lists; "<eos>" in a text is the end-of-text token'
     )
     max_tokens: int | None = Field(
-        default=16,
+        default=MAX_TOKENS,
         ge=0,
         description="most tokens to generate; 0 (with echo): score the prompt",
     )
@@ -74,7 +82,7 @@ class CompletionRequest(StrictRequest):
         StopString | Annotated[list[StopString], Field(max_length=STOP_STRINGS_CEILING)] | None
     ) = Field(default=None, description="end a choice before the first of these (not in its text)")
     seed: int | None = Field(
-        default=None, ge=0, le=2**64 - 1, description="choice j of a prompt samples with seed + j"
+        default=None, ge=0, le=SEED_LIMIT, description="choice j of a prompt samples with seed + j"
     )
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -131,20 +139,21 @@ class CompletionRequest(StrictRequest):
             raise _refuse("suffix", "a left-to-right model cannot write towards a suffix")
         return value
 
+    def prompt_list(self) -> list[str | list[int]]:
+        """The request's prompts: one text, texts, one list of ids, or lists of ids."""
+        prompt = self.prompt
+        if isinstance(prompt, str):
+            return [prompt]
+        if not prompt or isinstance(prompt[0], int):
+            return [prompt]  # type: ignore[list-item]
+        return list(prompt)  # type: ignore[arg-type]
+
     def to_sampling_options(self) -> SamplingOptions:
         """How every choice samples and stops (seed: the first choice's; choice j of a prompt
-        uses seed + j)."""
-        return SamplingOptions(
-            temperature=1.0 if self.temperature is None else self.temperature,
-            top_k=self.top_k if self.top_k is not None and self.top_k > 0 else None,
-            top_p=1.0 if self.top_p is None else self.top_p,
-            repetition_penalty=self.repetition_penalty or 1.0,
-            max_new_tokens=16 if self.max_tokens is None else self.max_tokens,
-            seed=self.seed,
-            stop=(self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ()),
-            ignore_eos=self.ignore_eos,
-            top_logprobs=self.logprobs or 0,
-        )
+        uses seed + j): OpenAI's names, then SamplingOptions.of."""
+        max_tokens = MAX_TOKENS if self.max_tokens is None else self.max_tokens
+        renamed = {"max_new_tokens": max_tokens, "top_logprobs": self.logprobs}
+        return SamplingOptions.of(self.model_dump() | renamed)
 
 
 class CompletionLogprobs(BaseModel):

@@ -12,7 +12,13 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.sse import EventSourceResponse
 
 from app.errors import NotFound
-from app.limits import encode_prompts, from_ids
+from app.limits import (
+    check_continues_forward,
+    check_generation_limits,
+    check_text_count,
+    encode_prompts,
+    from_ids,
+)
 from app.routes.deps import EngineDep, SettingsDep, engine_for, unless_disconnected
 from app.schemas import MODEL_DESCRIPTION
 from app.v1 import serving
@@ -82,13 +88,17 @@ async def create_completion(
     """OpenAI's completions, as vLLM serves them, through the same engine (batching, seeds,
     deadlines and limits) as /generate. Choices are prompt-major: index = prompt * n + j."""
     engine = engine_for(request, body.model)
-    completion = await serving.start_completion(body, engine, settings)
+    options, prompts = body.to_sampling_options(), body.prompt_list()
+    check_continues_forward(engine.encoder, "/v1/completions")
+    check_generation_limits(options, settings, length_field="max_tokens")
+    check_text_count(len(prompts) * body.n, "prompt (times n)", settings)
+    encoded = await encode_prompts(engine.encoder, prompts, settings)
+    completion = await serving.start_completion(body, engine, options, prompts, encoded)
     if body.stream:
-        return EventSourceResponse(
-            serving.stream(completion),
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
-    return await unless_disconnected(request, serving.collect(completion))
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        return EventSourceResponse(serving.stream(completion), headers=headers)
+    whole = serving.collect(completion)
+    return await unless_disconnected(request, whole)
 
 
 @router.get("/v1/models", responses=ERRORS)

@@ -20,16 +20,9 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from app import metrics
 from app.engine import Engine, GenerationStream, TextScore
 from app.errors import ServiceError
-from app.limits import (
-    check_continues_forward,
-    check_generation_limits,
-    check_text_count,
-    encode_prompts,
-)
-from app.settings import Settings
+from app.streaming import event_stream
 from app.v1.choices import ChoiceText, Delta, PromptScores, echo_delta
 from app.v1.errors import openai_error
 from app.v1.protocol import (
@@ -38,13 +31,13 @@ from app.v1.protocol import (
     CompletionResponse,
     CompletionUsage,
 )
-from model.rows import FinishEvent, TokenEvent, TopTokens
+from model.rows import Generated, TopTokens
+from model.sampling import SEED_SPACE, SamplingOptions
 
 if TYPE_CHECKING:
     from model.tokenizers import EncodedText
 
 log = logging.getLogger(__name__)
-SEED_SPACE = 2**64
 
 
 @dataclass(frozen=True)
@@ -85,16 +78,6 @@ class _Completion:
             generation.cancel()
 
 
-def _prompt_list(prompt: object) -> list[str | list[int]]:
-    """The request's prompts: one text, texts, one list of ids, or lists of ids."""
-    if isinstance(prompt, str):
-        return [prompt]
-    assert isinstance(prompt, list)
-    if not prompt or isinstance(prompt[0], int):
-        return [prompt]
-    return list(prompt)
-
-
 def _echo_scores(full: EncodedText, read: EncodedText, score: TextScore) -> PromptScores:
     """The echoed prompt's logprobs: null for a leading <eos> (the start state), then each
     token's; the score's last target, the closing <eos>, is not echoed."""
@@ -108,17 +91,16 @@ def _echo_scores(full: EncodedText, read: EncodedText, score: TextScore) -> Prom
 
 
 async def start_completion(
-    body: CompletionRequest, engine: Engine, settings: Settings
+    body: CompletionRequest,
+    engine: Engine,
+    options: SamplingOptions,
+    given: Sequence[str | list[int]],
+    encoded: Sequence[EncodedText],
 ) -> _Completion:
-    """Check and encode the prompts here, then hand the engine (of the model body.model names)
-    every choice's generation (and, with echo and logprobs, the prompts' scoring) in one call;
-    raises a plain error before anything is answered."""
-    check_continues_forward(engine.encoder, "/v1/completions")
-    options = body.to_sampling_options()
-    check_generation_limits(options, settings, length_field="max_tokens")
-    given = _prompt_list(body.prompt)
-    check_text_count(len(given) * body.n, "prompt (times n)", settings)
-    encoded = await encode_prompts(engine.encoder, given, settings)
+    """Hand the engine (of the model body.model names) every choice's generation of the
+    prompts given (checked and encoded by the router) with options, and with echo and
+    logprobs the prompts' scoring, in one call; raises a plain error before anything is
+    answered."""
     reads = [e.after_start(engine.vocab.eos_id) for e in encoded]
     seeds = [
         None if options.seed is None else (options.seed + j) % SEED_SPACE for j in range(body.n)
@@ -144,27 +126,27 @@ async def start_completion(
     return completion
 
 
-async def _merge(generations: Sequence[GenerationStream]) -> AsyncIterator[tuple[int, object]]:
-    """(choice index, event) of every generation as they come, until each has finished; an
+async def _merge(generations: Sequence[GenerationStream]) -> AsyncIterator[tuple[int, Generated]]:
+    """(choice index, step) of every generation as they come, until each has finished; an
     error of any raises here."""
-    queue: asyncio.Queue[tuple[int, object]] = asyncio.Queue()
+    queue: asyncio.Queue[tuple[int, Generated] | Exception] = asyncio.Queue()
 
     async def pump(index: int, generation: GenerationStream) -> None:
         try:
-            async for event in generation:
-                await queue.put((index, event))
+            async for step in generation:
+                await queue.put((index, step))
         except Exception as error:  # noqa: BLE001 - handed to the consumer, who raises it
-            await queue.put((index, error))
+            await queue.put(error)
 
     tasks = [asyncio.ensure_future(pump(i, g)) for i, g in enumerate(generations)]
     try:
         remaining = len(generations)
         while remaining:
-            index, item = await queue.get()
+            item = await queue.get()
             if isinstance(item, Exception):
                 raise item
-            remaining -= isinstance(item, FinishEvent)
-            yield index, item
+            remaining -= item[1].finish is not None
+            yield item
     finally:
         for task in tasks:
             task.cancel()
@@ -187,13 +169,13 @@ async def _deltas(completion: _Completion) -> AsyncIterator[tuple[int, Delta]]:
         for index in range(len(texts)):
             yield index, Delta(finish_reason="length")
         return
-    async for index, event in _merge(completion.generations):
-        if isinstance(event, TokenEvent):
-            yield index, texts[index].add(event)
-        else:
-            assert isinstance(event, FinishEvent)
-            completion.completion_tokens += event.generated_tokens + (event.end is not None)
-            yield index, texts[index].finish(event)
+    async for index, step in _merge(completion.generations):
+        if step.token is not None:
+            yield index, texts[index].add(step.token)
+        if step.finish is not None:
+            finish = step.finish
+            completion.completion_tokens += finish.generated_tokens + (finish.end is not None)
+            yield index, texts[index].finish(finish)
 
 
 def _usage(completion: _Completion) -> CompletionUsage:
@@ -237,30 +219,26 @@ async def collect(completion: _Completion) -> CompletionResponse:
     return response
 
 
-async def stream(completion: _Completion) -> AsyncIterator[str]:
+def stream(completion: _Completion) -> AsyncIterator[str]:
     """The completion as server-sent events: a chunk per delta that holds something, the usage
-    chunk if asked for, then [DONE]; an error mid-stream is an event of OpenAI's error body. A
-    client that leaves cancels this iterator, and so the generations."""
+    chunk if asked for, then [DONE]; an error mid-stream is an event of OpenAI's error body
+    (app/streaming.py). A client that leaves cancels it, and so the generations."""
+    return event_stream(_chunks(completion), _error_data, completion.cancel)
+
+
+async def _chunks(completion: _Completion) -> AsyncIterator[str]:
     body = completion.body
-    try:
-        async for index, delta in _deltas(completion):
-            if delta.text or delta.finish_reason or (delta.logprobs and delta.logprobs.tokens):
-                yield _event(_response(completion, [_choice(index, delta)]))
-        if body.stream_options is not None and body.stream_options.include_usage:
-            chunk = _response(completion, [])
-            chunk.usage = _usage(completion)
-            yield _event(chunk)
-    except ServiceError as error:
-        metrics.ERRORS.labels(error.error_type).inc()
-        yield f"data: {json.dumps(openai_error(error)[1])}\n\n"
-    except Exception:
-        log.exception("completion failed mid-stream")
-        failure = ServiceError("internal error while generating (see server log)")
-        metrics.ERRORS.labels(failure.error_type).inc()
-        yield f"data: {json.dumps(openai_error(failure)[1])}\n\n"
-    finally:
-        completion.cancel()
-    yield "data: [DONE]\n\n"
+    async for index, delta in _deltas(completion):
+        if delta.text or delta.finish_reason or (delta.logprobs and delta.logprobs.tokens):
+            yield _event(_response(completion, [_choice(index, delta)]))
+    if body.stream_options is not None and body.stream_options.include_usage:
+        chunk = _response(completion, [])
+        chunk.usage = _usage(completion)
+        yield _event(chunk)
+
+
+def _error_data(error: ServiceError) -> str:
+    return json.dumps(openai_error(error)[1])
 
 
 def _event(chunk: CompletionResponse) -> str:

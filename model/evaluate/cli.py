@@ -32,7 +32,6 @@ from model.checkpoint import (
 )
 from model.evaluate.dynamic import DynamicConfig, read_document_dynamic
 from model.pointer_cache import CacheConfig
-from model.quantize import quantize_int8
 from model.scoring import (
     CONTEXTS,
     line_starts,
@@ -41,6 +40,7 @@ from model.scoring import (
     score_lines,
     score_with_cache,
 )
+from model.served import load_served_model
 from model.train.config import CORPUS_FLAGS, add_config_flags
 from model.train.corpora import split_files, trained_corpus
 from model.train.data import open_store
@@ -311,15 +311,13 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     files = split_files_of(args)
     try:
-        checkpoint = load_checkpoint(args.checkpoint, args.device)
+        checkpoint = load_served_model(args.checkpoint, args.device, args.quantize)
         cache, dynamic = resolve_cache(checkpoint, args), resolve_dynamic(checkpoint, args)
         scope = args.cache_scope or tuned_scope(checkpoint, args.context)
         if dynamic is not None and args.context != "document":
             raise ValueError("--dynamic reads the split as one document: add --context document")
-        if args.quantize == "int8":
-            if dynamic is not None:
-                raise ValueError("--dynamic trains as it reads; int8 weights cannot: drop one")
-            checkpoint.model = quantize_int8(checkpoint.model)
+        if dynamic is not None and args.quantize == "int8":
+            raise ValueError("--dynamic trains as it reads; int8 weights cannot: drop one")
         result = evaluate(
             checkpoint,
             args.corpus,

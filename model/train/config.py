@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
-from model.batching import DIRECTIONS
+from model.direction import DIRECTIONS
 from model.scoring import CONTEXTS
 
 

@@ -70,6 +70,14 @@ async def start_generation(engine, prompt: str, options):
     return stream
 
 
+async def generation_events(engine, prompt: str, options) -> list:
+    """The TokenEvents of a generation of prompt, then its FinishEvent, in order."""
+    events: list = []
+    async for step in await start_generation(engine, prompt, options):
+        events += [e for e in (step.token, step.finish) if e is not None]
+    return events
+
+
 async def predict_next(engine, text: str, top_k: int, cache: bool = True) -> list:
     """engine.predict_next of a text encoded as the routes encode it: its candidates."""
     prediction = await engine.predict_next(engine.encoder.encode(text), top_k, cache)

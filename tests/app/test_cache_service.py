@@ -18,7 +18,6 @@ from app.engine import Engine
 from app.main import create_app
 from model.checkpoint import load_checkpoint, load_inference_config, update_inference_config
 from model.pointer_cache import PointerCache
-from model.rows import TokenEvent
 from model.sampling import SamplingOptions
 from tests.app.support import predict_next, score_texts, start_generation
 
@@ -95,7 +94,7 @@ def test_seeded_generation_with_cache_is_the_same_in_any_company(engine: Engine)
 
     async def tokens(prompt: str, opts: SamplingOptions) -> list[str]:
         generation = await start_generation(engine, prompt, opts)
-        return [e.token async for e in generation if isinstance(e, TokenEvent)]
+        return [s.token.token async for s in generation if s.token is not None]
 
     async def run() -> tuple[list[str], list[list[str]]]:
         alone = await tokens(REPEATING, options)

@@ -144,8 +144,8 @@ def test_a_backward_model_scores_text_and_refuses_to_continue_it(
 ):
     """Served alone, a model trained right to left scores a text read right to left (the
     figure evaluate gives its reversed ids) and answers 400 to every route that continues one."""
-    from model.batching import in_reading_order
     from model.checkpoint import load_checkpoint
+    from model.direction import in_reading_order
     from model.scoring import perplexity_of, score_lines
 
     text = "我爱北京。\n天安门上太阳升。"

@@ -8,7 +8,8 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from app.schemas import GenerateRequest, PerplexityRequest
-from model.sampling import SamplingOptions
+from app.v1.protocol import CompletionRequest
+from model.sampling import SEED_SPACE, SamplingOptions
 from tests.app.support import error_of
 
 
@@ -39,6 +40,21 @@ def test_generate_request_gives_the_engine_every_sampling_field() -> None:
         stop=("。", "！"), ignore_eos=True, cache=True,
     )  # fmt: skip
     assert GenerateRequest().to_sampling_options().cache is False  # the cache only when asked
+
+
+def test_a_request_that_names_no_option_samples_with_the_options_defaults() -> None:
+    assert GenerateRequest().to_sampling_options() == SamplingOptions()
+    schema = GenerateRequest.model_json_schema()["properties"]
+    defaults = SamplingOptions()
+    for name in ("temperature", "top_p", "repetition_penalty", "max_new_tokens", "ignore_eos"):
+        assert schema[name]["default"] == getattr(defaults, name), name
+
+
+@pytest.mark.parametrize("body", [GenerateRequest, CompletionRequest])
+def test_a_seed_is_bounded_by_the_seed_space_the_engine_draws_from(body) -> None:
+    assert body(prompt="我", seed=SEED_SPACE - 1).seed == SEED_SPACE - 1
+    with pytest.raises(ValidationError, match="seed"):
+        body(prompt="我", seed=SEED_SPACE)
 
 
 def test_perplexity_request_takes_exactly_one_of_text_and_texts() -> None:

@@ -12,8 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from model.batching import in_reading_order
 from model.checkpoint import load_checkpoint, load_direction
+from model.direction import in_reading_order
 from model.scoring import perplexity_of, score_lines
 from model.tokenizers import TextEncoder, build_tokenizer
 from tests.app.support import complete, error_of, metric, openai_error_of

@@ -19,14 +19,23 @@ from model.checkpoint import (
     load_inference_config,
     read_config,
     recover_interrupted_swap,
-    save_checkpoint,
     update_inference_config,
+    write_checkpoint_files,
+    write_directory_atomically,
 )
 from model.pointer_cache import CacheConfig
 from model.scoring import score_lines
 from model.tokenizers import TokenizerSpec
 
 NOBODY = 65534
+
+
+def save_checkpoint(directory, model, vocab, tokenizer_spec, metadata=None) -> None:
+    """A complete checkpoint written atomically, as training's run directory writes one."""
+    write_directory_atomically(
+        directory,
+        lambda tmp: write_checkpoint_files(tmp, model, vocab, tokenizer_spec, metadata or {}),
+    )
 
 
 @pytest.fixture

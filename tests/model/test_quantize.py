@@ -101,7 +101,7 @@ def test_the_float_model_is_left_as_it_was_and_the_copy_is_in_eval_mode(tiny):
 
 
 def test_a_model_off_the_cpu_is_refused_with_the_setting_to_change():
-    with pytest.raises(ValueError, match="NEXTWORD_DEVICE=cpu"):
+    with pytest.raises(ValueError, match="onto the CPU"):
         quantize_int8(_model().to("meta"))
 
 
@@ -251,7 +251,7 @@ def test_auto_serves_float_on_a_gpu_and_whichever_is_faster_on_the_cpu():
 
 
 def test_int8_on_a_gpu_is_refused_with_the_setting_to_change():
-    with pytest.raises(ValueError, match="NEXTWORD_QUANTIZE=none"):
+    with pytest.raises(ValueError, match="choose none or auto"):
         served_weights("int8", "cuda")
 
 

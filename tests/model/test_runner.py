@@ -10,21 +10,12 @@ import torch
 import model.runner
 from model.checkpoint import load_checkpoint
 from model.decoding import Decoding
-from model.rows import (
-    BlankRow,
-    BlankWords,
-    FinishEvent,
-    GenerateRow,
-    Prediction,
-    PredictRow,
-    ScoreRow,
-    Ticket,
-    TokenEvent,
-)
-from model.runner import Runner
+from model.rows import BlankRow, GenerateRow, PredictRow, ScoreRow
+from model.runner import Outbox, Runner
 from model.sampling import SamplingOptions
-from model.scoring import read_prompt, score_lines
+from model.scoring import score_lines
 from model.tokenizers import TextEncoder, build_tokenizer
+from tests.oracles import read_prompt
 
 TEXTS = ["", "我爱北京天安门。", "中国人民银行今天宣布，从明天起下调存款利率。" * 3, "人民日报"]
 
@@ -35,12 +26,16 @@ def loaded(tiny_checkpoint):
     return checkpoint, TextEncoder(build_tokenizer(checkpoint.tokenizer_spec), checkpoint.vocab)
 
 
-def _run(runner: Runner) -> list[tuple[object, object]]:
+def _run(runner: Runner) -> Outbox:
     """Step until every row is done, finished rows leaving as the scheduler takes them out;
-    every result in order."""
-    results = []
+    every result of each kind, in order."""
+    results = Outbox()
     while runner.rows:
-        results += runner.step()
+        step = runner.step()
+        results.scored += step.scored
+        results.predicted += step.predicted
+        results.generated += step.generated
+        results.blanks += step.blanks
         runner.keep([i for i, row in enumerate(runner.rows) if not row.finished])
     return results
 
@@ -50,8 +45,8 @@ def test_score_rows_read_in_ragged_chunks_equal_score_lines(loaded) -> None:
     ids = [encoder.encode(text).ids for text in TEXTS]
     runner = Runner(checkpoint, prefill_chunk=3)
     eos = checkpoint.vocab.eos_id
-    runner.add([ScoreRow(line, eos, i, Ticket()) for i, line in enumerate(ids)])
-    results = {index: scores for _, (index, scores, _) in _run(runner)}  # type: ignore[misc]
+    runner.add([ScoreRow(line, eos, i) for i, line in enumerate(ids)])
+    results = {scored.index: scored.logprobs for _, scored in _run(runner).scored}
     for index, expected in enumerate(score_lines(checkpoint.model, ids, eos)):
         assert torch.allclose(results[index], expected, atol=1e-5)
 
@@ -90,18 +85,18 @@ def test_a_blank_row_reads_the_left_side_once_and_each_line_scores_as_alone(
 
     runner = Runner(checkpoint, prefill_chunk=4)
     other = encoder.encode("人民日报").ids
-    blank_row = BlankRow(left_ids, right_ids, eos, Chooser(), Ticket())
-    runner.add([blank_row, ScoreRow(other, eos, 7, Ticket())])
+    blank_row = BlankRow(left_ids, right_ids, eos, Chooser())
+    runner.add([blank_row, ScoreRow(other, eos, 7)])
     results = _run(runner)
-    (blank,) = [result for _, result in results if isinstance(result, BlankWords)]
-    assert offered == [[c.token for c in blank.proposed]]
+    ((answered, blank),) = results.blanks
+    assert answered is blank_row and offered == [[c.token for c in blank.proposed]]
     assert offered[0] == top_words(checkpoint, left_ids, 6) and blank.words == chosen
-    scores = {r[0]: r[1] for _, r in results if isinstance(r, tuple)}
-    assert sorted(scores) == [0, 1, 2, 7]
+    ((_, scored),) = results.scored  # the unrelated row; the lines answer as the blank
+    assert scored.index == 7 and len(blank.logprobs) == len(chosen)
     lines = [[*left_ids, word, *right_ids] for word in chosen]
     expected = score_lines(checkpoint.model, [*lines, other], eos)
-    for index, want in zip([0, 1, 2, 7], expected, strict=True):
-        assert torch.allclose(scores[index], want, atol=1e-5)
+    for got, want in zip([*blank.logprobs, scored.logprobs.tolist()], expected, strict=True):
+        assert torch.allclose(torch.tensor(got), want, atol=1e-5)
     # the left side once (with its <eos>), then each line's word and right side, and `other`
     assert sum(read) == 1 + len(left_ids) + len(chosen) * (1 + len(right_ids)) + 1 + len(other)
 
@@ -131,11 +126,11 @@ def test_each_generated_token_is_read_once(loaded, monkeypatch) -> None:
     eos = checkpoint.vocab.eos_id
     decoding = Decoding(prompt.ids, prompt.tokens, options, eos, encoder.tokenizer)
     runner = Runner(checkpoint, prefill_chunk=3)
-    runner.add([GenerateRow(decoding, len(prompt.ids), Ticket())])
-    results = _run(runner)
+    runner.add([GenerateRow(decoding, len(prompt.ids))])
+    steps = [step for _, step in _run(runner).generated]
     prefill_steps = -(-(len(prompt.ids) + 1) // 3)
-    assert sum(isinstance(event, TokenEvent) for _, event in results) == 50
-    assert isinstance(results[-1][1], FinishEvent)
+    assert sum(step.token is not None for step in steps) == 50
+    assert [step.finish is not None for step in steps] == [False] * 49 + [True]
     assert widths[:prefill_steps] == [[3]] * (prefill_steps - 1) + [[widths[prefill_steps - 1][0]]]
     assert widths[prefill_steps:] == [[1]] * 49  # the 50th token is never read
 
@@ -144,9 +139,9 @@ def test_predict_row_offers_the_top_k_without_unk(loaded) -> None:
     checkpoint, encoder = loaded
     text = encoder.encode("我们去北京")
     runner = Runner(checkpoint)
-    runner.add([PredictRow(text.ids, checkpoint.vocab.eos_id, 5, Ticket())])
-    ((_, prediction),) = _run(runner)
-    candidates = prediction.candidates  # type: ignore[attr-defined]
+    runner.add([PredictRow(text.ids, checkpoint.vocab.eos_id, 5)])
+    ((_, prediction),) = _run(runner).predicted
+    candidates = prediction.candidates
     with torch.inference_mode():
         features, _ = checkpoint.model(torch.tensor([[checkpoint.vocab.eos_id, *text.ids]]))
         log_probs = checkpoint.model.log_probs(features[0, -1:])[0].float()
@@ -161,15 +156,14 @@ def test_a_predict_row_asking_for_every_word_gets_the_whole_distribution(loaded)
     text = encoder.encode("我们去北京")
     vocab = checkpoint.vocab
     runner = Runner(checkpoint)
-    asking = PredictRow(text.ids, vocab.eos_id, 3, Ticket(), every_word=True)
-    plain = PredictRow(encoder.encode("人民").ids, vocab.eos_id, 2, Ticket())
+    asking = PredictRow(text.ids, vocab.eos_id, 3, every_word=True)
+    plain = PredictRow(encoder.encode("人民").ids, vocab.eos_id, 2)
     runner.add([plain, asking])
-    results = dict(_run(runner))
+    results = dict(_run(runner).predicted)
     with torch.inference_mode():
         features, _ = checkpoint.model(torch.tensor([[vocab.eos_id, *text.ids]]))
         log_probs = checkpoint.model.log_probs(features[0, -1:])[0].float()
     answer, alone = results[asking], results[plain]
-    assert isinstance(answer, Prediction) and isinstance(alone, Prediction)
     assert len(answer.candidates) == 3 and len(alone.candidates) == 2 and alone.every_word is None
     assert answer.every_word == pytest.approx(log_probs.tolist(), abs=1e-5)
 
@@ -178,7 +172,7 @@ def test_keep_drops_rows_and_their_state(loaded) -> None:
     checkpoint, encoder = loaded
     eos = checkpoint.vocab.eos_id
     runner = Runner(checkpoint)
-    rows = [PredictRow(encoder.encode(t).ids, eos, 1, Ticket()) for t in TEXTS]
+    rows = [PredictRow(encoder.encode(t).ids, eos, 1) for t in TEXTS]
     runner.add(rows)
     assert runner.state.size(2) == len(TEXTS)
     runner.keep([1, 3])

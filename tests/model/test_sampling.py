@@ -30,6 +30,18 @@ def _draw(log_probs, params, seed, n=400, history=None):
     return [int(_sample(log_probs, [params], [generator], [history or []])[0][0]) for _ in range(n)]
 
 
+def test_options_of_named_values_take_each_default_for_none_and_ignore_other_names():
+    given = {"temperature": 0.5, "top_k": 40, "seed": 3, "stop": ["。"], "prompt": "我"}
+    assert SamplingOptions.of(given) == SamplingOptions(0.5, 40, seed=3, stop=("。",))
+    nulls = {"temperature": None, "top_p": None, "max_new_tokens": None, "top_k": None}
+    assert SamplingOptions.of(nulls) == SamplingOptions()
+    assert SamplingOptions.of({"top_k": 0}).top_k is None  # OpenAI-style off
+    assert SamplingOptions.of({"top_k": -1}).top_k is None
+    assert SamplingOptions.of({"stop": "。"}).stop == ("。",)
+    with pytest.raises(ValueError, match="top_p"):
+        SamplingOptions.of({"top_p": 2.0})
+
+
 def test_temperature_zero_is_greedy_and_banned_ids_are_skipped():
     lp = _log_probs()
     ids, logprobs = _sample(

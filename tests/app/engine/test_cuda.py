@@ -20,7 +20,7 @@ from model.hardware import default_batch_size
 from model.rows import FinishEvent, TokenEvent
 from model.sampling import SamplingOptions, make_generator, sample_rows
 from model.scoring import perplexity_of, score_lines
-from tests.app.support import score_texts, start_generation
+from tests.app.support import generation_events, score_texts
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available(),
@@ -67,7 +67,7 @@ def test_a_seeded_generation_on_cuda_is_the_same_alone_and_beside_others(engine)
     options = SamplingOptions(temperature=0.9, top_k=50, max_new_tokens=12, seed=7)
 
     async def run(prompt: str):
-        return [e async for e in await start_generation(engine, prompt, options)]
+        return await generation_events(engine, prompt, options)
 
     async def beside_others():
         others = [run_with(replace(options, seed=seed)) for seed in range(6)]
@@ -75,7 +75,7 @@ def test_a_seeded_generation_on_cuda_is_the_same_alone_and_beside_others(engine)
         return results[0]
 
     async def run_with(other: SamplingOptions):
-        return [e async for e in await start_generation(engine, "经济", other)]
+        return await generation_events(engine, "经济", other)
 
     alone = asyncio.run(run("我们"))
     assert [e.token for e in alone if isinstance(e, TokenEvent)] == [

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from app.engine.channels import Channel
-from app.engine.results import GenerationStream, text_score
+from app.engine.results import GenerationStream, collect_scores, text_score
 from app.errors import NotReady
-from model.rows import FinishEvent, TokenEvent
+from model.rows import FinishEvent, Generated, Scored, TokenEvent
 from model.scoring import perplexity_of
 from model.tokenizers import EncodedText
 
@@ -29,18 +29,33 @@ def test_text_score_pools_as_perplexity_of() -> None:
     assert score.targets == [("我", False), ("爱", False), ("魑魅", True), ("<eos>", False)]
 
 
-def test_generation_stream_yields_events_until_the_finish_then_stops() -> None:
-    token = TokenEvent(7, "我", "我", -1.5)
-    finish = FinishEvent("我", "length", 1, 2, 1)
+def test_generation_stream_yields_steps_until_the_finish_then_stops() -> None:
+    first = Generated(TokenEvent(7, "我", "我", -1.5))
+    last = Generated(None, FinishEvent("我", "length", 1, 2, 1))
 
-    async def run() -> tuple[list[object], Channel]:
-        channel = Channel(asyncio.get_running_loop(), 60.0)
-        for item in (token, finish, TokenEvent(8, "爱", "爱", -1.0)):  # nothing after the finish
+    async def run() -> tuple[list[Generated], Channel[Generated]]:
+        channel: Channel[Generated] = Channel(asyncio.get_running_loop(), 60.0)
+        after = Generated(TokenEvent(8, "爱", "爱", -1.0))  # nothing after the finish
+        for item in (first, last, after):
             channel.queue.put_nowait(item)
-        return [event async for event in GenerationStream(channel)], channel
+        return [step async for step in GenerationStream(channel)], channel
 
-    events, channel = asyncio.run(run())
-    assert events == [token, finish] and channel.cancelled is False
+    steps, channel = asyncio.run(run())
+    assert steps == [first, last] and channel.cancelled is False
+
+
+def test_collect_scores_puts_each_text_at_its_index_whatever_the_order() -> None:
+    texts = [EncodedText([t], [i], [False]) for i, t in enumerate(["我", "爱", "你"])]
+
+    async def run() -> list:
+        channel: Channel[Scored] = Channel(asyncio.get_running_loop(), 60.0)
+        for index in (2, 0, 1):  # rows finish in any order
+            channel.queue.put_nowait(Scored(index, torch.full((2,), -float(index + 1)), []))
+        return await collect_scores(channel, texts)
+
+    scores = asyncio.run(run())
+    assert [s.text for s in scores] == texts
+    assert [s.logprobs for s in scores] == [[-1.0, -1.0], [-2.0, -2.0], [-3.0, -3.0]]
 
 
 def test_generation_stream_raises_an_error_sent_and_leaves_the_batch() -> None:

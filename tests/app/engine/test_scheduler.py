@@ -27,7 +27,7 @@ from model.rows import FinishEvent, TokenEvent
 from model.runner import Runner
 from model.sampling import SamplingOptions
 from model.scoring import score_lines
-from tests.app.support import score_texts, sse_events, start_generation
+from tests.app.support import generation_events, score_texts, sse_events, start_generation
 
 TEXTS = [
     "",
@@ -49,7 +49,7 @@ def engine(make_settings) -> Iterator[Engine]:
 
 
 async def _generate(engine: Engine, prompt: str, options: SamplingOptions) -> list[object]:
-    return [event async for event in await start_generation(engine, prompt, options)]
+    return await generation_events(engine, prompt, options)
 
 
 def _tokens(events: list[object]) -> list[str]:
@@ -135,7 +135,7 @@ def test_abandoned_generation_leaves_the_batch(engine: Engine) -> None:
     async def start_and_leave() -> None:
         options = SamplingOptions(1.0, max_new_tokens=5000, seed=1, ignore_eos=True)
         generation = await start_generation(engine, "我", options)
-        assert isinstance(await anext(generation), TokenEvent)
+        assert (await anext(generation)).token is not None
         generation.cancel()
 
     asyncio.run(start_and_leave())

@@ -18,9 +18,11 @@ from starlette.routing import Mount
 from app.main import create_app
 from app.routes import fill_blank
 from model.checkpoint import Checkpoint, load_checkpoint
-from model.scoring import read_prompt, score_lines
+from model.fill_blank import FORWARD_ONLY_CANDIDATES, WITH_BACKWARD_CANDIDATES
+from model.scoring import score_lines
 from model.tokenizers import TextEncoder, build_tokenizer
 from tests.app.support import error_of
+from tests.oracles import read_prompt
 
 LEFT, RIGHT = "中国人民", "今天宣布。"
 TEXT = f"{LEFT}___{RIGHT}"
@@ -105,10 +107,10 @@ def test_each_side_is_read_once_per_model_and_every_line_scored_in_one_call(
     words at the blank and scores every filled line, in one call."""
     calls: list[tuple[str, str, int]] = []  # (model, method, words asked)
     for name, engine in both.app.state.engines.items():
-        real_fill, real_predict = engine.fill_blank, engine.predict_next
+        real_fill, real_predict = engine.fill_lines, engine.predict_next
 
-        async def fill_blank(gap, proposer, _name=name, _real=real_fill):
-            calls.append((_name, "fill_blank", proposer.ask))
+        async def fill_lines(gap, proposer, _name=name, _real=real_fill):
+            calls.append((_name, "fill_lines", proposer.ask))
             return await _real(gap, proposer)
 
         async def predict(
@@ -118,11 +120,36 @@ def test_each_side_is_read_once_per_model_and_every_line_scored_in_one_call(
             assert every_word and not cache
             return await _real(text, top_k, cache, every_word)
 
-        monkeypatch.setattr(engine, "fill_blank", fill_blank)
+        monkeypatch.setattr(engine, "fill_lines", fill_lines)
         monkeypatch.setattr(engine, "predict_next", predict)
     answer = fill(both, top_k=3, candidates=8)
-    assert calls == [("backward", "predict", 9), ("forward", "fill_blank", 9)]
+    assert calls == [("backward", "predict", 9), ("forward", "fill_lines", 9)]
     assert len(answer["candidates"]) == 3
+    calls.clear()  # the defaults: 8 words each with a backward model, 32 from the forward alone
+    fill(both, top_k=3)
+    fill(both, top_k=3, backward=False)
+    assert calls == [
+        ("backward", "predict", WITH_BACKWARD_CANDIDATES + 1),
+        ("forward", "fill_lines", WITH_BACKWARD_CANDIDATES + 1),
+        ("forward", "fill_lines", FORWARD_ONLY_CANDIDATES + 1),
+    ]
+
+
+def test_the_route_makes_one_call_into_the_engine_per_request(both, monkeypatch):
+    """Proposing, scoring and ranking belong to the engine's entry point: the route validates,
+    encodes and calls it once."""
+    calls: list[dict] = []
+    real = fill_blank.fill_in_blank
+
+    async def counting(forward, gap, top_k, candidates=None, backward=None):
+        calls.append({"top_k": top_k, "candidates": candidates, "backward": backward})
+        return await real(forward, gap, top_k, candidates, backward)
+
+    monkeypatch.setattr(fill_blank, "fill_in_blank", counting)
+    fill(both, top_k=4)
+    fill(both, top_k=2, backward=False)
+    assert [c["top_k"] for c in calls] == [4, 2]
+    assert calls[0]["backward"] is not None and calls[1]["backward"] is None
 
 
 @pytest.mark.parametrize("served", ["forward only", "both, backward false"])

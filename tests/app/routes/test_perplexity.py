@@ -10,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from model.evaluate.cli import evaluate
-from model.scoring import read_prompt
 from model.tokenizers import build_tokenizer, encode_text
 from tests.app.support import RARE
+from tests.oracles import read_prompt
 
 
 def test_perplexity_equals_model_evaluate(client, checkpoint, tmp_path) -> None:

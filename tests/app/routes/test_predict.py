@@ -8,8 +8,8 @@ import math
 import pytest
 from fastapi.testclient import TestClient
 
-from model.scoring import read_prompt
 from tests.app.support import RARE
+from tests.oracles import read_prompt
 
 
 def test_predict_next_shows_tokens_and_ranked_candidates(client: TestClient) -> None:

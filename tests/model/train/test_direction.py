@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.batching import in_reading_order
 from model.checkpoint import load_checkpoint, load_direction
+from model.direction import in_reading_order
 from model.evaluate.cli import evaluate, split_ids
 from model.generate import main as generate_main
 from model.scoring import perplexity_of, score_lines
