@@ -33,13 +33,7 @@ from bench.corpus_scale_page import TABLE_HEAD, format_row, page
 from bench.process_tree import run_sampled
 from bench.records import ROOT, portable, write_record
 from model.hardware import describe_cpu
-from model.train.corpora import (
-    PEOPLES_DAILY,
-    decode_lines,
-    open_binary,
-    raw_lines,
-    resolve_source,
-)
+from model.train.corpora import PEOPLES_DAILY, resolve_source, text_lines
 
 # each stage's command after `python -m`; each {placeholder} is filled per corpus after the split
 # into words, so a path with spaces stays one argument
@@ -74,12 +68,7 @@ def source_text(source: str) -> bytes:
     """The text lines model.train reads from source (peoples-daily, a text file, any corpus it
     takes), in order, one per line, as UTF-8: blank lines dropped, peoples-daily's tags
     stripped, exactly as model/train/corpora.py decodes them."""
-    lines: list[str] = []
-    for input_file in resolve_source(source, None, None).files:
-        raw, stream = open_binary(input_file)
-        with raw, stream:
-            physical = [line for line, _ in raw_lines(stream)]
-        lines += decode_lines(physical, input_file).lines
+    lines = text_lines(resolve_source(source, None, None))
     return "".join(f"{line}\n" for line in lines).encode("utf-8")
 
 

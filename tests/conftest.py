@@ -3,6 +3,7 @@ checkpoint trained on it in a few seconds; no mocks."""
 
 from __future__ import annotations
 
+import itertools
 import shutil
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from model.checkpoint import update_inference_config
 from model.pointer_cache import CacheConfig
 from model.train.config import TrainConfig
-from model.train.corpora import CACHE_DIR_VARIABLE, InputFile, decode_lines, peoples_daily_path
+from model.train.corpora import CACHE_DIR_VARIABLE, PEOPLES_DAILY, resolve_source, text_lines
 from model.train.trainer import train
 
 TINY_LINES = 600
@@ -29,12 +30,9 @@ def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
 @pytest.fixture(scope="session")
 def tiny_corpus_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A UTF-8 text file with the first TINY_LINES raw lines of People's Daily."""
-    with open(peoples_daily_path(), "rb") as annotated:
-        first = [next(annotated) for _ in range(2 * TINY_LINES)]  # blank lines are dropped
-    read = InputFile(str(peoples_daily_path()), strip_pos=True)
-    lines = decode_lines([line.rstrip(b"\r\n") for line in first], read).lines
+    lines = list(itertools.islice(text_lines(resolve_source(PEOPLES_DAILY)), TINY_LINES))
     path = tmp_path_factory.mktemp("corpus") / "tiny.txt"
-    path.write_text("\n".join(lines[:TINY_LINES]) + "\n", encoding="utf-8")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 

@@ -227,6 +227,21 @@ def decode_lines(physical: list[bytes], input_file: InputFile) -> Decoded:
     return out
 
 
+def text_lines(source: Source, batch: int = 10_000) -> Iterator[str]:
+    """Every text line of a source, in order, read as a stream and decoded as the store reads
+    it (decode_lines); unreadable lines skipped."""
+    for input_file in source.files:
+        raw, stream = open_binary(input_file)
+        with raw, stream:
+            physical: list[bytes] = []
+            for line, _ in raw_lines(stream):
+                physical.append(line)
+                if len(physical) >= batch:
+                    yield from decode_lines(physical, input_file).lines
+                    physical = []
+            yield from decode_lines(physical, input_file).lines
+
+
 def check_jsonl_field(input_file: InputFile) -> None:
     """CorpusError when a JSON Lines file's first record lacks the text field, naming the
     fields it has, before any work starts."""

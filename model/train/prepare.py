@@ -363,10 +363,11 @@ def _store_name(source: Source, fingerprint: str) -> str:
 
 
 @contextlib.contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    """Hold an exclusive lock on a partial store: two preparations never write one."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "w") as lock:
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (a hidden file beside the store): two preparations of
+    one corpus never write it at once; the second waits, then finds the store made."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 
@@ -394,9 +395,10 @@ def prepare_store(
     for input_file in source.files:
         check_jsonl_field(input_file)
     partial = cache / f".{final.name}.partial"
-    with _locked(partial):
+    with _locked(cache / f".{final.name}.lock"):
         if (final / META).is_file():  # another process finished it while this one waited
             return TokenStore.open(final)
+        partial.mkdir(exist_ok=True)
         resumed = (partial / PROGRESS).is_file()
         position = (
             Position(**json.loads((partial / PROGRESS).read_text(encoding="utf-8")))
@@ -407,7 +409,6 @@ def prepare_store(
         write_partial(partial, source, spec, position, workers, progress, pace, resumed)
         finish(partial, source, spec, fingerprint, position)
         (partial / PROGRESS).unlink()
-        (partial / ".lock").unlink()
         os.replace(partial, final)
     return TokenStore.open(final)
 

@@ -1,5 +1,6 @@
 """Two-process training on CPU with torchrun (gloo): the loss falls, rank 0 writes one loadable
-checkpoint, and --resume continues the run."""
+checkpoint, --resume continues the run, and both processes read one prepared store (made once,
+by whichever came first, while the other waited on its lock)."""
 
 import json
 import os
@@ -12,7 +13,9 @@ from model.checkpoint import load_checkpoint
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 
 
-def _torchrun(corpus: Path, output: Path, *extra: str) -> subprocess.CompletedProcess:
+def _torchrun(
+    corpus: Path, output: Path, *extra: str, cache: Path | None = None
+) -> subprocess.CompletedProcess:
     command = [
         str(TORCHRUN), "--standalone", "--nproc_per_node", "2", "-m", "model.train",
         "--corpus", str(corpus), "--output", str(output), "--embedding-size", "32",
@@ -21,6 +24,8 @@ def _torchrun(corpus: Path, output: Path, *extra: str) -> subprocess.CompletedPr
         *extra,
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if cache is not None:
+        env["NEXTWORD_CORPUS_CACHE_DIR"] = str(cache)
     return subprocess.run(
         command, capture_output=True, text=True, timeout=240, env=env, cwd=Path(__file__).parents[3]
     )
@@ -28,8 +33,12 @@ def _torchrun(corpus: Path, output: Path, *extra: str) -> subprocess.CompletedPr
 
 def test_two_processes_train_and_resume(tiny_corpus_file, tmp_path):
     output = tmp_path / "ddp"
-    first = _torchrun(tiny_corpus_file, output, "--epochs", "2")
+    stores = tmp_path / "stores"  # empty: the two processes must share one preparation
+    first = _torchrun(tiny_corpus_file, output, "--epochs", "2", cache=stores)
     assert first.returncode == 0, first.stderr[-3000:]
+    made = [p.name for p in stores.iterdir() if not p.name.startswith(".")]
+    assert [name.split("-")[0] for name in made] == ["tiny"]  # one store
+    assert not list(stores.glob("*.partial"))  # whole
     second = _torchrun(tiny_corpus_file, output, "--epochs", "3", "--resume")
     assert second.returncode == 0, second.stderr[-3000:]
     rows = [json.loads(x) for x in (output / "metrics.jsonl").read_text().splitlines()]
