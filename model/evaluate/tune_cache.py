@@ -201,14 +201,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--lambdas",
         type=float,
         nargs="+",
-        default=[0.05, 0.1, 0.15, 0.2, 0.3],
+        default=[0.05, 0.1, 0.15, 0.2, 0.3, 0.4],
         help="cache interpolation weights (of a well-filled cache)",
     )
     parser.add_argument(
         "--half-fills",
         type=float,
         nargs="+",
-        default=[0.0, 5.0, 20.0, 50.0, 100.0],
+        default=[0.0, 10.0, 30.0, 100.0, 300.0],
         help="pairs held at which the weight is half of lambda (0: constant lambda)",
     )
     parser.add_argument(
@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
         checkpoint = load_checkpoint(args.checkpoint, args.device)
         check_grid(args)
         source, ids = split_ids(checkpoint, args.corpus, "valid", split_files_of(args))
-    except (CheckpointError, ValueError) as error:
+    except (CheckpointError, ValueError, OSError) as error:  # a bad file or setting: one line
         raise SystemExit(f"error: {error}") from None
     model, vocab = checkpoint.model, checkpoint.vocab
     print(f"valid split of {source}: {len(ids):,} lines")
