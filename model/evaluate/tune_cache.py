@@ -115,7 +115,10 @@ class Search:
                     alone_votes[window, theta] = cache_target_log_probs(
                         self.alone, probe, self.unk_id
                     )
-                votes = cache_target_log_probs(reading, probe, self.unk_id)
+                if reading.log_probs is self.alone.log_probs and scope == "line":
+                    votes = alone_votes[window, theta]  # this reading is the lines alone
+                else:
+                    votes = cache_target_log_probs(reading, probe, self.unk_id)
                 for lam, half_fill in itertools.product(self.lambdas, self.half_fills):
                     config = replace(probe, lam=lam, half_fill=half_fill)
                     read = mix_log_probs(reading.log_probs, *votes, config)
