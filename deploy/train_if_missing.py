@@ -75,7 +75,8 @@ def describe_reading(model_dir: Path) -> str:
         return f"checkpoint {model_dir} reads text in {context} context without a cache"
     return (
         f"checkpoint {model_dir} reads text in {context} context with a cache of "
-        f"{cache.window} words (theta {cache.theta}, lambda {cache.lam})"
+        f"{cache.window} words (theta {cache.theta}, lambda {cache.lam}, half fill "
+        f"{cache.half_fill})"
     )
 
 

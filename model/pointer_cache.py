@@ -3,11 +3,15 @@ with a continuous cache"): the model's own recent output features, each stored w
 that followed it, vote for the next word.
 
     p_cache(w | h_t) ∝ Σ_{i : x_{i+1} = w} exp(theta · h_t · h_i)     over the last W pairs
-    p(w) = (1 - lam) · p_model(w) + lam · p_cache(w)
+    p(w) = (1 - λ(n)) · p_model(w) + λ(n) · p_cache(w),     λ(n) = lam · n / (n + half_fill)
 
 An article that names a rare word once tends to name it again; the cache gives the repeat the
-probability the model alone cannot. No training: only W, theta and lam are chosen, on the valid
-split (`python -m model.evaluate.tune_cache`). Everything is computed in log space in float32.
+probability the model alone cannot. The weight follows the n usable pairs the cache holds: a
+cache that has read one word would otherwise hand that word all of lam (a one-word request's
+own word predicted as its successor), while a full one earns nearly all of it. half_fill 0 is
+the paper's constant lam (what a checkpoint tuned before the gate records, by omission).
+No training: only W, theta, lam and half_fill are chosen, on the valid split
+(`python -m model.evaluate.tune_cache`). Everything is computed in log space in float32.
 An empty cache (a line's first token) leaves the model's distribution exactly as it is.
 
 One PointerCache serves one stream (one batch row of the service, or the whole split read as a
@@ -29,15 +33,18 @@ _QUERY_CHUNK = 512  # score_targets scores at most this many positions per (chun
 
 @dataclass(frozen=True)
 class CacheConfig:
-    """The cache's three numbers, and whether <unk> counts as a word the cache can recall."""
+    """The cache's four numbers, and whether <unk> counts as a word the cache can recall."""
 
     window: int  # W: the last W (feature, next word) pairs are kept
     theta: float  # flatness: scores are exp(theta · h_t · h_i)
-    lam: float  # interpolation weight of the cache, in [0, 1)
+    lam: float  # interpolation weight of a cache that holds many pairs, in [0, 1)
     # False: <unk> entries never vote, so an <unk> target gets only (1 - lam) p_model(<unk>);
     # True: they vote like any word (repeated <unk>s are easy to predict, which flatters the
     # figure without helping anyone who reads the words)
     unk_takes_mass: bool = False
+    # the usable pairs held at which the weight is lam / 2 (λ(n) = lam · n / (n + half_fill));
+    # 0: lam from the first pair on, as every checkpoint tuned before 2026-12-06 records
+    half_fill: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.window, int) or isinstance(self.window, bool) or self.window < 1:
@@ -46,6 +53,16 @@ class CacheConfig:
             raise ValueError(f"cache theta must be a finite number ≥ 0, got {self.theta!r}")
         if not 0 <= self.lam < 1:
             raise ValueError(f"cache lambda must be in [0, 1), got {self.lam!r}")
+        if not self.half_fill >= 0 or math.isinf(self.half_fill):
+            raise ValueError(
+                f"cache half_fill must be a finite number ≥ 0 (pairs held at half the weight; "
+                f"0 for a constant weight), got {self.half_fill!r}"
+            )
+
+    def weight(self, held: torch.Tensor) -> torch.Tensor:
+        """The interpolation weight (float64, held's shape) of caches of these settings holding
+        `held` usable pairs (fill_weight)."""
+        return fill_weight(self.lam, self.half_fill, held)
 
     def max_bytes(self, feature_size: int) -> int:
         """The most memory one full cache takes: W pairs of a float32 feature (D,), the word
@@ -63,6 +80,17 @@ class CacheConfig:
         if unknown:
             raise ValueError(f"unknown cache settings {sorted(unknown)}")
         return cls(**data)
+
+
+def fill_weight(
+    lam: float | torch.Tensor, half_fill: float | torch.Tensor, held: torch.Tensor
+) -> torch.Tensor:
+    """λ(n) = lam · n / (n + half_fill) (float64) for caches holding n = held usable pairs,
+    lam and half_fill scalars or float64 tensors of held's shape: 0 for an empty cache, exactly
+    lam for every n > 0 when half_fill is 0. The one home of the weight: the service's rows and
+    the offline scoring both mix with it."""
+    held = held.double()
+    return torch.where(held > 0, lam * (held / (held + half_fill)), 0.0)
 
 
 class PointerCache:
@@ -157,15 +185,15 @@ class PointerCache:
     def target_log_probs(
         self, features: torch.Tensor, targets: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(log p_cache of each target (T,), whether position t saw any usable pair (T,)), each
-        position using only the W pairs before it; then appends the T pairs. The tuner mixes
-        these with several lambdas without recomputing them."""
+        """(log p_cache of each target (T,), how many usable pairs position t saw (T,) int64),
+        each position using only the W pairs before it; then appends the T pairs. The tuner
+        mixes these with several weights without recomputing them."""
         pieces = []
         for start in range(0, targets.numel(), _QUERY_CHUNK):
             stop = start + _QUERY_CHUNK
             pieces.append(self._target_log_probs_chunk(features[start:stop], targets[start:stop]))
         if not pieces:
-            return features.new_empty(0), torch.zeros(0, dtype=torch.bool)
+            return features.new_empty(0), torch.zeros(0, dtype=torch.long)
         return torch.cat([p[0] for p in pieces]), torch.cat([p[1] for p in pieces])
 
     def _target_log_probs_chunk(
@@ -184,10 +212,10 @@ class PointerCache:
         visible &= self._usable(values)[None, :]
         scores = scores.masked_fill(~visible, NEG_INF)
         matching = scores.masked_fill(values[None, :] != targets[:, None], NEG_INF)
-        seen = visible.any(dim=1)
+        usable = visible.sum(dim=1)  # (T,)
         log_p = torch.logsumexp(matching, 1) - torch.logsumexp(scores, 1)
         self.extend(features, targets)
-        return torch.where(seen, log_p, NEG_INF), seen
+        return torch.where(usable > 0, log_p, NEG_INF), usable
 
     def score_targets(
         self, features: torch.Tensor, model_logp: torch.Tensor, targets: torch.Tensor
@@ -195,8 +223,8 @@ class PointerCache:
         """Mixed log-probability (T,) of each target given features (T, D) and the model's
         log-probabilities of the targets (T,); then the T pairs join the cache. The same
         figure as calling mix() and append() token by token, without a loop per token."""
-        cache_logp, seen = self.target_log_probs(features, targets)
-        return mix_log_probs(model_logp.float(), cache_logp, seen, self.config.lam)
+        cache_logp, usable = self.target_log_probs(features, targets)
+        return mix_log_probs(model_logp.float(), cache_logp, usable, self.config)
 
     def scores(self, query: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(theta · h·h_i (n,), -inf where the pair may not vote; the words w_i (n,)) of the
@@ -212,14 +240,18 @@ class PointerCache:
 
 
 def mix_log_probs(
-    model_logp: torch.Tensor, cache_logp: torch.Tensor, seen: torch.Tensor, lam: float
+    model_logp: torch.Tensor, cache_logp: torch.Tensor, usable: torch.Tensor, config: CacheConfig
 ) -> torch.Tensor:
-    """log((1 - lam) p_model + lam p_cache) where the cache saw something, else log p_model
-    exactly (so an empty cache, or lam = 0, changes nothing)."""
-    if lam == 0:
+    """log((1 - λ(n)) p_model + λ(n) p_cache) of each target, n the usable pairs its cache held
+    (config.weight); log p_model exactly where the cache held none (so an empty cache, or
+    lam = 0, changes nothing)."""
+    if config.lam == 0:
         return model_logp
-    mixed = torch.logaddexp(model_logp + math.log1p(-lam), cache_logp + math.log(lam))
-    return torch.where(seen, mixed, model_logp)
+    weight = config.weight(usable)  # float64; each log rounded to float32 once, as it is added
+    mixed = torch.logaddexp(
+        model_logp + torch.log1p(-weight).float(), cache_logp + weight.log().float()
+    )
+    return torch.where(usable > 0, mixed, model_logp)
 
 
 def mix_rows(
@@ -241,10 +273,15 @@ def mix_rows(
         return log_probs
     scores = pad_sequence([s for s, _ in voting], batch_first=True, padding_value=NEG_INF)
     values = pad_sequence([v for _, v in voting], batch_first=True)  # (B, n)
-    seen = scores.amax(dim=1) > NEG_INF  # (B,)
+    usable = (scores > NEG_INF).sum(dim=1)  # (B,) pairs that vote in each row
+    seen = usable > 0
     weights = torch.softmax(scores.masked_fill(~seen[:, None], 0.0), dim=1) * seen[:, None]
-    lam = torch.tensor([c.config.lam for c in caches], device=device)[:, None]  # (B, 1)
-    lam = lam * seen[:, None]  # a row whose cache has nothing to say keeps the model's own
+    # λ(n) per row (B, 1); 0 where the cache has nothing to say, so the row keeps the model's own
+    lams, half_fills = (
+        torch.tensor([getattr(c.config, name) for c in caches], dtype=torch.float64)
+        for name in ("lam", "half_fill")
+    )
+    lam = fill_weight(lams, half_fills, usable.cpu()).float().to(device)[:, None]
     # every word loses a factor (1 - lam); only the (at most n) words in the cache gain mass, so
     # the exact mix is computed at those positions alone, not over the whole vocabulary
     mixed = log_probs.float()  # (B, V)

@@ -195,9 +195,9 @@ def read_split(
 def cache_target_log_probs(
     reading: Reading, config: CacheConfig, unk_id: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(log p_cache of every target (N,), whether its cache held a usable pair (N,)), one
-    fresh cache per segment of the reading. Independent of lam, so the tuner mixes one result
-    with every lambda of its grid."""
+    """(log p_cache of every target (N,), how many usable pairs its cache held (N,)), one
+    fresh cache per segment of the reading. Independent of lam and half_fill, so the tuner
+    mixes one result with every weight of its grid."""
     bounds = [*reading.segment_starts, reading.targets.numel()]
     pieces = []
     for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
@@ -210,8 +210,8 @@ def cache_target_log_probs(
 
 def score_with_cache(reading: Reading, config: CacheConfig, unk_id: int) -> torch.Tensor:
     """Every target's log-probability (N,) under the model mixed with a continuous cache."""
-    cache_logp, seen = cache_target_log_probs(reading, config, unk_id)
-    return mix_log_probs(reading.log_probs, cache_logp, seen, config.lam)
+    cache_logp, usable = cache_target_log_probs(reading, config, unk_id)
+    return mix_log_probs(reading.log_probs, cache_logp, usable, config)
 
 
 def chunk_target_log_probs(

@@ -162,6 +162,8 @@ def resolve_cache(checkpoint: Checkpoint, args: argparse.Namespace) -> CacheConf
         f"--cache-window, --cache-theta and --cache-lambda"
     )
     settings = _settings(tuned.to_dict() if tuned else None, given, "cache", fix)
+    if args.cache_half_fill is not None:
+        settings["half_fill"] = args.cache_half_fill
     if args.unk_takes_mass:
         settings["unk_takes_mass"] = True
     return CacheConfig.from_dict(settings)
@@ -242,7 +244,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--cache-window", type=int, help="cache: pairs kept (W)")
     parser.add_argument("--cache-theta", type=float, help="cache: flatness theta")
-    parser.add_argument("--cache-lambda", type=float, help="cache: interpolation weight")
+    parser.add_argument(
+        "--cache-lambda", type=float, help="cache: interpolation weight of a well-filled cache"
+    )
+    parser.add_argument(
+        "--cache-half-fill",
+        type=float,
+        help="cache: pairs held at which the weight is half of lambda (0: constant lambda)",
+    )
     parser.add_argument(
         "--unk-takes-mass",
         action="store_true",
@@ -290,8 +299,8 @@ def report(result: dict) -> str:
             f"  model alone:                   {result['perplexity_model']:.2f}",
             f"  cache, <unk> takes no mass:    {result['perplexity_cache']:.2f}",
             f"  cache, <unk> takes cache mass: {result['perplexity_cache_unk_takes_mass']:.2f}",
-            f"  cache window {c['window']}, theta {c['theta']}, lambda {c['lam']}; headline: "
-            f"<unk> {headline} cache mass",
+            f"  cache window {c['window']}, theta {c['theta']}, lambda {c['lam']}, half fill "
+            f"{c['half_fill']}; headline: <unk> {headline} cache mass",
         ]
     if "dynamic" in result:
         d = result["dynamic"]

@@ -148,6 +148,7 @@ def test_info_reports_the_context_and_the_cache_memory_bound(make_settings, tune
     assert serving["context"] == "document" and serving["cache"] is True
     tuned = load_inference_config(load_checkpoint(tuned_checkpoint))[1]
     assert serving["cache_window"] == tuned.window and serving["cache_lambda"] == tuned.lam
+    assert serving["cache_half_fill"] == tuned.half_fill == 0.0  # tuned before the fill gate
     assert serving["cache_bytes_per_sequence"] == tuned.window * (feature_size * 4 + 12)
     assert len(scored["results"]) == 1
 

@@ -191,6 +191,16 @@ def check_typing_shows_candidates(driver: WebDriver) -> None:
     assert widths[0] > 0 and widths == sorted(widths, reverse=True)
 
 
+def check_generation_starts_from_the_readmes_settings(driver: WebDriver) -> None:
+    # the README's /generate example: temperature 0.8, top-k 40; the page says so
+    shown = {
+        name: driver.find_element(By.ID, f"{name}-value").text for name in ("temperature", "top-k")
+    }
+    assert shown == {"temperature": "0.80", "top-k": "40"}
+    assert driver.find_element(By.ID, "top-p").get_attribute("value") == "1"
+    assert "temperature 0.8 and top-k 40" in driver.find_element(By.ID, "generate-defaults").text
+
+
 def check_generation_streams(driver: WebDriver) -> None:
     set_slider(driver, "max-new-tokens", 200)
     driver.find_element(By.ID, "seed").send_keys("7")
@@ -257,6 +267,7 @@ def test_playground_predicts_generates_and_scores(
     assert "unavailable" not in summary.text
 
     check_typing_shows_candidates(browser)
+    check_generation_starts_from_the_readmes_settings(browser)
     check_generation_streams(browser)
     check_scoring_colours_tokens(browser)
     check_fill_ranks_words_and_fills_the_blank(browser)

@@ -1,11 +1,15 @@
 """The continuous cache pointer on a tiny real model's features: what an empty or lam = 0 cache
-changes (nothing), normalisation, the two scoring paths agreeing, batch independence, and the
-point of it all: a repeated rare word becomes likelier."""
+changes (nothing), normalisation, the two scoring paths agreeing, batch independence, the point
+of it all (a repeated rare word becomes likelier), and a weight that follows the cache's fill:
+a one-word text's cache no longer predicts its own word, while a constant weight (what a
+checkpoint tuned before records) mixes exactly as the paper's formula."""
+
+import math
 
 import pytest
 import torch
 
-from model.checkpoint import Checkpoint
+from model.checkpoint import Checkpoint, load_inference_config
 from model.pointer_cache import CacheConfig, PointerCache, mix_rows
 
 
@@ -51,10 +55,12 @@ def test_mixed_distribution_sums_to_one(checkpoint, reading, unk_takes_mass):
     assert float(mixed.double().exp().sum()) == pytest.approx(1.0, abs=1e-5)
 
 
-@pytest.mark.parametrize("unk_takes_mass", [False, True])
-def test_score_targets_equals_mix_then_append_token_by_token(checkpoint, reading, unk_takes_mass):
+@pytest.mark.parametrize(("unk_takes_mass", "half_fill"), [(False, 0.0), (True, 0.0), (False, 3.0)])
+def test_score_targets_equals_mix_then_append_token_by_token(
+    checkpoint, reading, unk_takes_mass, half_fill
+):
     features, log_probs, targets = reading
-    config = CacheConfig(window=7, theta=0.5, lam=0.25, unk_takes_mass=unk_takes_mass)
+    config = CacheConfig(7, 0.5, 0.25, unk_takes_mass, half_fill)
     chunked = _cache(checkpoint, config)
     model_logp = _gather(log_probs, targets)
     half = len(targets) // 2  # two chunks: the second reads pairs of the first and its own
@@ -93,10 +99,11 @@ def _filled_caches(checkpoint, reading) -> list[PointerCache]:
         CacheConfig(30, 1.0, 0.5),
         CacheConfig(30, 1.0, 0.0),
         CacheConfig(8, 0.0, 0.2),
+        CacheConfig(30, 0.5, 0.3, half_fill=10.0),
     ]
     caches = [_cache(checkpoint, c) for c in configs]
     for row, cache in enumerate(caches):  # different lengths, some wrapped around their ring
-        stop = [len(targets) - 1, 3, 40, 20, 11][row]
+        stop = [len(targets) - 1, 3, 40, 20, 11, 6][row]
         cache.score_targets(features[:stop], _gather(log_probs, targets)[:stop], targets[:stop])
     caches.append(_cache(checkpoint, CacheConfig(10, 0.5, 0.3)))  # an empty one
     return caches
@@ -110,7 +117,7 @@ def test_mix_rows_equals_mix_of_each_row_whatever_the_batch(checkpoint, reading)
     for i, cache in enumerate(caches):
         alone = cache.mix(features[rows[i]], log_probs[rows[i]])
         assert torch.allclose(batched[i], alone, atol=1e-5)
-    order = [4, 0, 5, 2]
+    order = [4, 0, 6, 5, 2]
     subset = mix_rows([caches[i] for i in order], features[rows[order]], log_probs[rows[order]])
     assert torch.allclose(subset, batched[order], atol=1e-5)
 
@@ -141,12 +148,58 @@ def test_memory_is_bounded_by_the_window(checkpoint, reading):
     assert cache.config.max_bytes(size) == cache.nbytes
 
 
+def test_the_weight_grows_with_the_fill_toward_lambda():
+    held = torch.arange(0, 400)
+    weight = CacheConfig(window=300, theta=0.3, lam=0.2, half_fill=20.0).weight(held)
+    assert float(weight[0]) == 0.0 and float(weight[20]) == pytest.approx(0.1)
+    assert (weight[1:] > weight[:-1]).all() and (weight < 0.2).all()
+    constant = CacheConfig(window=300, theta=0.3, lam=0.2).weight(held)
+    assert float(constant[0]) == 0.0 and (constant[1:] == 0.2).all()
+
+
+def test_a_checkpoint_tuned_before_the_fill_mixes_with_a_constant_lambda(checkpoint, reading):
+    # the inference entry tune_cache wrote before half_fill existed
+    recorded = {"context": "document", "cache": {"window": 30, "theta": 0.5, "lam": 0.3,
+                                                 "unk_takes_mass": False}}  # fmt: skip
+    _, config = load_inference_config({"inference": recorded})
+    assert config is not None and config.half_fill == 0.0
+    features, log_probs, targets = reading
+    model_logp = _gather(log_probs, targets)
+    cache_logp, usable = _cache(checkpoint, config).target_log_probs(features, targets)
+    mixed = _cache(checkpoint, config).score_targets(features, model_logp, targets)
+    # the paper's p = (1 - lam) p_model + lam p_cache wherever the cache held a usable pair
+    paper = torch.logaddexp(model_logp + math.log1p(-0.3), cache_logp + math.log(0.3))
+    assert torch.equal(mixed, torch.where(usable > 0, paper, model_logp))
+    assert (usable[1:] > 0).all()
+
+
+def _top_after_one_word(checkpoint: Checkpoint, config: CacheConfig, word: int) -> int:
+    """The top next word after the text `word` alone, its cache fed as a service row's is."""
+    with torch.inference_mode():
+        features, _ = checkpoint.model(torch.tensor([[checkpoint.vocab.eos_id, word]]))
+        log_probs = checkpoint.model.log_probs(features[0])
+    cache = _cache(checkpoint, config)
+    cache.append(features[0, 0], word)  # <eos> was followed by the word
+    return int(cache.mix(features[0, 1], log_probs[1]).argmax())
+
+
+def test_a_one_word_texts_own_word_is_not_its_predicted_successor(checkpoint):
+    words = checkpoint.vocab.encode(["中国", "经济", "今天", "发展", "人民", "北京"])
+    constant = CacheConfig(window=40, theta=0.3, lam=0.4)  # the tests' tuned checkpoint's
+    filling = CacheConfig(window=40, theta=0.3, lam=0.4, half_fill=20.0)
+    # a constant weight hands the one word it holds 40% of the mass: it comes first
+    assert [_top_after_one_word(checkpoint, constant, w) for w in words] == words
+    assert all(_top_after_one_word(checkpoint, filling, w) != w for w in words)
+
+
 def test_config_round_trips_and_refuses_nonsense():
-    config = CacheConfig(window=500, theta=0.3, lam=0.1, unk_takes_mass=True)
+    config = CacheConfig(window=500, theta=0.3, lam=0.1, unk_takes_mass=True, half_fill=20.0)
     assert CacheConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ValueError, match="lambda"):
         CacheConfig(window=5, theta=0.3, lam=1.0)
     with pytest.raises(ValueError, match="window"):
         CacheConfig(window=0, theta=0.3, lam=0.1)
+    with pytest.raises(ValueError, match="half_fill"):
+        CacheConfig(window=5, theta=0.3, lam=0.1, half_fill=-1.0)
     with pytest.raises(ValueError, match="unknown"):
         CacheConfig.from_dict({**config.to_dict(), "size": 3})

@@ -77,7 +77,8 @@ def test_a_document_wide_cache_over_line_states_keeps_the_line_model(tiny_checkp
 
 
 def test_evaluate_cli_prints_every_figure_of_a_cached_document(tiny_checkpoint, capsys):
-    flags = ["--cache-window", "40", "--cache-theta", "0.3", "--cache-lambda", "0.1"]
+    flags = ["--cache-window", "40", "--cache-theta", "0.3", "--cache-lambda", "0.1",
+             "--cache-half-fill", "5"]  # fmt: skip
     evaluate_cli.main(
         ["--checkpoint", str(tiny_checkpoint), "--context", "document", "--cache", *flags]
     )
@@ -87,7 +88,8 @@ def test_evaluate_cli_prints_every_figure_of_a_cached_document(tiny_checkpoint, 
         ["--checkpoint", str(tiny_checkpoint), "--context", "document", "--json", "--cache"] + flags
     )
     result = json.loads(capsys.readouterr().out)
-    assert result["cache"] == {"window": 40, "theta": 0.3, "lam": 0.1, "unk_takes_mass": False}
+    settings = {"window": 40, "theta": 0.3, "lam": 0.1, "unk_takes_mass": False, "half_fill": 5}
+    assert result["cache"] == settings
 
 
 def test_evaluate_cli_adapts_as_it_reads_with_dynamic(tiny_checkpoint, capsys):
