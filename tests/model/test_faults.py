@@ -2,15 +2,19 @@
 and --resume finishes the run."""
 
 import json
+import math
 import os
-import random
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from model.checkpoint import load_checkpoint
+from model.evaluate.cli import evaluate
 
 ROOT = Path(__file__).parents[2]
 
@@ -25,44 +29,58 @@ def _command(corpus: Path, output: Path, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
-def _wait_for(path: Path, timeout: float) -> None:
+def _wait_until(condition: Callable[[], bool], timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.02)
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout} s"
+        time.sleep(0.01)
 
 
-def test_sigkill_at_random_points_never_breaks_the_checkpoint(tiny_corpus_file, tmp_path):
+def _validated(config: Path) -> bool:
+    """Whether the checkpoint's config records a validated run (read whole: it is replaced by
+    rename, never written in place)."""
+    if not config.exists():
+        return False
+    recorded = json.loads(config.read_text(encoding="utf-8"))["training"]["best_valid_ppl"]
+    return math.isfinite(recorded)
+
+
+def test_sigkill_at_several_points_never_breaks_the_checkpoint(tiny_corpus_file, tmp_path):
+    """Killed as soon as a validated checkpoint is on disk, then (resumed) as soon as the next
+    snapshot is written, twice: the checkpoint left each time is whole, weights and config of
+    one write (its weights give the valid perplexity its config records)."""
     output = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    chooser = random.Random(2026)
-    first = True
-    for _ in range(3):
-        extra = () if first else ("--resume",)
+    snapshot = output / "resume.json"
+    for resume in (False, True, True):
+        since = snapshot.stat().st_mtime_ns if resume else 0
         process = subprocess.Popen(
-            _command(tiny_corpus_file, output, *extra),
+            _command(tiny_corpus_file, output, *(("--resume",) if resume else ())),
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         try:
-            _wait_for(output / "config.json", timeout=60)
-            time.sleep(chooser.uniform(0.0, 0.8))
+            if resume:
+                _wait_until(lambda s=since: snapshot.stat().st_mtime_ns != s, timeout=60)
+            else:
+                _wait_until(lambda: _validated(output / "config.json"), timeout=60)
             process.send_signal(signal.SIGKILL)
         finally:
             process.wait(timeout=30)
-        first = False
         checkpoint = load_checkpoint(output)  # complete after every kill
-        assert checkpoint.model is not None
-        assert (output / "resume.json").is_file()
+        recorded = checkpoint.metadata["training"]["best_valid_ppl"]
+        figure = evaluate(checkpoint, split="valid")["perplexity"]
+        assert figure == pytest.approx(recorded, rel=1e-3)
+        assert snapshot.is_file()
     finished = subprocess.run(
         _command(tiny_corpus_file, output, "--resume"),
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,  # a bound on a hang, not a speed check: a shared machine may be slow
     )
     assert finished.returncode == 0, finished.stderr[-2000:]
     config = json.loads((output / "config.json").read_text())
