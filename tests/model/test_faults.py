@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from model.checkpoint import load_checkpoint
+from model.checkpoint import load_checkpoint, recover_interrupted_swap
 from model.evaluate.cli import evaluate
 
 ROOT = Path(__file__).parents[2]
@@ -36,12 +36,21 @@ def _wait_until(condition: Callable[[], bool], timeout: float) -> None:
         time.sleep(0.01)
 
 
+def _mtime(path: Path) -> int:
+    """path's modification time in ns (0 while it is missing, its directory mid-swap)."""
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
 def _validated(config: Path) -> bool:
     """Whether the checkpoint's config records a validated run (read whole: it is replaced by
     rename, never written in place)."""
-    if not config.exists():
+    try:
+        recorded = json.loads(config.read_text(encoding="utf-8"))["training"]["best_valid_ppl"]
+    except OSError:  # not written yet, or its directory mid-swap: ask again
         return False
-    recorded = json.loads(config.read_text(encoding="utf-8"))["training"]["best_valid_ppl"]
     return math.isfinite(recorded)
 
 
@@ -53,7 +62,7 @@ def test_sigkill_at_several_points_never_breaks_the_checkpoint(tiny_corpus_file,
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     snapshot = output / "resume.json"
     for resume in (False, True, True):
-        since = snapshot.stat().st_mtime_ns if resume else 0
+        since = _mtime(snapshot)
         process = subprocess.Popen(
             _command(tiny_corpus_file, output, *(("--resume",) if resume else ())),
             cwd=ROOT,
@@ -63,12 +72,13 @@ def test_sigkill_at_several_points_never_breaks_the_checkpoint(tiny_corpus_file,
         )
         try:
             if resume:
-                _wait_until(lambda s=since: snapshot.stat().st_mtime_ns != s, timeout=60)
+                _wait_until(lambda s=since: _mtime(snapshot) not in (0, s), timeout=60)
             else:
                 _wait_until(lambda: _validated(output / "config.json"), timeout=60)
-            process.send_signal(signal.SIGKILL)
         finally:
+            process.send_signal(signal.SIGKILL)
             process.wait(timeout=30)
+        recover_interrupted_swap(output)  # a kill between a swap's two renames: the writer's fix
         checkpoint = load_checkpoint(output)  # complete after every kill
         recorded = checkpoint.metadata["training"]["best_valid_ppl"]
         figure = evaluate(checkpoint, split="valid")["perplexity"]
