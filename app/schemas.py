@@ -61,6 +61,11 @@ MODEL_DESCRIPTION = (
 ModelName = Annotated[str | None, Field(description=MODEL_DESCRIPTION)]
 
 
+def examples(*bodies: dict) -> ConfigDict:
+    """A request model's config with the example bodies OpenAPI shows (/docs)."""
+    return ConfigDict(json_schema_extra={"examples": list(bodies)})
+
+
 class StrictRequest(BaseModel):
     """Unknown fields are an error, so that a misspelt parameter is not silently ignored."""
 
@@ -101,9 +106,7 @@ class PredictRequest(StrictRequest):
         "where the checkpoint has one (see /info); false: the network alone",
     )
 
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"text": "我爱自然语言", "top_k": 10}]}
-    )
+    model_config = examples({"text": "我爱自然语言", "top_k": 10})
 
 
 class InputToken(BaseModel):
@@ -329,9 +332,7 @@ class FillBlankRequest(StrictRequest):
         "right side (better words, more time: docs/fill-blank.md); false: the forward one only",
     )
 
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"text": "中国___发展很快。", "top_k": 10}]}
-    )
+    model_config = examples({"text": "中国___发展很快。", "top_k": 10})
 
 
 class FilledWord(BaseModel):

@@ -34,7 +34,8 @@ from model.checkpoint import load_checkpoint
 from model.hardware import describe_cpu
 from model.scoring import perplexity
 from model.tokenizers import Tokenizer, build_tokenizer
-from model.train.corpora import load_corpus, trained_corpus
+from model.train.corpora import trained_corpus
+from model.train.data import open_store
 
 SETTINGS = {"default": {}, "no cache": {"cache": False}}  # what each request adds
 
@@ -44,8 +45,9 @@ def valid_split(checkpoint_dir: Path) -> tuple[list[list[str]], Tokenizer]:
     its tokenizer splits them; that tokenizer, which makes tokens a request's text again)."""
     checkpoint = load_checkpoint(checkpoint_dir)
     tokenizer = build_tokenizer(checkpoint.tokenizer_spec)
-    corpus, files = trained_corpus(checkpoint.metadata)
-    lines = [line for line in load_corpus(corpus, tokenizer, files).splits["valid"] if line]
+    corpus, files, text_field = trained_corpus(checkpoint.metadata)
+    store = open_store(corpus, checkpoint.tokenizer_spec, files, text_field)
+    lines = [line for line in store.token_lines("valid") if line]
     return lines, tokenizer
 
 

@@ -25,14 +25,23 @@ def portable(value: object) -> object:
     if value == str(ROOT):
         return "."
     text = value.replace(sys.executable, "python")
-    for prefix, replacement in (
-        (f"{ROOT}/", ""),
-        (f"{ROOT.parent}/", "../"),
-        (f"{Path(tempfile.gettempdir()).resolve()}/", "$TMPDIR/"),
-        (f"{tempfile.gettempdir()}/", "$TMPDIR/"),
-    ):
+    for prefix, replacement in _prefixes():
         text = text.replace(prefix, replacement)
     return text
+
+
+def _prefixes() -> list[tuple[str, str]]:
+    """(machine prefix, what anyone would type), the most specific first, so that the result
+    does not depend on where the checkout lives: a clone directly in the temporary directory
+    writes "$TMPDIR/" (not "../") for the temporary directory's other files."""
+    temp = {str(Path(tempfile.gettempdir()).resolve()), tempfile.gettempdir()}
+    prefixes = [
+        (f"{ROOT}/", ""),
+        *((f"{t}/", "$TMPDIR/") for t in temp),
+        (f"{ROOT.parent}/", "../"),
+    ]
+    # longest first; on a tie (the clone's parent is the temporary directory) $TMPDIR wins
+    return sorted(prefixes, key=lambda pair: -len(pair[0]))
 
 
 def write_record(path: Path, record: dict) -> None:

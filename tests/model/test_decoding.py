@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from app.schemas import GenerateResponse
 from model.checkpoint import load_checkpoint
 from model.decoding import FINISH_REASONS, Decoding
 from model.sampling import SamplingOptions
@@ -44,5 +45,18 @@ def test_a_stop_string_across_two_tokens_ends_the_text(loaded) -> None:
     assert decoding.accept(vocab.stoi[second], second).finish_reason == "stop_sequence"
 
 
-def test_every_finish_reason_is_declared_once(loaded) -> None:
-    assert FINISH_REASONS == ("length", "eos_token", "stop_sequence", "time_limit")
+def test_the_finish_reasons_a_generation_ends_with_are_those_the_api_declares(loaded) -> None:
+    vocab = loaded[0].vocab
+    word = next(t for t in vocab.itos if t not in ("<eos>", "<unk>"))
+    late = _decoding(loaded)
+    late.deadline = 0.0
+    endings = [
+        (_decoding(loaded, max_new_tokens=1), vocab.stoi[word], word),
+        (_decoding(loaded), vocab.eos_id, "<eos>"),
+        (_decoding(loaded, stop=(word,)), vocab.stoi[word], word),
+        (late, vocab.stoi[word], word),
+    ]
+    produced = [decoding.accept(i, token).finish_reason for decoding, i, token in endings]
+    assert sorted(produced) == sorted(FINISH_REASONS)  # each declared one, each once
+    schema = GenerateResponse.model_json_schema()["properties"]["finish_reason"]
+    assert sorted(schema["enum"]) == sorted(produced)

@@ -193,7 +193,7 @@ def test_a_blank_is_admitted_for_the_lines_it_becomes_and_one_wider_runs_alone(
         sizes.clear()
         stream = await start_generation(narrow, "我", options)
         await anext(stream)  # the generation holds a place
-        lines = await narrow.fill_blank(gap, proposer)
+        lines = await narrow.fill_lines(gap, proposer)
         assert len(lines.logprobs) == proposer.most_words
         assert [e async for e in stream]  # the generation went on to its end
         return list(sizes)
