@@ -29,7 +29,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
-from bench.records import ROOT, write_record
+from bench.records import ROOT, portable, write_record
 from model.checkpoint import load_checkpoint
 from model.hardware import describe_cpu
 from model.scoring import perplexity
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="the page (its JSON record beside it)")  # fmt: skip
     args = parser.parse_args(argv)
     record = measure(args)
-    args.output.write_text(page(record), encoding="utf-8")
+    args.output.write_text(page(portable(record)), encoding="utf-8")  # type: ignore[arg-type]
     write_record(args.output.with_suffix(".json"), record)
     print(f"wrote {args.output}", flush=True)
 
