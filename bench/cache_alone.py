@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import random
 import shlex
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,12 +115,20 @@ def compare_scoring(client: TestClient, texts: Sequence[str]) -> dict:
     return figures | {"worse_with_cache": worse}
 
 
+def command(args: argparse.Namespace) -> str:
+    """The command that measures the same figures: every setting that changes one (the page's
+    own path does not)."""
+    settings = ("checkpoint", "lines", "short", "short_tokens", "prompts", "seed", "threads")
+    flags = [(f"--{name.replace('_', '-')}", str(getattr(args, name))) for name in settings]
+    return shlex.join(["python", "-m", "bench.cache_alone", *(p for flag in flags for p in flag)])
+
+
 def measure(args: argparse.Namespace) -> dict:
     """The record: the command, the machine, the served reading and every figure."""
     lines, tokenizer = valid_split(args.checkpoint)
     choice = draw(lines, args)
     record: dict = {
-        "command": shlex.join(["python", "-m", "bench.cache_alone", *sys.argv[1:]]),
+        "command": command(args),
         "cpu": describe_cpu(),
         "seed": args.seed,
         "scoring": {},
