@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import random
 import shlex
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
-from bench.records import ROOT, write_record
+from bench.records import ROOT, portable, write_record
 from model.checkpoint import load_checkpoint
 from model.hardware import describe_cpu
 from model.scoring import perplexity
@@ -118,12 +117,20 @@ def compare_scoring(client: TestClient, texts: Sequence[str]) -> dict:
     return figures | {"worse_with_cache": worse}
 
 
+def command(args: argparse.Namespace) -> str:
+    """The command that measures the same figures: every setting that changes one (the page's
+    own path does not)."""
+    settings = ("checkpoint", "lines", "short", "short_tokens", "prompts", "seed", "threads")
+    flags = [(f"--{name.replace('_', '-')}", str(getattr(args, name))) for name in settings]
+    return shlex.join(["python", "-m", "bench.cache_alone", *(p for flag in flags for p in flag)])
+
+
 def measure(args: argparse.Namespace) -> dict:
     """The record: the command, the machine, the served reading and every figure."""
     lines, tokenizer = valid_split(args.checkpoint)
     choice = draw(lines, args)
     record: dict = {
-        "command": shlex.join(["python", "-m", "bench.cache_alone", *sys.argv[1:]]),
+        "command": command(args),
         "cpu": describe_cpu(),
         "seed": args.seed,
         "scoring": {},
@@ -203,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="the page (its JSON record beside it)")  # fmt: skip
     args = parser.parse_args(argv)
     record = measure(args)
-    args.output.write_text(page(record), encoding="utf-8")
+    args.output.write_text(page(portable(record)), encoding="utf-8")  # type: ignore[arg-type]
     write_record(args.output.with_suffix(".json"), record)
     print(f"wrote {args.output}", flush=True)
 
