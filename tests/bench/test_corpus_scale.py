@@ -207,7 +207,8 @@ def test_the_real_stages_run_end_to_end_on_a_small_source(tmp_path: Path) -> Non
         [*command, "--output", str(output)], cwd=ROOT, capture_output=True, text=True, timeout=180
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith(describe_cpu()) and "| 1× | evaluation |" in done.stdout
+    cpu = describe_cpu().split(",")[0]  # the CPU's name; its torch threads vary by process
+    assert done.stdout.split(",")[0] == cpu and "| 1× | evaluation |" in done.stdout
     rows = json.loads(output.with_suffix(".json").read_text(encoding="utf-8"))["rows"]
     assert {row["stage"]: row.get("error") for row in rows if row["returncode"] != 0} == {}
     assert [row["stage"] for row in rows] == list(corpus_scale.STAGES)
