@@ -20,6 +20,10 @@ IGNORE = -100  # target id of padding: skipped by the loss and by target_log_pro
 
 CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
 OUTPUT_LAYERS = ("full", "adaptive")
+# positions the output layer scores in one call: a training step's tokens fit in one, an
+# evaluation batch (64 lines × 256 steps) is read in several, so its memory does not depend on
+# how densely the corpus fills the batch
+OUTPUT_CHUNK = 2048
 
 
 @dataclass
@@ -257,6 +261,16 @@ class RNNLanguageModel(nn.Module):
         costs no output-layer work at all."""
         mask = targets != IGNORE
         chosen, wanted = features[mask], targets[mask]  # (N, D), (N,)
+        if chosen.size(0) <= OUTPUT_CHUNK:
+            return self._output_log_probs(chosen, wanted)
+        # a dense evaluation batch has tens of thousands of positions; the output layer's
+        # (positions × head or cluster) logits are read a chunk at a time so that memory stays
+        # the same whatever the batch holds, and the corpus size with it
+        pieces = zip(chosen.split(OUTPUT_CHUNK), wanted.split(OUTPUT_CHUNK), strict=True)
+        return torch.cat([self._output_log_probs(c, w) for c, w in pieces])
+
+    def _output_log_probs(self, chosen: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
+        """Log-probability (N,) of each wanted word from the features (N, D) before it."""
         if self.adaptive is not None:
             # torch's adaptive softmax mixes its head's and tails' dtypes under autocast and
             # fails, so it runs in fp32 (the recurrent layers keep their bf16 speed)

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 import torch
 
-from model.batching import document_stream, make_batches
+from model.allocator import release_free_memory
+from model.batching import document_stream, line_lengths, make_batches, stream_reader
 from model.pointer_cache import CacheConfig, PointerCache, mix_log_probs
 from model.rnn import IGNORE, RNNLanguageModel
 
@@ -81,6 +82,8 @@ def read_each_line(
             length = len(lines[index]) + 1
             kept = row_features[row, :length] if row_features is not None else None
             yield index, row_scores[row, :length].clone(), kept
+        del scores, outputs, row_scores, row_features
+        release_free_memory()  # batches differ in shape: without it the heap creeps per batch
 
 
 def score_lines(
@@ -96,6 +99,22 @@ def score_lines(
     for index, line_scores, _ in read_each_line(model, lines, eos_id, batch_size, window):
         scores[index] = line_scores
     return scores
+
+
+def lines_log_likelihood(
+    model: RNNLanguageModel,
+    lines: Sequence[Sequence[int]],
+    eos_id: int,
+    batch_size: int = 64,
+    window: int = 256,
+) -> tuple[float, int]:
+    """log_likelihood of score_lines' scores, summed as the lines are read, so that scoring a
+    split of any size keeps one batch in memory and not a tensor per line."""
+    total, count = 0.0, 0
+    for _, line_scores, _ in read_each_line(model, lines, eos_id, batch_size, window):
+        total += float(line_scores.double().sum())
+        count += int(line_scores.numel())
+    return total, count
 
 
 def perplexity_of(line_scores: Sequence[torch.Tensor]) -> tuple[float, int]:
@@ -133,28 +152,38 @@ def read_document(
     eos_id: int,
     window: int = 256,
     learn: Callable[[torch.Tensor], None] | None = None,
+    keep_features: bool = True,
 ) -> Reading:
     """Read the lines as one stream, `window` tokens a forward pass, carrying the state across
-    windows and lines. With `learn` (dynamic evaluation), learn(the window's log-probabilities,
-    graph attached) runs after each window is scored, so a target is always scored before the
-    model learns from it, and the state is detached there; without it, inference mode in the
-    model's evaluation mode (with it, the caller's model is set up to learn without dropout)."""
+    windows and lines; the stream is read from the lines a window at a time. With `learn`
+    (dynamic evaluation), learn(the window's log-probabilities, graph attached) runs after each
+    window is scored, so a target is always scored before the model learns from it, and the
+    state is detached there; without it, inference mode in the model's evaluation mode (with
+    it, the caller's model is set up to learn without dropout). keep_features=False keeps only
+    the scores (a perplexity needs no cache keys): the Reading's features are then empty."""
     if learn is None:
         model.eval()
-    inputs, targets = document_stream(lines, eos_id)
-    features, scores, state = [], [], None
+    read = stream_reader(lines, eos_id)
+    total = sum(line_lengths(lines)) + len(lines)
+    features, scores, targets, state = [], [], [], None
+    previous = torch.tensor([eos_id])  # the stream starts as a line does, after an <eos>
     with torch.inference_mode(learn is None):
-        for start in range(0, targets.numel(), window):
-            tokens = inputs[start : start + window].to(model.device)[None]  # (1, T)
-            wanted = targets[start : start + window].to(model.device)
+        for start in range(0, total, window):
+            wanted = read(start, min(start + window, total))
+            tokens = torch.cat((previous, wanted[:-1]))[None].to(model.device)  # (1, T)
+            previous = wanted[-1:]
             output, state = model(tokens, state)
-            log_probs = model.target_log_probs(output[0], wanted)  # (T,)
-            features.append(output[0].detach().float().cpu())
+            log_probs = model.target_log_probs(output[0], wanted.to(model.device))  # (T,)
+            if keep_features:
+                features.append(output[0].detach().float().cpu())
             scores.append(log_probs.detach().float().cpu())
+            targets.append(wanted)
             if learn is not None:
                 learn(log_probs)
                 state = state.detach()  # truncated: the next window does not backprop here
-    return Reading(torch.cat(features), torch.cat(scores), targets, [0])
+    kept = torch.cat(features) if features else torch.empty(0, 0)
+    every = torch.cat(targets) if targets else torch.empty(0, dtype=torch.long)
+    return Reading(kept, torch.cat(scores) if scores else torch.empty(0), every, [0])
 
 
 @torch.inference_mode()

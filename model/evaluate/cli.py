@@ -35,9 +35,9 @@ from model.pointer_cache import CacheConfig
 from model.scoring import (
     CONTEXTS,
     line_starts,
-    perplexity_of,
+    lines_log_likelihood,
+    perplexity,
     read_split,
-    score_lines,
     score_with_cache,
 )
 from model.served import load_served_model
@@ -98,11 +98,12 @@ def evaluate(
     )
     source, ids = split_ids(checkpoint, corpus, split, split_files, text_field, cache_dir)
     vocab, model = checkpoint.vocab, checkpoint.model
-    unknown = int((ids.stream(0, ids.num_tokens()) == vocab.unk_id).sum())
+    unknown = ids.count_of(vocab.unk_id)
     started = time.perf_counter()
     extra: dict = {}
     if context == "line" and cache is None and dynamic is None:
-        ppl, count = perplexity_of(score_lines(model, ids, vocab.eos_id, batch_size, window))
+        total, count = lines_log_likelihood(model, ids, vocab.eos_id, batch_size, window)
+        ppl = perplexity(-total / max(count, 1))
         extra["read_tokens_per_second"] = count / (time.perf_counter() - started)
     else:
         if dynamic is not None:

@@ -126,6 +126,15 @@ class TokenLines(Sequence[Any]):
         ids[~inside] = self._table[EOS_TYPE]
         return ids
 
+    def count_of(self, token_id: int, stretch: int = 1 << 22) -> int:
+        """How many of the view's targets are token_id (e.g. <unk>), read from disk a stretch
+        at a time so that counting a split of any size holds one stretch."""
+        total = self.num_tokens()
+        return sum(
+            int((self.stream(start, min(start + stretch, total)) == token_id).sum())
+            for start in range(0, total, stretch)
+        )
+
     def head(self, max_tokens: int) -> TokenLines:
         """The first lines of the view holding at most max_tokens targets (at least one line):
         a bounded, fixed slice for validation during training."""

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from model.allocator import release_free_memory
 from model.batching import LineBatch, make_batches, stream_batches
 from model.checkpoint import WEIGHTS, load_checkpoint, recover_interrupted_swap
 from model.hardware import resolve_device, resolve_precision
@@ -248,6 +249,7 @@ class Trainer:
         while p.batch < len(batches) and not self.world.agree(out_of_budget(c, p))[0]:
             started = time.monotonic()
             total, count = self.train_batch(batches[p.batch])
+            release_free_memory()  # batches differ in shape: without it the heap creeps
             p.elapsed_seconds += time.monotonic() - started
             p.batch += 1
             self._epoch_fraction = p.batch / len(batches)

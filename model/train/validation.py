@@ -9,7 +9,7 @@ import math
 from collections.abc import Sequence
 
 from model.rnn import RNNLanguageModel
-from model.scoring import log_likelihood, perplexity, read_document, score_lines
+from model.scoring import lines_log_likelihood, log_likelihood, perplexity, read_document
 from model.train.budget import Progress
 from model.train.config import TrainConfig
 from model.train.distributed import World
@@ -29,10 +29,10 @@ def split_perplexity(
     if context == "document":  # each rank one contiguous share of the stream
         share = -(-len(lines) // world.size)
         mine = lines[world.rank * share : (world.rank + 1) * share]
-        scores = [read_document(model, mine, eos_id).log_probs] if mine else []
-    else:
-        scores = score_lines(model, lines[world.rank :: world.size], eos_id)  # each rank a share
-    total, count = world.total(*log_likelihood(scores))
+        pooled = log_likelihood([read_document(model, mine, eos_id, keep_features=False).log_probs])
+    else:  # each rank a share
+        pooled = lines_log_likelihood(model, lines[world.rank :: world.size], eos_id)
+    total, count = world.total(*pooled)
     return perplexity(-total / max(count, 1))
 
 

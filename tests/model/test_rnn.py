@@ -91,6 +91,28 @@ def test_log_probs_are_a_distribution_matching_target_scores(output_layer):
     assert state.shape == (2, 2, 16, 8)
 
 
+@pytest.mark.parametrize("output_layer", ["full", "adaptive"])
+def test_more_positions_than_one_output_call_are_scored_in_chunks_alike(output_layer, monkeypatch):
+    torch.manual_seed(0)
+    model = RNNLanguageModel(
+        ModelConfig(
+            VOCAB, output_layer=output_layer, embedding_size=8, hidden_size=8, cutoffs=[10, 30]
+        )
+    ).eval()
+    batch = _toy_batch()
+    features, _ = model(batch.inputs)
+    whole = model.target_log_probs(features, batch.targets)
+    calls = []
+    scorer = model._output_log_probs
+    monkeypatch.setattr(
+        model, "_output_log_probs", lambda c, w: calls.append(len(w)) or scorer(c, w)
+    )
+    monkeypatch.setattr("model.rnn.OUTPUT_CHUNK", 7)
+    chunked = model.target_log_probs(features, batch.targets)
+    assert calls and max(calls) == 7 and sum(calls) == whole.numel()  # no call past the chunk
+    assert torch.allclose(chunked, whole, atol=1e-6)
+
+
 def test_state_carries_across_calls_exactly():
     torch.manual_seed(0)
     model = RNNLanguageModel(

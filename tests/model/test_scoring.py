@@ -9,6 +9,7 @@ import torch
 from model.pointer_cache import CacheConfig
 from model.scoring import (
     chunk_target_log_probs,
+    lines_log_likelihood,
     log_likelihood,
     perplexity,
     perplexity_of,
@@ -41,6 +42,24 @@ def test_read_lines_scores_what_score_lines_scores(checkpoint, lines):
     assert torch.allclose(reading.log_probs, expected, atol=1e-5)
     assert reading.features.shape == (len(expected), checkpoint.model.config.feature_size)
     assert reading.segment_starts[1] == len(lines[0]) + 1
+
+
+def test_lines_log_likelihood_sums_what_score_lines_scores(checkpoint, lines):
+    eos = checkpoint.vocab.eos_id
+    total, count = lines_log_likelihood(checkpoint.model, lines, eos, batch_size=3, window=5)
+    expected_total, expected_count = log_likelihood(score_lines(checkpoint.model, lines, eos))
+    assert count == expected_count == sum(len(line) + 1 for line in lines)
+    assert total == pytest.approx(expected_total, rel=1e-9)
+
+
+def test_a_document_read_without_features_scores_alike_and_keeps_no_keys(checkpoint, lines):
+    eos = checkpoint.vocab.eos_id
+    kept = read_document(checkpoint.model, lines, eos, window=9)
+    scores_only = read_document(checkpoint.model, lines, eos, window=9, keep_features=False)
+    assert torch.equal(scores_only.log_probs, kept.log_probs)
+    assert torch.equal(scores_only.targets, kept.targets)
+    assert kept.features.shape == (kept.targets.numel(), checkpoint.model.config.feature_size)
+    assert scores_only.features.numel() == 0
 
 
 def test_document_reads_the_same_targets_and_its_first_line_as_line_mode(checkpoint, lines):
