@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 from starlette.exceptions import HTTPException
@@ -29,12 +30,12 @@ def _route_label(scope: Scope) -> str:
 
 
 def _model_label(scope: Scope) -> str:
-    """The served model that answered (app.routes.deps.engine_for names it), or '' for a route
+    """The served model that answered (app.deps.engine_for names it), or '' for a route
     that uses none or a request refused before one was chosen."""
     return str(scope.get("state", {}).get("model", ""))
 
 
-class HttpMiddleware:
+class HttpMiddleware(ABC):
     """Plain ASGI middleware that acts on HTTP requests (handle) and passes anything else
     (lifespan, websockets) through untouched."""
 
@@ -47,9 +48,9 @@ class HttpMiddleware:
             return
         await self.handle(scope, receive, send)
 
+    @abstractmethod
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer one HTTP request through self.app."""
-        raise NotImplementedError
 
 
 class Answer:

@@ -12,11 +12,11 @@ import math
 
 from fastapi import APIRouter, Request
 
+from app.deps import ERROR_RESPONSES, SettingsDep, engine_for, unless_disconnected
 from app.engine import Engine
 from app.engine.fill_blank import fill_in_blank
 from app.errors import InvalidRequest
 from app.limits import check_continues_forward, check_filled_line, encode_texts
-from app.routes.deps import ERROR_RESPONSES, SettingsDep, engine_for, unless_disconnected
 from app.schemas import FillBlankRequest, FillBlankResponse, FilledWord, InputToken
 from model.fill_blank import BlankError, Gap, find_blank
 

@@ -10,10 +10,10 @@ from fastapi import APIRouter, Request, Response
 from fastapi.sse import EventSourceResponse
 from pydantic import BaseModel
 
+from app.deps import ERROR_RESPONSES, SettingsDep, engine_for, unless_disconnected
 from app.engine import GenerationStream
 from app.errors import ServiceError
 from app.limits import check_continues_forward, check_generation_limits, encode_texts
-from app.routes.deps import ERROR_RESPONSES, SettingsDep, engine_for, unless_disconnected
 from app.schemas import (
     ErrorResponse,
     GeneratedToken,

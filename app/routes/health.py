@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from app import metrics
 from app.auth import API_KEY
 from app.card import service_card
-from app.routes.deps import ERROR_RESPONSES, EngineDep, SettingsDep
+from app.deps import ERROR_RESPONSES, EngineDep, SettingsDep
 from app.schemas import HealthResponse, InfoResponse, ReadyResponse
 
 router = APIRouter(tags=["service"])

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from app.deps import ERROR_RESPONSES, SettingsDep, engine_for, unless_disconnected
 from app.engine import TextScore
 from app.limits import check_text_count, encode_texts
-from app.routes.deps import ERROR_RESPONSES, SettingsDep, engine_for, unless_disconnected
 from app.schemas import PerplexityRequest, PerplexityResponse, ScoredToken, TextPerplexity
 
 router = APIRouter(tags=["model"])

@@ -6,8 +6,8 @@ import math
 
 from fastapi import APIRouter, Request
 
+from app.deps import ERROR_RESPONSES, SettingsDep, engine_for, unless_disconnected
 from app.limits import check_continues_forward, encode_texts
-from app.routes.deps import ERROR_RESPONSES, SettingsDep, engine_for, unless_disconnected
 from app.schemas import InputToken, NextToken, PredictRequest, PredictResponse
 
 router = APIRouter(tags=["model"])

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.sse import EventSourceResponse
 
+from app.deps import EngineDep, SettingsDep, engine_for, unless_disconnected
 from app.errors import NotFound
 from app.limits import (
     check_continues_forward,
@@ -19,7 +20,6 @@ from app.limits import (
     encode_prompts,
     from_ids,
 )
-from app.routes.deps import EngineDep, SettingsDep, engine_for, unless_disconnected
 from app.schemas import MODEL_DESCRIPTION
 from app.v1 import serving
 from app.v1.protocol import (

@@ -1,4 +1,4 @@
-"""What the routes share (app/routes/deps.py): the engine of the model a request names (404 for
+"""What the routes share (app/deps.py): the engine of the model a request names (404 for
 a name not served, 503 with the reason when it does not run) and waiting for work that stops
 when the client goes away."""
 
@@ -9,9 +9,9 @@ import asyncio
 import pytest
 from starlette.requests import Request
 
+from app.deps import engine_for, get_engine, get_settings, unless_disconnected
 from app.errors import ClientDisconnected, NotReady, UnknownModel
 from app.main import create_app
-from app.routes.deps import engine_for, get_engine, get_settings, unless_disconnected
 
 
 def _request(receive=None, app=None) -> Request:
