@@ -44,6 +44,7 @@ def _reading(engine: Engine) -> dict[str, str | int | float | bool | None]:
         "cache_theta": cache.theta if cache else None,
         "cache_lambda": cache.lam if cache else None,
         "cache_half_fill": cache.half_fill if cache else None,
+        "cache_min_fill": cache.min_fill if cache else None,
         "cache_bytes_per_sequence": runner.cache_bytes_per_row,
     }
 

@@ -176,7 +176,7 @@ def page(record: dict) -> str:
         f"Served reading: context {serving.get('context')}, cache {serving.get('cache')}, scope "
         f"{serving.get('cache_scope')}, window {serving.get('cache_window')}, theta "
         f"{serving.get('cache_theta')}, lambda {serving.get('cache_lambda')}, half fill "
-        f"{serving.get('cache_half_fill')}",
+        f"{serving.get('cache_half_fill')}, min fill {serving.get('cache_min_fill')}",
         "",
         "## /perplexity, each valid line alone (perplexity over the pooled targets)",
         "",

@@ -76,7 +76,7 @@ def describe_reading(model_dir: Path) -> str:
     return (
         f"checkpoint {model_dir} reads text in {context} context with a cache of "
         f"{cache.window} words (theta {cache.theta}, lambda {cache.lam}, half fill "
-        f"{cache.half_fill})"
+        f"{cache.half_fill}, min fill {cache.min_fill})"
     )
 
 

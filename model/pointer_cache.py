@@ -4,12 +4,16 @@ that followed it, vote for the next word.
 
     p_cache(w | h_t) ∝ Σ_{i : x_{i+1} = w} exp(theta · h_t · h_i)     over the last W pairs
     p(w) = (1 - λ(n)) · p_model(w) + λ(n) · p_cache(w),     λ(n) = lam · n / (n + half_fill)
+                                                             (0 while n < min_fill)
 
 An article that names a rare word once tends to name it again; the cache gives the repeat the
 probability the model alone cannot. The weight follows the n usable pairs the cache holds: a
 cache that has read one word would otherwise hand that word all of lam (a one-word request's
 own word predicted as its successor), while a full one earns nearly all of it. half_fill 0 is
 the paper's constant lam (what a checkpoint tuned before the gate records, by omission).
+Below min_fill pairs the cache stays silent: a text too short to have repeated a word yet
+keeps the model's own distribution (a repeat in a short text is rare, and every word that is
+not one pays log(1 - λ)); min_fill 0 or 1 lets it speak from its first pair.
 No training: only W, theta, lam and half_fill are chosen, on the valid split
 (`python -m model.evaluate.tune_cache`). Everything is computed in log space in float32.
 An empty cache (a line's first token) leaves the model's distribution exactly as it is.
@@ -45,6 +49,9 @@ class CacheConfig:
     # the usable pairs held at which the weight is lam / 2 (λ(n) = lam · n / (n + half_fill));
     # 0: lam from the first pair on, as every checkpoint tuned before 2026-12-06 records
     half_fill: float = 0.0
+    # the usable pairs the cache must hold before it speaks at all; 0 (as every checkpoint
+    # tuned before 2026-12-07 records, by omission) and 1 mean from its first pair
+    min_fill: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.window, int) or isinstance(self.window, bool) or self.window < 1:
@@ -58,11 +65,20 @@ class CacheConfig:
                 f"cache half_fill must be a finite number ≥ 0 (pairs held at half the weight; "
                 f"0 for a constant weight), got {self.half_fill!r}"
             )
+        if (
+            not isinstance(self.min_fill, int)
+            or isinstance(self.min_fill, bool)
+            or self.min_fill < 0
+        ):
+            raise ValueError(
+                f"cache min_fill must be a whole number ≥ 0 (pairs held before the cache "
+                f"speaks), got {self.min_fill!r}"
+            )
 
     def weight(self, held: torch.Tensor) -> torch.Tensor:
         """The interpolation weight (float64, held's shape) of caches of these settings holding
         `held` usable pairs (fill_weight)."""
-        return fill_weight(self.lam, self.half_fill, held)
+        return fill_weight(self.lam, self.half_fill, held, self.min_fill)
 
     def max_bytes(self, feature_size: int) -> int:
         """The most memory one full cache takes: W pairs of a float32 feature (D,), the word
@@ -83,14 +99,18 @@ class CacheConfig:
 
 
 def fill_weight(
-    lam: float | torch.Tensor, half_fill: float | torch.Tensor, held: torch.Tensor
+    lam: float | torch.Tensor,
+    half_fill: float | torch.Tensor,
+    held: torch.Tensor,
+    min_fill: int | torch.Tensor = 0,
 ) -> torch.Tensor:
-    """λ(n) = lam · n / (n + half_fill) (float64) for caches holding n = held usable pairs,
-    lam and half_fill scalars or float64 tensors of held's shape: 0 for an empty cache, exactly
-    lam for every n > 0 when half_fill is 0. The one home of the weight: the service's rows and
-    the offline scoring both mix with it."""
+    """λ(n) = lam · n / (n + half_fill) (float64) for caches holding n = held usable pairs, and
+    0 while n < min_fill; lam, half_fill and min_fill scalars or tensors of held's shape: 0 for
+    an empty cache, exactly lam for every n > 0 when half_fill and min_fill are 0. The one home
+    of the weight: the service's rows and the offline scoring both mix with it."""
     held = held.double()
-    return torch.where(held > 0, lam * (held / (held + half_fill)), 0.0)
+    speaks = (held > 0) & (held >= min_fill)
+    return torch.where(speaks, lam * (held / (held + half_fill)), 0.0)
 
 
 class PointerCache:
@@ -251,7 +271,7 @@ def mix_log_probs(
     mixed = torch.logaddexp(
         model_logp + torch.log1p(-weight).float(), cache_logp + weight.log().float()
     )
-    return torch.where(usable > 0, mixed, model_logp)
+    return torch.where(weight > 0, mixed, model_logp)
 
 
 def mix_rows(
@@ -277,11 +297,11 @@ def mix_rows(
     seen = usable > 0
     weights = torch.softmax(scores.masked_fill(~seen[:, None], 0.0), dim=1) * seen[:, None]
     # λ(n) per row (B, 1); 0 where the cache has nothing to say, so the row keeps the model's own
-    lams, half_fills = (
+    lams, half_fills, min_fills = (
         torch.tensor([getattr(c.config, name) for c in caches], dtype=torch.float64)
-        for name in ("lam", "half_fill")
+        for name in ("lam", "half_fill", "min_fill")
     )
-    lam = fill_weight(lams, half_fills, usable.cpu()).float().to(device)[:, None]
+    lam = fill_weight(lams, half_fills, usable.cpu(), min_fills).float().to(device)[:, None]
     # every word loses a factor (1 - lam); only the (at most n) words in the cache gain mass, so
     # the exact mix is computed at those positions alone, not over the whole vocabulary
     mixed = log_probs.float()  # (B, V)

@@ -165,6 +165,8 @@ def resolve_cache(checkpoint: Checkpoint, args: argparse.Namespace) -> CacheConf
     settings = _settings(tuned.to_dict() if tuned else None, given, "cache", fix)
     if args.cache_half_fill is not None:
         settings["half_fill"] = args.cache_half_fill
+    if args.cache_min_fill is not None:
+        settings["min_fill"] = args.cache_min_fill
     if args.unk_takes_mass:
         settings["unk_takes_mass"] = True
     return CacheConfig.from_dict(settings)
@@ -254,6 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="cache: pairs held at which the weight is half of lambda (0: constant lambda)",
     )
     parser.add_argument(
+        "--cache-min-fill", type=int, help="cache: pairs held before it speaks (0: from the first)"
+    )
+    parser.add_argument(
         "--unk-takes-mass",
         action="store_true",
         help="headline figure lets <unk> targets take cache mass (both are printed anyway)",
@@ -301,7 +306,7 @@ def report(result: dict) -> str:
             f"  cache, <unk> takes no mass:    {result['perplexity_cache']:.2f}",
             f"  cache, <unk> takes cache mass: {result['perplexity_cache_unk_takes_mass']:.2f}",
             f"  cache window {c['window']}, theta {c['theta']}, lambda {c['lam']}, half fill "
-            f"{c['half_fill']}; headline: <unk> {headline} cache mass",
+            f"{c['half_fill']}, min fill {c['min_fill']}; headline: <unk> {headline} cache mass",
         ]
     if "dynamic" in result:
         d = result["dynamic"]

@@ -5,7 +5,8 @@ them: `python -m model.evaluate.tune_cache --checkpoint DIR [--context line|docu
 Every setting is judged on two kinds of text together, their targets pooled: the valid split
 read in the setting's context and scope (a cache that fills up), and the valid lines each read
 alone with a cache of its own (a one-line request: a cache that holds a handful of words). The
-cache's weight grows with what it holds, lam · n / (n + half_fill), so both can be served well.
+cache's weight grows with what it holds, lam · n / (n + half_fill), and is 0 until it holds
+min_fill pairs, so both can be served well.
 
 The valid split is read once per context (each target's feature and model log-probability);
 every grid point after that is cache arithmetic only. A progress bar runs while the grid is
@@ -80,6 +81,7 @@ class Search:
     thetas: list[float]
     lambdas: list[float]
     half_fills: list[float]
+    min_fills: list[int]
     unk_id: int
     unk_takes_mass: bool = False
 
@@ -94,11 +96,13 @@ class Search:
 
     def size(self) -> int:
         """Grid points with a cache."""
-        settings = len(self.windows) * len(self.thetas) * len(self.lambdas) * len(self.half_fills)
+        weights = len(self.lambdas) * len(self.half_fills) * len(self.min_fills)
+        settings = len(self.windows) * len(self.thetas) * weights
         return sum(1 for _ in self.scopes()) * settings
 
     def points(self) -> list[GridPoint]:
-        """Every context without a cache, then every (scope, window, theta, lambda, half fill),
+        """Every context without a cache, then every (scope, window, theta, lambda, half fill,
+        min fill),
         with a progress bar over the settings. The cache's votes depend only on the reading,
         window and theta (the lines-alone votes are computed once for all scopes); each weight
         is one more mix."""
@@ -120,8 +124,10 @@ class Search:
                     votes = alone_votes[window, theta]  # this reading is the lines alone
                 else:
                     votes = cache_target_log_probs(reading, probe, self.unk_id)
-                for lam, half_fill in itertools.product(self.lambdas, self.half_fills):
-                    config = replace(probe, lam=lam, half_fill=half_fill)
+                for lam, half_fill, min_fill in itertools.product(
+                    self.lambdas, self.half_fills, self.min_fills
+                ):
+                    config = replace(probe, lam=lam, half_fill=half_fill, min_fill=min_fill)
                     read = mix_log_probs(reading.log_probs, *votes, config)
                     alone = mix_log_probs(self.alone.log_probs, *alone_votes[window, theta], config)
                     points.append(scored_point(context, scope, config, read, alone))
@@ -143,7 +149,7 @@ def dynamic_grid(
 
 
 COLUMNS = (("context", 8), ("scope", 8), ("window", 6), ("theta", 5), ("lambda", 6),
-           ("half", 5), ("read", 9), ("alone", 9), ("joint", 9))  # fmt: skip
+           ("half", 5), ("min", 3), ("read", 9), ("alone", 9), ("joint", 9))  # fmt: skip
 
 
 def table_header() -> str:
@@ -154,7 +160,7 @@ def table_header() -> str:
 def format_point(point: GridPoint) -> str:
     """One table row: the settings, valid perplexity as read, of the lines alone, and joint."""
     c = point.cache
-    settings = ("-",) * 4 if c is None else (c.window, c.theta, c.lam, c.half_fill)
+    settings = ("-",) * 5 if c is None else (c.window, c.theta, c.lam, c.half_fill, c.min_fill)
     values = (point.context, point.scope if c else "-", *settings)
     figures = (f"{point.perplexity:.2f}", f"{point.alone:.2f}", f"{point.joint:.2f}")
     return "  ".join(f"{v!s:>{w}}" for v, (_, w) in zip((*values, *figures), COLUMNS, strict=True))
@@ -170,8 +176,10 @@ def check_grid(args: argparse.Namespace) -> None:
     """Raise ValueError, before any reading, on a grid value the configs refuse."""
     for window, theta in itertools.product(args.windows, args.thetas):
         CacheConfig(window, theta, 0.0)
-    for lam, half_fill in itertools.product(args.lambdas, args.half_fills):
-        CacheConfig(1, 0.0, lam, half_fill=half_fill)
+    for lam, half_fill, min_fill in itertools.product(
+        args.lambdas, args.half_fills, args.min_fills
+    ):
+        CacheConfig(1, 0.0, lam, half_fill=half_fill, min_fill=min_fill)
     for lr, decay in itertools.product(args.dynamic_lrs, args.dynamic_decays):
         DynamicConfig(lr, decay)
 
@@ -221,6 +229,13 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=[0.0, 10.0, 30.0, 100.0, 300.0],
         help="pairs held at which the weight is half of lambda (0: constant lambda)",
+    )
+    parser.add_argument(
+        "--min-fills",
+        type=int,
+        nargs="+",
+        default=[0, 4, 8, 16],
+        help="pairs the cache must hold before it speaks (0: from its first pair)",
     )
     parser.add_argument(
         "--unk-takes-mass",
@@ -289,8 +304,8 @@ def main(argv: list[str] | None = None) -> None:
         context: alone if context == "line" else read_split(model, ids, vocab.eos_id, context)
         for context in contexts
     }
-    search = Search(readings, alone, args.windows, args.thetas, args.lambdas, args.half_fills,
-                    vocab.unk_id, args.unk_takes_mass)  # fmt: skip
+    grid = (args.windows, args.thetas, args.lambdas, args.half_fills, args.min_fills)
+    search = Search(readings, alone, *grid, vocab.unk_id, args.unk_takes_mass)
     points = search.points()
     if args.grid_file:
         write_grid(points, args.grid_file)

@@ -55,12 +55,15 @@ def test_mixed_distribution_sums_to_one(checkpoint, reading, unk_takes_mass):
     assert float(mixed.double().exp().sum()) == pytest.approx(1.0, abs=1e-5)
 
 
-@pytest.mark.parametrize(("unk_takes_mass", "half_fill"), [(False, 0.0), (True, 0.0), (False, 3.0)])
+@pytest.mark.parametrize(
+    ("unk_takes_mass", "half_fill", "min_fill"),
+    [(False, 0.0, 0), (True, 0.0, 0), (False, 3.0, 0), (False, 3.0, 4)],
+)
 def test_score_targets_equals_mix_then_append_token_by_token(
-    checkpoint, reading, unk_takes_mass, half_fill
+    checkpoint, reading, unk_takes_mass, half_fill, min_fill
 ):
     features, log_probs, targets = reading
-    config = CacheConfig(7, 0.5, 0.25, unk_takes_mass, half_fill)
+    config = CacheConfig(7, 0.5, 0.25, unk_takes_mass, half_fill, min_fill)
     chunked = _cache(checkpoint, config)
     model_logp = _gather(log_probs, targets)
     half = len(targets) // 2  # two chunks: the second reads pairs of the first and its own
@@ -157,12 +160,28 @@ def test_the_weight_grows_with_the_fill_toward_lambda():
     assert float(constant[0]) == 0.0 and (constant[1:] == 0.2).all()
 
 
+def test_the_cache_is_silent_until_it_holds_min_fill_pairs(checkpoint, reading):
+    held = torch.arange(0, 40)
+    gated = CacheConfig(window=300, theta=0.3, lam=0.2, half_fill=20.0, min_fill=8)
+    open_from_one = CacheConfig(window=300, theta=0.3, lam=0.2, half_fill=20.0)
+    assert (gated.weight(held)[:8] == 0).all() and (open_from_one.weight(held)[1:8] > 0).all()
+    assert torch.equal(gated.weight(held)[8:], open_from_one.weight(held)[8:])
+    features, log_probs, targets = reading
+    model_logp = _gather(log_probs, targets)
+    mixed = _cache(checkpoint, gated).score_targets(features, model_logp, targets)
+    _, usable = _cache(checkpoint, gated).target_log_probs(features, targets)
+    silent = usable < 8
+    assert silent.any() and (~silent).any()
+    assert torch.equal(mixed[silent], model_logp[silent])  # exactly the model's own figure
+    assert not torch.equal(mixed[~silent], model_logp[~silent])
+
+
 def test_a_checkpoint_tuned_before_the_fill_mixes_with_a_constant_lambda(checkpoint, reading):
     # the inference entry tune_cache wrote before half_fill existed
     recorded = {"context": "document", "cache": {"window": 30, "theta": 0.5, "lam": 0.3,
                                                  "unk_takes_mass": False}}  # fmt: skip
     _, config = load_inference_config({"inference": recorded})
-    assert config is not None and config.half_fill == 0.0
+    assert config is not None and config.half_fill == 0.0 and config.min_fill == 0
     features, log_probs, targets = reading
     model_logp = _gather(log_probs, targets)
     cache_logp, usable = _cache(checkpoint, config).target_log_probs(features, targets)
@@ -201,5 +220,7 @@ def test_config_round_trips_and_refuses_nonsense():
         CacheConfig(window=0, theta=0.3, lam=0.1)
     with pytest.raises(ValueError, match="half_fill"):
         CacheConfig(window=5, theta=0.3, lam=0.1, half_fill=-1.0)
+    with pytest.raises(ValueError, match="min_fill"):
+        CacheConfig(window=5, theta=0.3, lam=0.1, min_fill=-2)
     with pytest.raises(ValueError, match="unknown"):
         CacheConfig.from_dict({**config.to_dict(), "size": 3})

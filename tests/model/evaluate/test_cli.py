@@ -78,7 +78,7 @@ def test_a_document_wide_cache_over_line_states_keeps_the_line_model(tiny_checkp
 
 def test_evaluate_cli_prints_every_figure_of_a_cached_document(tiny_checkpoint, capsys):
     flags = ["--cache-window", "40", "--cache-theta", "0.3", "--cache-lambda", "0.1",
-             "--cache-half-fill", "5"]  # fmt: skip
+             "--cache-half-fill", "5", "--cache-min-fill", "3"]  # fmt: skip
     evaluate_cli.main(
         ["--checkpoint", str(tiny_checkpoint), "--context", "document", "--cache", *flags]
     )
@@ -88,7 +88,8 @@ def test_evaluate_cli_prints_every_figure_of_a_cached_document(tiny_checkpoint, 
         ["--checkpoint", str(tiny_checkpoint), "--context", "document", "--json", "--cache"] + flags
     )
     result = json.loads(capsys.readouterr().out)
-    settings = {"window": 40, "theta": 0.3, "lam": 0.1, "unk_takes_mass": False, "half_fill": 5}
+    settings = {"window": 40, "theta": 0.3, "lam": 0.1, "unk_takes_mass": False, "half_fill": 5,
+                "min_fill": 3}  # fmt: skip
     assert result["cache"] == settings
 
 

@@ -27,17 +27,17 @@ def _rows(text: str) -> list[list[str]]:
 def test_tune_cache_records_the_best_grid_point(copy, tmp_path, capsys):
     before = json.loads((copy / "config.json").read_text())
     grid = ["--windows", "20", "200", "--thetas", "0.2", "--lambdas", "0.1", "0.3",
-            "--half-fills", "0", "10"]  # fmt: skip
+            "--half-fills", "0", "10", "--min-fills", "0", "4"]  # fmt: skip
     dynamic = ["--dynamic", "--dynamic-lrs", "0.1", "--dynamic-decays", "0.01"]
     table = tmp_path / "grid.tsv"
     tune_cache.main(["--checkpoint", str(copy), *grid, *dynamic, "--dynamic-lines", "5",
                      "--tolerance", "0", "--grid-file", str(table)])  # fmt: skip
     out = capsys.readouterr().out
     assert out.startswith("valid split of ")  # the corpus the checkpoint was trained on
-    # the whole grid in the file: the model alone per context, then the 8-point grid twice for
+    # the whole grid in the file: the model alone per context, then the 16-point grid twice for
     # lines (a cache per line or across them) and once for the document
     every = _rows(table.read_text())
-    assert len(every) == (1 + 2 * 8) + (1 + 8)
+    assert len(every) == (1 + 2 * 16) + (1 + 16)
     best = min(every, key=lambda row: float(row[-1]))
     # on stdout: the five best, the two without a cache, then the chosen one (the best)
     shown = _rows(out)
@@ -47,8 +47,8 @@ def test_tune_cache_records_the_best_grid_point(copy, tmp_path, capsys):
     assert {k: v for k, v in after.items() if k != "inference"} == before
     context, cache = load_inference_config(after)
     assert context == best[0] and load_cache_scope(after) == best[1] and cache is not None
-    recorded = (cache.window, cache.theta, cache.lam, cache.half_fill)
-    assert recorded == (int(best[2]), float(best[3]), float(best[4]), float(best[5]))
+    recorded = (cache.window, cache.theta, cache.lam, cache.half_fill, cache.min_fill)
+    assert recorded == (int(best[2]), float(best[3]), float(best[4]), float(best[5]), int(best[6]))
     assert after["inference"]["dynamic"] == {"lr": 0.1, "decay": 0.01, "segment": 50}
     evaluate_cli.main(["--checkpoint", str(copy), "--cache", "--json", "--context", context])
     assert json.loads(capsys.readouterr().out)["cache"] == cache.to_dict()
@@ -57,11 +57,11 @@ def test_tune_cache_records_the_best_grid_point(copy, tmp_path, capsys):
 def test_every_point_is_judged_as_read_and_line_by_line(copy, tmp_path, capsys):
     table = tmp_path / "grid.tsv"
     tune_cache.main(["--checkpoint", str(copy), "--windows", "50", "--thetas", "0.3",
-                     "--lambdas", "0.2", "--half-fills", "0", "5", "--grid-file", str(table),
-                     "--dry-run"])  # fmt: skip
+                     "--lambdas", "0.2", "--half-fills", "0", "5", "--min-fills", "0",
+                     "--grid-file", str(table), "--dry-run"])  # fmt: skip
     capsys.readouterr()
     rows = {
-        (row[0], row[1], row[-4]): [float(x) for x in row[-3:]] for row in _rows(table.read_text())
+        (row[0], row[1], row[-5]): [float(x) for x in row[-3:]] for row in _rows(table.read_text())
     }
     for half in ("0.0", "5.0"):
         # the line reading with a cache per line is the lines-alone reading itself
