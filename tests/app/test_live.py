@@ -71,7 +71,7 @@ def test_stream_arrives_event_by_event(live_url: str) -> None:
     assert final["usage"]["generated_tokens"] == len(tokens)
 
 
-def test_health_answers_within_50_ms_during_a_500_token_generation(live_url: str) -> None:
+def test_health_answers_between_the_tokens_of_a_500_token_generation(live_url: str) -> None:
     started, finished = threading.Event(), threading.Event()
     request = {"prompt": "我", "max_new_tokens": 500, "ignore_eos": True, "stream": True}
     events: list[object] = []
@@ -84,20 +84,23 @@ def test_health_answers_within_50_ms_during_a_500_token_generation(live_url: str
                     events.append(line)
         finished.set()
 
-    latencies = []
+    # how many tokens streamed while each /health call was in flight: a health check that
+    # waited for the generation (or for a long stretch of it) would see dozens or hundreds
+    streamed_during = []
     with httpx.Client(base_url=live_url, timeout=TIMEOUT) as http:
         http.get("/health")  # the connection is open before the generation starts
         thread = threading.Thread(target=generate)
         thread.start()
         assert started.wait(30)
-        while not finished.is_set() and len(latencies) < 200:
-            before = time.perf_counter()
+        while not finished.is_set() and len(streamed_during) < 200:
+            before = len(events)
             assert http.get("/health").status_code == 200
-            latencies.append(time.perf_counter() - before)
+            if not finished.is_set():
+                streamed_during.append(len(events) - before)
         thread.join(30)
     assert finished.is_set() and len(events) == 500 + 2  # tokens, final event, [DONE]
-    assert len(latencies) >= 3, latencies
-    assert max(latencies) < 0.05, latencies
+    assert len(streamed_during) >= 3, streamed_during  # answered while the tokens still came
+    assert max(streamed_during) <= 10, streamed_during
 
 
 def test_seeded_request_same_text_alone_and_amid_15_concurrent(live_url: str) -> None:
