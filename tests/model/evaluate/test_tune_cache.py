@@ -85,6 +85,17 @@ def test_the_smallest_window_within_the_tolerance_is_chosen():
     assert tune_cache.choose([point(None, 150.0), *points[1:]], 0.005).cache is None
 
 
+def test_within_the_tolerance_the_cache_that_waits_longest_is_chosen():
+    def point(min_fill: int, ppl: float) -> tune_cache.GridPoint:
+        cache = CacheConfig(300, 0.2, 0.2, half_fill=100.0, min_fill=min_fill)
+        return tune_cache.GridPoint("line", "document", cache, ppl, ppl, ppl)
+
+    points = [point(0, 165.25), point(4, 165.25), point(8, 165.29), point(16, 170.0)]
+    assert tune_cache.choose(points, 0.005).cache.min_fill == 8
+    assert tune_cache.choose(points, 0.0).cache.min_fill == 4  # 0 and 4 tie: 4 waits longer
+    assert tune_cache.choose(points, 0.05).cache.min_fill == 16
+
+
 def test_tune_cache_refuses_a_bad_grid_before_reading(copy):
     with pytest.raises(SystemExit, match="lambda must be in"):
         tune_cache.main(["--checkpoint", str(copy), "--lambdas", "1.5"])
