@@ -74,14 +74,18 @@ def test_each_cell_learns_a_regular_sequence(cell, output_layer, one_thread):
     assert losses[-1] < LEARNED * losses[0], losses
 
 
+def _small_model(output_layer: str) -> RNNLanguageModel:
+    """An 8-wide model in evaluation mode, seeded, with two tail clusters when adaptive."""
+    torch.manual_seed(0)
+    config = ModelConfig(
+        VOCAB, output_layer=output_layer, embedding_size=8, hidden_size=8, cutoffs=[10, 30]
+    )
+    return RNNLanguageModel(config).eval()
+
+
 @pytest.mark.parametrize("output_layer", ["full", "adaptive"])
 def test_log_probs_are_a_distribution_matching_target_scores(output_layer):
-    torch.manual_seed(0)
-    model = RNNLanguageModel(
-        ModelConfig(
-            VOCAB, output_layer=output_layer, embedding_size=8, hidden_size=8, cutoffs=[10, 30]
-        )
-    ).eval()
+    model = _small_model(output_layer)
     batch = _toy_batch()
     features, state = model(batch.inputs)
     full = model.log_probs(features.reshape(-1, features.size(-1)))
@@ -93,12 +97,7 @@ def test_log_probs_are_a_distribution_matching_target_scores(output_layer):
 
 @pytest.mark.parametrize("output_layer", ["full", "adaptive"])
 def test_more_positions_than_one_output_call_are_scored_in_chunks_alike(output_layer, monkeypatch):
-    torch.manual_seed(0)
-    model = RNNLanguageModel(
-        ModelConfig(
-            VOCAB, output_layer=output_layer, embedding_size=8, hidden_size=8, cutoffs=[10, 30]
-        )
-    ).eval()
+    model = _small_model(output_layer)
     batch = _toy_batch()
     features, _ = model(batch.inputs)
     whole = model.target_log_probs(features, batch.targets)
