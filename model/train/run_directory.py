@@ -25,7 +25,7 @@ from model.train.budget import Progress, stop_reason
 from model.train.config import TrainConfig
 from model.train.curves import plot_curves
 from model.train.data import Data
-from model.train.resume import write_snapshot
+from model.train.resume import RESUME_STATE, RESUME_TENSORS, write_snapshot
 
 METRICS = "metrics.jsonl"
 CURVES = "curves.png"
@@ -105,3 +105,16 @@ def write_run(
             plot_curves(progress.history, replace_file(directory, CURVES), title)
 
     write_directory_atomically(output, fill, keep=() if best is not None else (WEIGHTS,))
+
+
+def write_final_record(output: Path, model: RNNLanguageModel, data: Data, record: dict) -> None:
+    """Atomically replace `output`'s config.json and vocabulary with `record` (the run's last,
+    with its test perplexity), keeping every other file as it is: when training stops its weights,
+    snapshot and metrics are already on disk, so the end of a run rewrites no tensor and needs no
+    optimizer state in memory."""
+
+    def fill(directory: Path) -> None:
+        write_checkpoint_files(directory, model, data.vocab, data.spec, record, write_weights=False)
+
+    kept = (WEIGHTS, RESUME_TENSORS, RESUME_STATE, METRICS, CURVES)
+    write_directory_atomically(output, fill, keep=kept)

@@ -47,7 +47,12 @@ from model.train.config import TrainConfig, parse_config
 from model.train.data import Data, prepare_data
 from model.train.distributed import init_world, wrap_for_training
 from model.train.resume import RESUME_STATE, RESUME_TENSORS, read_snapshot
-from model.train.run_directory import CARRIED_STATE, run_record, write_run
+from model.train.run_directory import (
+    CARRIED_STATE,
+    run_record,
+    write_final_record,
+    write_run,
+)
 from model.train.validation import record_validation, split_perplexity
 from model.train.word2vec import initialise_embeddings
 
@@ -315,10 +320,23 @@ class Trainer:
                 f"{p.tokens_seen:,}",
                 f"{planned_tokens(c, self.data.ids['train'].num_tokens()):,}",
             )
+        self.release_training_state()
         best = load_checkpoint(self.output, self.device).model  # as the service will see it
         test_ppl = self.evaluate("test", best)
-        self.write(test_ppl)
-        return run_record(c, self.data, p, self.coverage, test_ppl)["training"]
+        record = run_record(c, self.data, p, self.coverage, test_ppl)
+        if self.world.is_main:
+            write_final_record(self.output, best, self.data, record)
+        self.world.barrier()
+        return record["training"]
+
+    def release_training_state(self) -> None:
+        """Free what only further steps would need (gradients, the optimizer's moments, the
+        weight average) before the final test reading: the snapshot on disk holds all of it, and
+        the optimizer's moments alone are twice the weights."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.state.clear()
+        self.average = None
+        release_free_memory()
 
 
 def train(config: TrainConfig) -> dict:

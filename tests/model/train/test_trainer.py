@@ -88,6 +88,40 @@ def test_interrupted_run_resumed_ends_where_an_uninterrupted_one_does(
     )
 
 
+def test_a_finished_run_continued_with_a_larger_budget_equals_one_given_it_from_the_start(
+    tiny_config, tmp_path
+):
+    # the run's end frees the optimizer's moments before reading test and rewrites only
+    # config.json: the snapshot it leaves must still hold them, or the continuation differs
+    train(tiny_config(tmp_path / "whole", max_steps=12, epochs=50))
+    short = tiny_config(tmp_path / "parted", max_steps=6, epochs=50)
+    assert train(short)["test_ppl"] is not None
+    longer = tiny_config(tmp_path / "parted", max_steps=12, epochs=50)
+    longer.resume = True
+    train(longer)
+    a, b = _weights(tmp_path / "whole"), _weights(tmp_path / "parted")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    recorded = load_checkpoint(tmp_path / "parted").metadata["training"]
+    assert recorded["steps"] == 12 and recorded["test_ppl"] is not None
+
+
+def test_the_final_test_reading_holds_no_gradients_or_optimizer_moments(
+    tiny_config, tmp_path, monkeypatch
+):
+    seen = []
+    original = Trainer.evaluate
+
+    def record_state(self, split, model=None):
+        if split == "test":
+            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+            seen.append((len(grads), len(self.optimizer.state)))
+        return original(self, split, model)
+
+    monkeypatch.setattr(Trainer, "evaluate", record_state)
+    train(tiny_config(tmp_path / "run", max_steps=4))
+    assert seen == [(0, 0)]
+
+
 def test_existing_run_is_not_overwritten_without_resume(tiny_config, tmp_path):
     train(tiny_config(tmp_path / "run", max_steps=3))
     with pytest.raises(SystemExit, match="--resume"):
