@@ -9,7 +9,10 @@ unless --source names a text file) written N times over, once, to a folder the b
 a subprocess whose whole process tree is sampled (bench/process_tree.py): prepare (a fresh store
 folder for every measured preparation, so none reads an earlier store), vocabulary, word2vec
 (1 epoch), a fixed training run of --train-tokens tokens, and evaluation on the test split. At
---compare-workers-at (10× unless told), preparation is also timed with 1 and with 2 workers.
+--compare-workers-at (10× unless told), preparation is also timed with 1 and with 2 workers,
+and beside it the most a second worker can gain on this machine: two processes segmenting the
+same sample at once against one alone (two virtual CPUs may share a core, and jieba's dictionary
+lookups share the caches).
 Rows are printed as they are measured; the page (bench/corpus_scale_page.py) and its JSON
 record go to --output.
 """
@@ -20,11 +23,14 @@ import argparse
 import contextlib
 import datetime
 import json
+import multiprocessing
 import os
 import shlex
 import shutil
+import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import cast
@@ -33,6 +39,7 @@ from bench.corpus_scale_page import TABLE_HEAD, format_row, page
 from bench.process_tree import run_sampled
 from bench.records import ROOT, portable, write_record
 from model.hardware import describe_cpu
+from model.tokenizers import Tokenizer, TokenizerSpec, build_tokenizer
 from model.train.corpora import PEOPLES_DAILY, resolve_source, text_lines
 
 # each stage's command after `python -m`; each {placeholder} is filled per corpus after the split
@@ -49,6 +56,8 @@ STAGES: dict[str, str] = {
 }
 COMPARED_WORKERS = (1, 2)
 DISK_FACTOR = 3  # free space wanted per corpus byte: the corpus, its stores, checkpoints
+CEILING_BYTES = 400_000  # text each process segments to measure the parallel ceiling (~2 s)
+WORK_NAME = "WORK"  # how the page names --work-dir, wherever it was
 
 
 def shown_command(stage: str, **values: object) -> str:
@@ -159,6 +168,44 @@ def measure_size(size: int, text: bytes, work: Path, args: argparse.Namespace) -
             yield {"size": size, "corpus_bytes": corpus_bytes, **row}
 
 
+_ceiling_tokenizer: Tokenizer | None = None
+_ceiling_lines: list[str] = []
+
+
+def _start_segmenting(lines: list[str]) -> None:
+    """Give this process the tokenizer and the sample, and segment it once (jieba loads its
+    dictionary on first use, which is not what is timed)."""
+    global _ceiling_tokenizer, _ceiling_lines
+    _ceiling_tokenizer, _ceiling_lines = build_tokenizer(TokenizerSpec()), lines
+    _segment_sample()
+
+
+def _segment_sample(_: object = None) -> float:
+    """Seconds this process takes to segment the sample with the default tokenizer."""
+    assert _ceiling_tokenizer is not None
+    started = time.perf_counter()
+    for line in _ceiling_lines:
+        _ceiling_tokenizer.tokenize(line)
+    return time.perf_counter() - started
+
+
+def parallel_ceiling(text: bytes, processes: int = 2, rounds: int = 5) -> float:
+    """How many times one process's rate `processes` processes reach together when each
+    segments the same sample of `text` (its first CEILING_BYTES) with nothing else to do: the
+    most `processes` preparing workers can gain on this machine, whatever the pipeline around
+    them. The median of `rounds` rounds, each timing one alone and then all at once."""
+    lines = text[:CEILING_BYTES].decode("utf-8", "ignore").splitlines()
+    context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    ratios = []
+    with context.Pool(processes, _start_segmenting, (lines,)) as pool:
+        for _ in range(rounds):
+            alone = pool.apply(_segment_sample)
+            started = time.perf_counter()
+            pool.map(_segment_sample, range(processes), chunksize=1)
+            ratios.append(processes * alone / (time.perf_counter() - started))
+    return statistics.median(ratios)
+
+
 def check_disk(work: Path, text: bytes, sizes: list[int]) -> None:
     """Stop before writing when work's filesystem lacks room for the corpora and their stores."""
     needed = DISK_FACTOR * len(text) * sum(sizes)
@@ -232,11 +279,17 @@ def measure(args: argparse.Namespace, text: bytes, emit: Callable[[str], None]) 
 def main(argv: list[str] | None = None) -> None:
     """Measure every size, printing rows as they come, then write the page and its record."""
     args = parse_args(argv)
-    command = " ".join(["python -m bench.corpus_scale", *map(shlex.quote, argv or sys.argv[1:])])
+    given = [WORK_NAME if word == str(args.work_dir) else word for word in argv or sys.argv[1:]]
+    command = " ".join(["python -m bench.corpus_scale", *map(shlex.quote, given)])
     print(describe_cpu(), command, "", *TABLE_HEAD, sep="\n", flush=True)
     load_before = os.getloadavg()[0]
     text = source_text(args.source)
     rows = measure(args, text, lambda row: print(row, flush=True))
+    ceiling = (
+        parallel_ceiling(text, max(COMPARED_WORKERS))
+        if args.compare_workers_at in args.sizes
+        else None
+    )
     record = {
         "command": command,
         "machine": describe_cpu(),
@@ -246,6 +299,7 @@ def main(argv: list[str] | None = None) -> None:
         "source_bytes": len(text),
         "workers": args.workers,
         "compare_workers_at": args.compare_workers_at,
+        "parallel_ceiling": ceiling,
         "train_tokens": args.train_tokens,
         "stages": {
             stage: shown_command(
@@ -256,7 +310,9 @@ def main(argv: list[str] | None = None) -> None:
         "rows": rows,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    shareable = cast(dict, portable(record))  # the page, like the record, names no path of ours
+    # the page, like the record, names no path of ours: --work-dir becomes WORK, the rest portable
+    named = json.dumps(record).replace(json.dumps(str(args.work_dir))[1:-1], WORK_NAME)
+    shareable = cast(dict, portable(json.loads(named)))
     args.output.write_text(page(shareable), encoding="utf-8")
     write_record(args.output.with_suffix(".json"), record)
     print(f"wrote {args.output} and {args.output.with_suffix('.json')}")

@@ -111,10 +111,17 @@ def _workers_rate(record: dict) -> list[tuple[str, bool | None]]:
     if one is None or two is None:
         return [(f"Preparing {size}× with 2 workers against 1 (≥ 1.7×)", None)]
     ratio = one["seconds"] / two["seconds"]  # the same bytes, so the rate ratio
+    ceiling = record.get("parallel_ceiling")
+    machine = (
+        f"; two processes that only segment the same sample reach {ceiling:.2f}× one's rate on "
+        "this machine, the most a second worker can gain here"
+        if ceiling
+        else ""
+    )
     return [
         (
             f"Preparing {size}× with 2 workers runs at {ratio:.2f}× the rate of 1 worker "
-            f"({duration(two['seconds'])} against {duration(one['seconds'])}) (≥ 1.7×)",
+            f"({duration(two['seconds'])} against {duration(one['seconds'])}{machine}) (≥ 1.7×)",
             ratio >= 1.7,
         )
     ]

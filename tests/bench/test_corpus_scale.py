@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 
 from bench import corpus_scale
-from bench.corpus_scale import measure, parse_args, shown_command, source_text, write_repeated
+from bench.corpus_scale import (
+    measure,
+    parallel_ceiling,
+    parse_args,
+    shown_command,
+    source_text,
+    write_repeated,
+)
 from bench.corpus_scale_page import checks, format_row, page
 from bench.process_tree import run_sampled
 from bench.records import ROOT
@@ -118,7 +125,7 @@ def test_the_page_names_the_cpu_and_judges_each_must_show_figure() -> None:
         _row(100, "prepare", 260.0, 2100, workers=2),
         _row(100, "training", 21.0, 1100),
     ]
-    text = page(_record(rows))
+    text = page({**_record(rows), "parallel_ceiling": 1.62})
     assert f"on {describe_cpu()} (1-minute load average 0.10 before, 1.90 after)" in text
     assert (
         "| 10× | prepare | 2 | 25.0 s | 629 MB | 315 MB | 194,840 lines, 9,000,000 tokens" in text
@@ -127,6 +134,7 @@ def test_the_page_names_the_cpu_and_judges_each_must_show_figure() -> None:
     assert "- pass: The 200,000-token training run's peak anonymous memory at 100× is 1,153" in text
     assert "- FAIL: Peak anonymous memory of preparing 100× is 2.20 GB (≤ 2 GB)" in text
     assert "- pass: Preparing 10× with 2 workers runs at 1.76× the rate of 1 worker" in text
+    assert "two processes that only segment the same sample reach 1.62× one's rate" in text
     assert "- pass: Preparing 100× takes 10.40× the time of 10×" in text
     assert "file cache: the kernel drops them" in text and "Word2vec runs 1 epoch" in text
     assert "At 10× preparation is also timed with 1 and with 2 workers" in text
@@ -204,6 +212,7 @@ def test_the_real_stages_run_end_to_end_on_a_small_source(tmp_path: Path) -> Non
     output = tmp_path / "corpus-scale.md"
     command = [sys.executable, "-m", "bench.corpus_scale", "--sizes", "1", "--source", str(source)]
     command += ["--workers", "1", "--train-tokens", "2000", "--preset", "plain"]
+    command += ["--work-dir", str(tmp_path / "work dir")]
     done = subprocess.run(
         [*command, "--output", str(output)], cwd=ROOT, capture_output=True, text=True, timeout=180
     )
@@ -218,3 +227,10 @@ def test_the_real_stages_run_end_to_end_on_a_small_source(tmp_path: Path) -> Non
     page_text = output.read_text(encoding="utf-8")
     assert f"on {cpu}, " in page_text and "test ppl" in page_text
     assert not MACHINE_PATH.search(page_text)  # word2vec prints its temporary output path
+    assert "--work-dir WORK" in page_text and "work dir" not in page_text
+
+
+def test_the_parallel_ceiling_times_processes_that_only_segment() -> None:
+    sample = "中国经济发展很快。我们热爱和平。\n".encode() * 200
+    ceiling = parallel_ceiling(sample, processes=2, rounds=1)
+    assert 0.2 < ceiling < 4  # a rate ratio of two processes: near 1 to 2, never absurd
