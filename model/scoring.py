@@ -34,6 +34,7 @@ from model.pointer_cache import CacheConfig, PointerCache, mix_log_probs
 from model.rnn import IGNORE, RNNLanguageModel
 
 CONTEXTS = ("line", "document")  # the two readings of a split; config.json names one
+READ_POSITIONS = 4096  # rows × steps one forward pass of read_each_line reads at most
 
 
 def perplexity(mean_nll: float) -> float:
@@ -60,14 +61,17 @@ def read_each_line(
 ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor | None]]:
     """(line index, log-probability of each of its targets (T,), and with keep_features the
     output feature before each target (T, D) float32) for every line, each read from the start
-    state in length-grouped batches, `window` steps a forward pass; lines come in batch order,
-    not the order given."""
+    state in length-grouped batches, `window` steps a forward pass, fewer when the batch is wide:
+    a pass reads at most READ_POSITIONS positions, so the memory of one pass (the LSTM holds
+    four gates a position) is the same for 64 long lines as for a few; the state carries across
+    passes, so the scores do not change. Lines come in batch order, not the order given."""
     model.eval()
     device = model.device
     for batch in make_batches(lines, eos_id, batch_size):
         state = None
         scores, outputs = [], []
-        for inputs, targets in batch.windows(window):
+        steps = max(1, min(window, READ_POSITIONS // batch.inputs.size(0)))
+        for inputs, targets in batch.windows(steps):
             features, state = model(inputs.to(device), state)
             window_scores = torch.full(targets.shape, float("nan"))
             window_scores[targets != IGNORE] = (

@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from model import scoring
 from model.pointer_cache import CacheConfig
 from model.scoring import (
     chunk_target_log_probs,
@@ -120,3 +121,23 @@ def test_chunk_target_log_probs_of_a_ragged_batch_are_each_lines_own_scores(chec
         values = chunk_target_log_probs(model, features, [[*line, eos] for line in rows])
     for got, expected in zip(values, score_lines(model, rows, eos), strict=True):
         assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_a_wide_batch_is_read_in_passes_of_bounded_positions_with_the_same_scores(
+    checkpoint, lines, monkeypatch
+):
+    model, eos_id = checkpoint.model, checkpoint.vocab.eos_id
+    long_lines = [list(line) * 6 for line in lines[:12]]  # 12 rows, each over 24 steps
+    whole = score_lines(model, long_lines, eos_id, batch_size=12, window=64)
+    shapes = []
+    original = type(model).forward
+
+    def record(self, tokens, state=None):
+        shapes.append(tuple(tokens.shape))
+        return original(self, tokens, state)
+
+    monkeypatch.setattr(scoring, "READ_POSITIONS", 12 * 8)  # 8 steps a pass for 12 rows
+    monkeypatch.setattr(type(model), "forward", record)
+    bounded = score_lines(model, long_lines, eos_id, batch_size=12, window=64)
+    assert max(rows * steps for rows, steps in shapes) <= 12 * 8 and len(shapes) > 3
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(whole, bounded, strict=True))
