@@ -213,10 +213,12 @@ class Trainer:
             state = state.detach()  # truncated BPTT: the next window does not backprop here
             loss = -log_probs.mean() if log_probs.numel() else log_probs.sum()
             self.set_lr(scheduled_lr(c, p, self._epoch_fraction))
-            self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip)
             self.optimizer.step()
+            # freed now, not before the next backward: the next window's forward (and the
+            # final test reading) runs without a second copy of the weights' size held
+            self.optimizer.zero_grad(set_to_none=True)
             self.progress.step += 1
             self._update_average()
             # every rank sees about as many targets: scale its share to the whole step
@@ -330,10 +332,9 @@ class Trainer:
         return record["training"]
 
     def release_training_state(self) -> None:
-        """Free what only further steps would need (gradients, the optimizer's moments, the
-        weight average) before the final test reading: the snapshot on disk holds all of it, and
-        the optimizer's moments alone are twice the weights."""
-        self.optimizer.zero_grad(set_to_none=True)
+        """Free what only further steps would need (the optimizer's moments, the weight
+        average) before the final test reading: the snapshot on disk holds both, and the
+        moments alone are twice the weights. (Each step already frees its gradients.)"""
         self.optimizer.state.clear()
         self.average = None
         release_free_memory()
