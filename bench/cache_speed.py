@@ -16,9 +16,9 @@ from collections.abc import Callable
 
 import torch
 
-from model.checkpoint import load_checkpoint
 from model.hardware import describe_cpu
 from model.pointer_cache import CacheConfig, PointerCache, mix_rows
+from model.served import load_served_model
 
 
 def median_ms(call: Callable[[], object], repeats: int) -> float:
@@ -48,7 +48,7 @@ def full_caches(batch: int, window: int, feature_size: int, vocab_size: int) -> 
 @torch.inference_mode()
 def measure(checkpoint_dir: str, batch: int, windows: list[int], repeats: int) -> list[str]:
     """The table's lines: the model step, then mix_rows per window."""
-    model = load_checkpoint(checkpoint_dir).model
+    model = load_served_model(checkpoint_dir).model  # the weights the service runs here
     state = model.init_state(batch)
     tokens = torch.randint(0, model.config.vocab_size, (batch, 1))
 
