@@ -10,9 +10,9 @@ a subprocess whose whole process tree is sampled (bench/process_tree.py): prepar
 folder for every measured preparation, so none reads an earlier store), vocabulary, word2vec
 (1 epoch), a fixed training run of --train-tokens tokens, and evaluation on the test split. At
 --compare-workers-at (10× unless told), preparation is also timed with 1 and with 2 workers,
-and beside it the most a second worker can gain on this machine: two processes segmenting the
-same sample at once against one alone (two virtual CPUs may share a core, and jieba's dictionary
-lookups share the caches).
+and, after every stage, a reference for what a second core gives on this machine: two
+processes segmenting the same sample at once against one alone (two virtual CPUs may share a
+core, and jieba's dictionary lookups share the caches; the figure varies from run to run).
 Rows are printed as they are measured; the page (bench/corpus_scale_page.py) and its JSON
 record go to --output.
 """
@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> None:
     named = json.dumps(record).replace(json.dumps(str(args.work_dir))[1:-1], WORK_NAME)
     shareable = cast(dict, portable(json.loads(named)))
     args.output.write_text(page(shareable), encoding="utf-8")
-    write_record(args.output.with_suffix(".json"), record)
+    write_record(args.output.with_suffix(".json"), shareable)
     print(f"wrote {args.output} and {args.output.with_suffix('.json')}")
 
 

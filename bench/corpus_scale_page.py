@@ -113,8 +113,8 @@ def _workers_rate(record: dict) -> list[tuple[str, bool | None]]:
     ratio = one["seconds"] / two["seconds"]  # the same bytes, so the rate ratio
     ceiling = record.get("parallel_ceiling")
     machine = (
-        f"; two processes that only segment the same sample reach {ceiling:.2f}× one's rate on "
-        "this machine, the most a second worker can gain here"
+        f"; two processes that only segment the same sample, timed after every stage, reached "
+        f"{ceiling:.2f}× one's rate, a reference for what the machine's second core gives"
         if ceiling
         else ""
     )
