@@ -24,6 +24,7 @@ from model.train.build import build_optimizer
 from model.train.config import TrainConfig
 from model.train.data import Data, describe_vocabulary
 from model.train.distributed import LossHead
+from model.train.word2vec import estimate_vector_seconds
 
 log = logging.getLogger("nextword.train")
 
@@ -157,11 +158,18 @@ def announce_plan(
     config: TrainConfig, model: RNNLanguageModel, data: Data, device: torch.device
 ) -> None:
     """Log, before training, how many tokens the run reads and how long that should take on
-    this machine, from a few steps timed on a copy of the model."""
+    this machine, from a few steps timed on a copy of the model, and before that how long
+    the word2vec vectors should take, from a sample timed."""
     c = config
     speed = measure_tokens_per_second(c, model, data, device)
     tokens = planned_tokens(c, data.ids["train"].num_tokens())
-    vectors = f"word2vec vectors ({c.word2vec_epochs} passes) first, then " * c.word2vec_init
+    training_seconds = tokens / speed
+    vector_seconds, vectors = 0.0, ""
+    if c.word2vec_init:
+        vector_seconds = estimate_vector_seconds(data, c.embedding_size, c.seed, c.word2vec_epochs)
+        vectors = (
+            f"word2vec vectors ({c.word2vec_epochs} passes, {vector_seconds / 60:.1f} min), then "
+        )
     words = describe_vocabulary(data.store, c.max_vocab, data.vocab)
     cap = f"capped at {words['cap']:,}" if words["cap"] else "no cap"
     log.info(
@@ -175,11 +183,12 @@ def announce_plan(
         100 * words["coverage"],
     )
     log.info(
-        "plan: %straining on %s tokens, about %.1f min on this machine (%s tokens/s timed "
-        "on a copy of the model)%s",
+        "plan: %straining on %s tokens (%.1f min): about %.1f min on this machine in all (%s "
+        "training tokens/s timed on a copy of the model)%s",
         vectors,
         f"{tokens:,}",
-        tokens / speed / 60,
+        training_seconds / 60,
+        (training_seconds + vector_seconds) / 60,
         f"{speed:,.0f}",
         f"; capped at {c.max_minutes:g} min" if c.max_minutes else "",
     )

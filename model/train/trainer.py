@@ -79,8 +79,9 @@ class Trainer:
             started = time.monotonic()
             weight = self.model.embedding.weight
             with torch.no_grad():
+                progress = config.progress and self.world.is_main
                 self.coverage = initialise_embeddings(
-                    data, weight, config.seed, config.word2vec_epochs
+                    data, weight, config.seed, config.word2vec_epochs, progress
                 )
             vector_seconds = time.monotonic() - started
             log.info("word2vec vectors trained in %.1f s", vector_seconds)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 import tempfile
 import time
 import zlib
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from model.train.config import CORPUS_FLAGS, TrainConfig, add_config_flags
 from model.train.data import Data, prepare_data
@@ -28,6 +30,7 @@ from model.train.vector_files import copy_vectors, load_pretrained
 from model.vocab import EOS
 
 TEXT_SLICE = 1 << 22  # tokens written to the corpus file at a time
+SAMPLE_TOKENS = 100_000  # tokens of the training split timed to foresee word2vec's time
 # skip-gram settings of both the command line's defaults and --word2vec-init
 WINDOW, MIN_COUNT, EPOCHS = 5, 2, 5
 # model.train's flags that decide the tokens and the vocabulary; their help and defaults are
@@ -79,24 +82,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def write_training_text(data: Data, path: Path) -> int:
+def write_training_text(data: Data, path: Path, max_tokens: int | None = None) -> int:
     """Write the training split as the language model reads it, for gensim's corpus_file: a
     line per line, `<eos>` first (the model's start input), then its tokens with words outside
-    the vocabulary as `<unk>`, separated by spaces. Streamed from the store in slices, so its
-    memory does not grow with the corpus; returns the words written."""
+    the vocabulary as `<unk>`, separated by spaces (with max_tokens, only the split's first
+    tokens: a sample). Streamed from the store in slices, so its memory does not grow with the
+    corpus; returns the words written."""
     forward = data.store.lines("train", data.store.table(data.vocab))[: len(data.ids["train"])]
     words = np.array(data.vocab.itos, dtype=object)
     words[data.vocab.eos_id] = "\n" + EOS  # an <eos> closes a line and opens the next
     total = forward.num_tokens()
+    end = total if max_tokens is None else min(total, max_tokens)
     with open(path, "w", encoding="utf-8") as stream:
         stream.write(EOS)
-        for start in range(0, total, TEXT_SLICE):
-            ids = forward.stream(start, min(total, start + TEXT_SLICE))
-            if start + TEXT_SLICE >= total:
-                ids = ids[:-1]  # the last line's <eos> opens no line
+        for start in range(0, end, TEXT_SLICE):
+            ids = forward.stream(start, min(end, start + TEXT_SLICE))
+            if start + TEXT_SLICE >= end:
+                ids = ids[:-1]  # the last line's <eos> opens no line; a sample drops a word too
             stream.write(" " + " ".join(words[ids].tolist()))
         stream.write("\n")
-    return total
+    return end
 
 
 def _stable_hash(text: str) -> int:
@@ -116,11 +121,13 @@ def fit_vectors(
     epochs: int = EPOCHS,
     skip_gram: bool = True,
     workers: int | None = None,
+    callbacks: tuple = (),
 ):
     """A gensim Word2Vec model trained on a corpus_file (a sentence a line, words separated
     by spaces) with `workers` threads (default: every core), each reading its own part of the
-    file, so nothing loads the corpus (gensim is imported here: it takes a second)."""
-    gensim_models = import_training_package("gensim.models", "training word2vec vectors")
+    file, so nothing loads the corpus (gensim is imported here: it takes a second);
+    `callbacks` are gensim's, called around each pass."""
+    gensim_models = import_gensim_models()
     return gensim_models.Word2Vec(
         corpus_file=str(corpus_file),
         vector_size=size,
@@ -131,20 +138,66 @@ def fit_vectors(
         seed=seed,
         epochs=epochs,
         hashfxn=_stable_hash,
+        callbacks=callbacks,
     )
 
 
+def import_gensim_models():
+    """gensim.models, or MissingTrainingPackage saying that word2vec needs gensim."""
+    return import_training_package("gensim.models", "training word2vec vectors")
+
+
+class PassBar:
+    """A progress bar of word2vec's passes on stderr, given to gensim as a callback (gensim
+    calls these four hooks, those of its CallbackAny2Vec), so the longest stage of a large
+    corpus shows its pace and an ETA after its first pass."""
+
+    def __init__(self, passes: int):
+        self.passes = passes
+
+    def on_train_begin(self, model) -> None:
+        self.bar = tqdm(
+            total=self.passes, desc="word2vec", unit="pass", dynamic_ncols=True, file=sys.stderr
+        )
+
+    def on_epoch_begin(self, model) -> None:
+        pass  # a pass shows when it ends
+
+    def on_epoch_end(self, model) -> None:
+        self.bar.update()
+
+    def on_train_end(self, model) -> None:
+        self.bar.close()
+
+
+def estimate_vector_seconds(data: Data, size: int, seed: int, epochs: int = EPOCHS) -> float:
+    """Seconds --word2vec-init should take here: one pass over the training split's first
+    SAMPLE_TOKENS tokens on every core, timed, scaled to the whole split and its passes
+    (gensim's time grows with both), so the plan can say it before the stage starts."""
+    import_gensim_models()  # its import is not the vectors' time
+    logging.getLogger("gensim").setLevel(logging.WARNING)  # the run's log is about the LM
+    with tempfile.TemporaryDirectory(prefix="nextword-word2vec-") as directory:
+        sample = Path(directory) / "sample.txt"
+        words = write_training_text(data, sample, SAMPLE_TOKENS)
+        started = time.perf_counter()
+        fit_vectors(sample, size, seed=seed, epochs=1)
+        seconds = time.perf_counter() - started
+    return seconds * epochs * data.ids["train"].num_tokens() / max(words, 1)
+
+
 def initialise_embeddings(
-    data: Data, embedding: torch.Tensor, seed: int, epochs: int = EPOCHS
+    data: Data, embedding: torch.Tensor, seed: int, epochs: int = EPOCHS, progress: bool = False
 ) -> float:
     """Train skip-gram vectors with the defaults above on the training split, on every core,
-    and copy them into `embedding` (V, E) in place, for --word2vec-init; returns the
-    vocabulary's coverage."""
+    and copy them into `embedding` (V, E) in place, for --word2vec-init (with progress, a bar
+    of its passes); returns the vocabulary's coverage."""
     logging.getLogger("gensim").setLevel(logging.WARNING)  # the run's log is about the LM
     with tempfile.TemporaryDirectory(prefix="nextword-word2vec-") as directory:
         corpus_file = Path(directory) / "train.txt"
         write_training_text(data, corpus_file)
-        vectors = fit_vectors(corpus_file, embedding.size(1), seed=seed, epochs=epochs).wv
+        callbacks = (PassBar(epochs),) if progress else ()
+        size = embedding.size(1)
+        vectors = fit_vectors(corpus_file, size, seed=seed, epochs=epochs, callbacks=callbacks).wv
     stoi = data.vocab.stoi
     found = ((stoi[word], vectors[word]) for word in vectors.index_to_key if word in stoi)
     return copy_vectors(found, len(data.vocab), embedding)

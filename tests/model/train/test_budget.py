@@ -87,12 +87,16 @@ def test_the_planned_tokens_are_the_smallest_bounded_budget():
 
 
 def test_the_plan_is_announced_before_training_without_changing_the_run(
-    tiny_config, tmp_path, caplog
+    tiny_config, tmp_path, caplog, monkeypatch
 ):
-    quiet = train(tiny_config(tmp_path / "quiet", max_tokens=2000))
+    monkeypatch.setattr("model.train.word2vec.os.cpu_count", lambda: 1)  # vectors repeatable
+    quiet = train(tiny_config(tmp_path / "quiet", max_tokens=2000, word2vec_init=True))
     with caplog.at_level("INFO", logger="nextword.train"):
-        loud = train(tiny_config(tmp_path / "loud", max_tokens=2000, progress=True))
-    assert "training on 2,000 tokens" in caplog.text and "min on this machine" in caplog.text
+        loud = train(
+            tiny_config(tmp_path / "loud", max_tokens=2000, progress=True, word2vec_init=True)
+        )
+    assert "word2vec vectors (5 passes, " in caplog.text  # their time foreseen, then
+    assert "training on 2,000 tokens" in caplog.text and "min on this machine in all" in caplog.text
     a = load_file(str(tmp_path / "quiet" / "model.safetensors"))
     b = load_file(str(tmp_path / "loud" / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)

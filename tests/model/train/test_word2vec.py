@@ -62,6 +62,41 @@ def test_the_corpus_file_is_the_training_split_as_the_model_reads_it(
         assert all(s == t or s == "<unk>" for s, t in zip(sentence[1:], line, strict=True))
 
 
+def test_a_sample_of_the_corpus_file_is_its_first_words(tiny_config, tmp_path):
+    data = prepare_data(tiny_config(tmp_path))
+    whole = word2vec.write_training_text(data, tmp_path / "train.txt")
+    assert word2vec.write_training_text(data, tmp_path / "sample.txt", 50) == 50 < whole
+    sample = (tmp_path / "sample.txt").read_text("utf-8").split()
+    assert sample == (tmp_path / "train.txt").read_text("utf-8").split()[:50]
+
+
+def test_the_vectors_time_is_foreseen_from_one_pass_over_a_sample(
+    tiny_config, tmp_path, monkeypatch
+):
+    data = prepare_data(tiny_config(tmp_path))
+    fits, clock = [], iter([10.0, 12.0])  # the sample's pass takes 2 s
+    monkeypatch.setattr(word2vec, "SAMPLE_TOKENS", 40)
+    monkeypatch.setattr(word2vec.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(
+        word2vec,
+        "fit_vectors",
+        lambda path, size, *, seed, epochs: fits.append((len(path.read_text().split()), epochs)),
+    )
+    seconds = word2vec.estimate_vector_seconds(data, SIZE, seed=0, epochs=5)
+    assert fits == [(40, 1)]  # one pass over the sample
+    assert seconds == pytest.approx(2.0 * 5 * data.ids["train"].num_tokens() / 40)
+
+
+def test_word2vec_init_shows_its_passes_as_a_bar(tiny_config, tmp_path, capsys):
+    data = prepare_data(tiny_config(tmp_path))
+    embedding = torch.zeros(len(data.vocab), SIZE)
+    word2vec.initialise_embeddings(data, embedding, seed=0, epochs=3, progress=True)
+    shown = capsys.readouterr().err
+    assert "word2vec" in shown and "3/3" in shown and "pass" in shown
+    word2vec.initialise_embeddings(data, embedding, seed=0, epochs=3)
+    assert "word2vec" not in capsys.readouterr().err
+
+
 def test_training_starts_from_the_vectors(vectors_file, tiny_config, tmp_path):
     config = tiny_config(tmp_path, pretrained_embeddings=str(vectors_file))
     vocab = prepare_data(config).vocab
