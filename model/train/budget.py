@@ -166,7 +166,7 @@ def announce_plan(
     training_seconds = tokens / speed
     vector_seconds, vectors = 0.0, ""
     if c.word2vec_init:
-        vector_seconds = estimate_vector_seconds(data, c.embedding_size, c.seed, c.word2vec_epochs)
+        vector_seconds = estimate_vector_seconds(data, c)
         vectors = (
             f"word2vec vectors ({c.word2vec_epochs} passes, {vector_seconds / 60:.1f} min), then "
         )

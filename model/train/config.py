@@ -88,6 +88,11 @@ class TrainConfig:
         "on peoples-daily, counted in --max-minutes) and start the embeddings from them",
     )
     word2vec_epochs: int = _flag(5, "passes of --word2vec-init over the training split")
+    word2vec_workers: int | None = _flag(
+        None,
+        "threads of --word2vec-init (default: one while the training split has at most "
+        "2,000,000 tokens, so such a run repeats exactly; every core above that)",
+    )
     freeze_embeddings: bool = _flag(False, "keep pretrained embeddings fixed")
     init_from: str | None = _flag(
         None,

@@ -80,9 +80,7 @@ class Trainer:
             weight = self.model.embedding.weight
             with torch.no_grad():
                 progress = config.progress and self.world.is_main
-                self.coverage = initialise_embeddings(
-                    data, weight, config.seed, config.word2vec_epochs, progress
-                )
+                self.coverage = initialise_embeddings(data, weight, config, progress)
             vector_seconds = time.monotonic() - started
             log.info("word2vec vectors trained in %.1f s", vector_seconds)
         self.model.to(self.device)

@@ -31,6 +31,7 @@ from model.vocab import EOS
 
 TEXT_SLICE = 1 << 22  # tokens written to the corpus file at a time
 SAMPLE_TOKENS = 100_000  # tokens of the training split timed to foresee word2vec's time
+REPEATABLE_TOKENS = 2_000_000  # training splits up to this size get one thread: exact repeats
 # skip-gram settings of both the command line's defaults and --word2vec-init
 WINDOW, MIN_COUNT, EPOCHS = 5, 2, 5
 # model.train's flags that decide the tokens and the vocabulary; their help and defaults are
@@ -170,34 +171,60 @@ class PassBar:
         self.bar.close()
 
 
-def estimate_vector_seconds(data: Data, size: int, seed: int, epochs: int = EPOCHS) -> float:
+def vector_workers(config: TrainConfig, train_tokens: int) -> int:
+    """Threads for --word2vec-init: --word2vec-workers if given, else one for a training split
+    of at most REPEATABLE_TOKENS tokens and every core above it. gensim's threads update the
+    shared vectors in whatever order they run, so vectors from two threads, and the model
+    trained from them, differ from run to run; on a small split one thread costs seconds and
+    makes the run repeat exactly (the benchmark's default preset included), on a large one
+    the vectors are the run's longest stage and get every core."""
+    if config.word2vec_workers:
+        return config.word2vec_workers
+    return 1 if train_tokens <= REPEATABLE_TOKENS else os.cpu_count() or 1
+
+
+def estimate_vector_seconds(data: Data, config: TrainConfig) -> float:
     """Seconds --word2vec-init should take here: one pass over the training split's first
-    SAMPLE_TOKENS tokens on every core, timed, scaled to the whole split and its passes
-    (gensim's time grows with both), so the plan can say it before the stage starts."""
+    SAMPLE_TOKENS tokens with the run's threads, timed, scaled to the whole split and its
+    passes (gensim's time grows with both), so the plan can say it before the stage starts."""
+    total = data.ids["train"].num_tokens()
     import_gensim_models()  # its import is not the vectors' time
     logging.getLogger("gensim").setLevel(logging.WARNING)  # the run's log is about the LM
     with tempfile.TemporaryDirectory(prefix="nextword-word2vec-") as directory:
         sample = Path(directory) / "sample.txt"
         words = write_training_text(data, sample, SAMPLE_TOKENS)
         started = time.perf_counter()
-        fit_vectors(sample, size, seed=seed, epochs=1)
+        fit_vectors(
+            sample,
+            config.embedding_size,
+            seed=config.seed,
+            epochs=1,
+            workers=vector_workers(config, total),
+        )
         seconds = time.perf_counter() - started
-    return seconds * epochs * data.ids["train"].num_tokens() / max(words, 1)
+    return seconds * config.word2vec_epochs * total / max(words, 1)
 
 
 def initialise_embeddings(
-    data: Data, embedding: torch.Tensor, seed: int, epochs: int = EPOCHS, progress: bool = False
+    data: Data, embedding: torch.Tensor, config: TrainConfig, progress: bool = False
 ) -> float:
-    """Train skip-gram vectors with the defaults above on the training split, on every core,
-    and copy them into `embedding` (V, E) in place, for --word2vec-init (with progress, a bar
-    of its passes); returns the vocabulary's coverage."""
+    """Train skip-gram vectors with the defaults above on the training split (the run's seed,
+    --word2vec-epochs passes, vector_workers threads) and copy them into `embedding` (V, E) in
+    place, for --word2vec-init (with progress, a bar of its passes); returns the vocabulary's
+    coverage."""
     logging.getLogger("gensim").setLevel(logging.WARNING)  # the run's log is about the LM
     with tempfile.TemporaryDirectory(prefix="nextword-word2vec-") as directory:
         corpus_file = Path(directory) / "train.txt"
-        write_training_text(data, corpus_file)
-        callbacks = (PassBar(epochs),) if progress else ()
-        size = embedding.size(1)
-        vectors = fit_vectors(corpus_file, size, seed=seed, epochs=epochs, callbacks=callbacks).wv
+        total = write_training_text(data, corpus_file)
+        epochs = config.word2vec_epochs
+        vectors = fit_vectors(
+            corpus_file,
+            embedding.size(1),
+            seed=config.seed,
+            epochs=epochs,
+            workers=vector_workers(config, total),
+            callbacks=(PassBar(epochs),) if progress else (),
+        ).wv
     stoi = data.vocab.stoi
     found = ((stoi[word], vectors[word]) for word in vectors.index_to_key if word in stoi)
     return copy_vectors(found, len(data.vocab), embedding)

@@ -80,20 +80,35 @@ def test_the_vectors_time_is_foreseen_from_one_pass_over_a_sample(
     monkeypatch.setattr(
         word2vec,
         "fit_vectors",
-        lambda path, size, *, seed, epochs: fits.append((len(path.read_text().split()), epochs)),
+        lambda path, size, *, seed, epochs, workers: fits.append(
+            (len(path.read_text().split()), epochs, workers)
+        ),
     )
-    seconds = word2vec.estimate_vector_seconds(data, SIZE, seed=0, epochs=5)
-    assert fits == [(40, 1)]  # one pass over the sample
+    config = tiny_config(tmp_path, word2vec_epochs=5, word2vec_workers=3)
+    seconds = word2vec.estimate_vector_seconds(data, config)
+    assert fits == [(40, 1, 3)]  # one pass over the sample, with the run's threads
     assert seconds == pytest.approx(2.0 * 5 * data.ids["train"].num_tokens() / 40)
+
+
+def test_a_small_split_gets_one_thread_for_its_vectors_and_a_large_one_every_core(
+    tiny_config, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(word2vec.os, "cpu_count", lambda: 8)
+    config = tiny_config(tmp_path)
+    assert word2vec.vector_workers(config, word2vec.REPEATABLE_TOKENS) == 1
+    assert word2vec.vector_workers(config, word2vec.REPEATABLE_TOKENS + 1) == 8
+    config.word2vec_workers = 2  # the user's choice wins either way
+    assert word2vec.vector_workers(config, 10) == word2vec.vector_workers(config, 10**9) == 2
 
 
 def test_word2vec_init_shows_its_passes_as_a_bar(tiny_config, tmp_path, capsys):
     data = prepare_data(tiny_config(tmp_path))
     embedding = torch.zeros(len(data.vocab), SIZE)
-    word2vec.initialise_embeddings(data, embedding, seed=0, epochs=3, progress=True)
+    config = tiny_config(tmp_path, word2vec_epochs=3)
+    word2vec.initialise_embeddings(data, embedding, config, progress=True)
     shown = capsys.readouterr().err
     assert "word2vec" in shown and "3/3" in shown and "pass" in shown
-    word2vec.initialise_embeddings(data, embedding, seed=0, epochs=3)
+    word2vec.initialise_embeddings(data, embedding, config)
     assert "word2vec" not in capsys.readouterr().err
 
 
